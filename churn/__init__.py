@@ -1,0 +1,1 @@
+"""Shared bottom layer (settings, names) and the top layer (the `churn` CLI) of the churn platform."""

@@ -1,0 +1,47 @@
+"""One source of names shared by every stage: entity, columns, label, Feast and MLflow names."""
+
+from __future__ import annotations
+
+ENTITY = "customer"
+"""Feast entity name."""
+
+CUSTOMER_ID = "customer_id"
+"""Join key of the customer entity, and the id column of every table."""
+
+EVENT_TIMESTAMP = "event_timestamp"
+"""Timestamp column of the event log and of the Feast feature snapshots."""
+
+EVENT_TYPE = "event_type"
+AMOUNT = "amount"
+CATEGORY = "category"
+SIGNUP_DATE = "signup_date"
+CHURN_DATE = "churn_date"
+
+OBSERVATION_DATE = "observation_date"
+"""The date a snapshot describes: features use only events strictly before it."""
+
+LABEL = "churned"
+"""Binary label: 1 when the customer churns within the horizon after the observation date."""
+
+PREDICTION = "churn_probability"
+
+QUARANTINE_REASON = "quarantine_reason"
+"""Column of the quarantine file that says why a row was rejected."""
+
+# Feast feature views, grouped by theme. A feature's view follows from its name prefix.
+VIEW_PURCHASES = "purchases"
+VIEW_ENGAGEMENT = "engagement"
+VIEW_SERVICE = "service"
+VIEW_PROFILE = "profile"
+FEATURE_VIEWS = (VIEW_PURCHASES, VIEW_ENGAGEMENT, VIEW_SERVICE, VIEW_PROFILE)
+
+FEATURE_SERVICE = "churn_model_v1"
+"""Feast feature service that the model trains on and serving reads."""
+
+SNAPSHOT_SOURCE = "customer_snapshots"
+"""Feast data source over the feature snapshots Parquet file."""
+
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+
+STANDARD_EVENT_TYPES = ("purchase", "visit", "click", "message", "complaint", "support_ticket")

@@ -1,0 +1,302 @@
+"""Typed settings: `configs/*.yaml` mapped onto frozen pydantic models.
+
+Every model forbids unknown keys, so a typo in a config is an error that names the key and the
+file. URIs and secrets can be overridden by `CHURN_*` environment variables (see `ENV_OVERRIDES`).
+Relative paths in a config are relative to the workspace directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from churn import names
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+"""The embedded default config, used when no `--config` is given."""
+
+CONFIG_ENV = "CHURN_CONFIG"
+"""Environment variable naming the config file (used by the serving process)."""
+
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "CHURN_WORKSPACE": ("workspace",),
+    "CHURN_MLFLOW_TRACKING_URI": ("training", "tracking_uri"),
+    "CHURN_OPTUNA_STORAGE": ("training", "optuna_storage"),
+    "CHURN_FEAST_REGISTRY": ("feast", "registry"),
+    "CHURN_FEAST_ONLINE_STORE": ("feast", "online_store", "connection_string"),
+    "CHURN_API_KEY": ("serving", "api_key"),
+}
+"""Environment variable -> settings path it overrides (URIs and secrets only)."""
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or does not match the settings schema."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CustomersSource(_Frozen):
+    """Where the customers table comes from and how its columns map onto the contract."""
+
+    path: str = "raw/customers.parquet"
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {
+            names.CUSTOMER_ID: names.CUSTOMER_ID,
+            names.SIGNUP_DATE: names.SIGNUP_DATE,
+            names.CHURN_DATE: names.CHURN_DATE,
+        },
+        description="contract field -> column name in the file",
+    )
+    attributes: tuple[str, ...] = ("plan", "channel", "region", "value_tier")
+    """Optional static attributes, kept when present in the file."""
+
+
+class EventsSource(_Frozen):
+    """Where the event log comes from, its column mapping and the accepted event types."""
+
+    path: str = "raw/events.parquet"
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {
+            names.CUSTOMER_ID: names.CUSTOMER_ID,
+            names.EVENT_TIMESTAMP: names.EVENT_TIMESTAMP,
+            names.EVENT_TYPE: names.EVENT_TYPE,
+            names.AMOUNT: names.AMOUNT,
+            names.CATEGORY: names.CATEGORY,
+        },
+        description="contract field -> column name in the file",
+    )
+    event_types: tuple[str, ...] = names.STANDARD_EVENT_TYPES
+    default_event_type: str | None = None
+    """Event type given to every row when the file has no event type column (e.g. a transactions export)."""
+    timestamp_format: str | None = None
+    """strptime format of the timestamp column in a CSV; None lets pandas infer ISO 8601."""
+
+
+class DataSettings(_Frozen):
+    """The CRM data contract: sources and where ingested data lands."""
+
+    customers: CustomersSource = CustomersSource()
+    events: EventsSource = EventsSource()
+    clean_dir: str = "clean"
+    quarantine_dir: str = "quarantine"
+
+
+class GeneratorSettings(_Frozen):
+    """Defaults of the synthetic CRM generator."""
+
+    customers: int = Field(2_000, gt=0)
+    days: int = Field(180, gt=0)
+    seed: int = 42
+    start_date: dt.date = dt.date(2025, 1, 1)
+    drift_at: int | None = Field(None, ge=0)
+
+
+class FeatureSettings(_Frozen):
+    """Behaviour feature computation."""
+
+    windows_days: tuple[int, ...] = (7, 30, 90)
+    observation_every_days: int = Field(7, gt=0)
+    first_observation_after_days: int = Field(60, ge=0)
+    """Observation dates start this many days after the first event, so windows have history."""
+    snapshots_dir: str = "features"
+
+    @model_validator(mode="after")
+    def _windows_positive(self) -> FeatureSettings:
+        if not self.windows_days or min(self.windows_days) <= 0:
+            raise ValueError("windows_days must list at least one positive number of days")
+        return self
+
+
+class LabelSettings(_Frozen):
+    """How the churn label is defined."""
+
+    kind: Literal["contractual", "activity"] = "contractual"
+    horizon_days: int = Field(30, gt=0)
+    activity_event_types: tuple[str, ...] = ("purchase",)
+    """Event types that count as 'still active' for the activity (non-contractual) label."""
+
+
+class OnlineStoreSettings(_Frozen):
+    """Feast online store: SQLite embedded by default, Redis in the services profile."""
+
+    type: Literal["sqlite", "redis"] = "sqlite"
+    path: str = "feast/online_store.db"
+    connection_string: str | None = None
+
+
+class FeastSettings(_Frozen):
+    """Feast feature store settings."""
+
+    project: str = "churn"
+    registry: str = "feast/registry.db"
+    """A file path (embedded) or a SQLAlchemy URI such as postgresql+psycopg://... (services)."""
+    online_store: OnlineStoreSettings = OnlineStoreSettings()
+    ttl_days: int = Field(14, gt=0)
+    """How far back a point-in-time join may look for a snapshot: above the observation interval."""
+
+
+class TrainingSettings(_Frozen):
+    """Tuning, tracking and the model registry."""
+
+    experiment: str = "churn"
+    model_name: str = "churn-xgb"
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None means a SQLite file in the workspace."""
+    optuna_storage: str | None = None
+    """Optuna storage URI; None means a SQLite file in the workspace."""
+    n_trials: int = Field(20, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    seed: int = 42
+    metric: Literal["roc_auc", "pr_auc", "log_loss"] = "roc_auc"
+    valid_fraction: float = Field(0.25, gt=0, lt=1)
+    """Share of the latest labelled observation dates held out for validation (out-of-time)."""
+    max_rounds: int = Field(300, gt=0)
+    promotion_margin: float = Field(0.0, ge=0)
+    """A challenger becomes champion only if it beats the champion's metric by at least this."""
+
+
+class ServingSettings(_Frozen):
+    """BentoML scoring service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(3000, gt=0, lt=65536)
+    api_key: str | None = None
+    risk_tiers: dict[str, float] = Field(default_factory=lambda: {"high": 0.5, "medium": 0.2, "low": 0.0})
+    """Tier -> lowest probability in that tier."""
+    top_reasons: int = Field(3, ge=0)
+    startup_timeout_s: float = Field(120, gt=0)
+
+
+class MonitoringSettings(_Frozen):
+    """Evidently drift reports."""
+
+    reports_dir: str = "reports"
+    drift_share: float = Field(0.3, gt=0, le=1)
+    reference_sample: int = Field(5_000, gt=0)
+
+
+class Settings(_Frozen):
+    """The whole platform's settings, as loaded from one config file."""
+
+    workspace: str = "workspace"
+    """Where data, stores and reports go; relative to the current directory."""
+    data: DataSettings = DataSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    features: FeatureSettings = FeatureSettings()
+    labels: LabelSettings = LabelSettings()
+    feast: FeastSettings = FeastSettings()
+    training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    def path(self, relative: str | Path) -> Path:
+        """Resolve a path from the config against the workspace (absolute paths pass through)."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.workspace).resolve() / p
+
+    @property
+    def mlflow_uri(self) -> str:
+        """MLflow tracking URI: the configured one or a SQLite file in the workspace."""
+        return self.training.tracking_uri or f"sqlite:///{self.path('mlflow/mlflow.db')}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        """Artifact root of new MLflow experiments in the embedded profile."""
+        return self.path("mlflow/artifacts").as_uri()
+
+    @property
+    def optuna_uri(self) -> str:
+        """Optuna storage URI: the configured one or a SQLite file in the workspace."""
+        return self.training.optuna_storage or f"sqlite:///{self.path('optuna/optuna.db')}"
+
+
+def _set_path(tree: dict[str, Any], keys: tuple[str, ...], value: str) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{where}' (check its spelling against configs/default.yaml)"
+    return f"key '{where}': {error['msg']}"
+
+
+def parse_settings(raw: Mapping[str, Any], source: str, env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a config mapping, with `CHURN_*` overrides from `env` applied on top.
+
+    Args:
+        raw: The parsed YAML mapping.
+        source: Where it came from, named in errors.
+        env: Environment to read overrides from; `os.environ` when None.
+
+    Returns:
+        The frozen settings.
+
+    Raises:
+        ConfigError: A key is unknown or a value has the wrong type; the message names both.
+    """
+    tree: dict[str, Any] = _deep_copy(raw)
+    environ = os.environ if env is None else env
+    for var, keys in ENV_OVERRIDES.items():
+        if environ.get(var):
+            _set_path(tree, keys, environ[var])
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from a YAML file (the embedded default when `path` is None).
+
+    Args:
+        path: Config file; None reads `$CHURN_CONFIG` or else `configs/default.yaml`.
+        env: Environment for `CHURN_*` overrides; `os.environ` when None.
+
+    Returns:
+        The frozen settings.
+
+    Raises:
+        ConfigError: The file is missing, is not a YAML mapping, or does not match the schema.
+    """
+    environ = os.environ if env is None else env
+    chosen = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    try:
+        text = chosen.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{chosen}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{chosen}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{chosen}: expected a mapping of settings at the top level")
+    return parse_settings(raw, str(chosen), environ)
+
+
+def resolved_yaml(settings: Settings) -> str:
+    """The resolved settings as YAML, with secrets masked: what every job logs."""
+    data = settings.model_dump(mode="json")
+    if data["serving"].get("api_key"):
+        data["serving"]["api_key"] = "***"
+    return yaml.safe_dump(data, sort_keys=False)
