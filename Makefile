@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine with Python 3.11+:
+#   make quickstart   set up, then run the whole loop end to end on embedded defaults
+#   make test         set up, then run ruff, mypy and the whole test suite
+# Set-up installs uv (pip-installable) and syncs .venv to exactly uv.lock.
+
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: setup quickstart test lint bench clean
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+setup: $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+
+quickstart: setup
+	$(VENV)/bin/churn quickstart
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: setup
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf workspace bench/results

@@ -1,0 +1,480 @@
+"""The `churn` command line: the only module that wires the stages together."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from churn.settings import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, Settings, load_settings, resolved_yaml
+
+console = Console()
+log = logging.getLogger("churn")
+
+app = typer.Typer(
+    help="Churn prediction platform: data -> Feast features -> Optuna/XGBoost in MLflow -> BentoML -> Evidently.\n\n"
+    "Example: churn quickstart",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+data_app = typer.Typer(help="Generate or ingest CRM data.\n\nExample: churn data generate --customers 1000 --days 180")
+features_app = typer.Typer(help="Build behaviour features and load them into Feast.\n\nExample: churn features build")
+config_app = typer.Typer(help="Inspect the typed configuration.\n\nExample: churn config show --config configs/default.yaml")
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help=f"Config file (default: ${CONFIG_ENV} or configs/default.yaml).", exists=False),
+]
+
+
+@dataclass
+class Context:
+    """What every command receives: the settings and the config file they came from."""
+
+    settings: Settings
+    config_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fail(message: str, hint: str | None = None) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        console.print(f"[yellow]next:[/] {hint}")
+    return typer.Exit(code=1)
+
+
+def _load(config: Path | None, job: str, **overrides: Any) -> Context:
+    """Load settings (with CLI overrides) and log the resolved config for this job."""
+    path = (config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)).resolve()
+    try:
+        settings = load_settings(path)
+        if overrides:
+            settings = _override(settings, overrides, str(path))
+    except ConfigError as exc:
+        raise _fail(str(exc), "fix the key named above in the config file") from None
+    logs = settings.path("logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    logfile = logs / f"{job}-{stamp}.log"
+    handler = logging.FileHandler(logfile)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler, RichHandler(console=console, level=logging.WARNING, show_path=False)]
+    root.setLevel(logging.INFO)
+    log.info("job %s with config %s resolved to:\n%s", job, path, resolved_yaml(settings))
+    console.print(f"[dim]{job}: config {path}; resolved config logged to {logfile}[/]")
+    return Context(settings, path)
+
+
+def _override(settings: Settings, overrides: dict[str, Any], source: str) -> Settings:
+    from churn.settings import parse_settings
+
+    tree = settings.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return parse_settings(tree, f"{source} (with command-line options)", env={})
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+@data_app.command("generate")
+def data_generate(
+    customers: Annotated[int | None, typer.Option(help="Number of customers.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of history.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same files.")] = None,
+    drift_at: Annotated[int | None, typer.Option("--drift-at", help="Day from which behaviour drifts.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/raw).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Generate a synthetic CRM export (customers.parquet, events.parquet).
+
+    Example: churn data generate --customers 100000 --days 365 --seed 7 --drift-at 200
+    """
+    ctx = _load(
+        config,
+        "data-generate",
+        **{"generator.customers": customers, "generator.days": days, "generator.seed": seed,
+           "generator.drift_at": drift_at},
+    )
+    result = _generate(ctx.settings, out)
+    console.print(f"wrote {result['customers_path']} and {result['events_path']} ({result['events']:,} events)")
+
+
+def _generate(settings: Settings, out: Path | None = None) -> dict[str, Any]:
+    from features.generator import generate, write_generated
+
+    g = settings.generator
+    target = out or settings.path("raw")
+    with _progress() as progress:
+        task = progress.add_task("generating customers", total=g.customers)
+        data = generate(
+            g.customers, g.days, g.seed, start_date=g.start_date, drift_at=g.drift_at,
+            progress=lambda n: progress.advance(task, n),
+        )
+    customers_path, events_path = write_generated(data, target)
+    return {"customers_path": customers_path, "events_path": events_path, "events": data.events.num_rows}
+
+
+@data_app.command("ingest")
+def data_ingest(
+    customers: Annotated[Path | None, typer.Option(help="Customers CSV/Parquet (default: from the config).")] = None,
+    events: Annotated[Path | None, typer.Option(help="Events CSV/Parquet (default: from the config).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Validate a CRM export against the data contract; bad rows go to quarantine with a reason.
+
+    Example: churn data ingest --events exports/transactions.csv --config configs/my-shop.yaml
+    """
+    ctx = _load(config, "data-ingest")
+    report = _ingest(ctx.settings, customers, events)
+    console.print(report.summary_table())
+
+
+def _ingest(settings: Settings, customers: Path | None = None, events: Path | None = None) -> Any:
+    from features.contract import ContractError
+    from features.ingest import ingest
+
+    try:
+        return ingest(settings, customers_path=customers, events_path=events)
+    except ContractError as exc:
+        raise _fail(str(exc), "fix the column mapping under data: in the config and run again") from None
+    except FileNotFoundError as exc:
+        raise _fail(str(exc), "generate data with `churn data generate` or point --events/--customers at your export") from None
+
+
+# ---------------------------------------------------------------- features
+
+
+@features_app.command("build")
+def features_build(config: ConfigOption = None) -> None:
+    """Compute behaviour snapshots and churn labels from the ingested data (DuckDB over Parquet).
+
+    Example: churn features build --config configs/default.yaml
+    """
+    ctx = _load(config, "features-build")
+    result = _build(ctx.settings)
+    console.print(
+        f"{result.rows:,} snapshot rows x {len(result.features)} features over {len(result.observation_dates)} "
+        f"observation dates; {result.labelled_rows:,} labelled (churn rate {result.churn_rate:.1%}) -> {result.snapshots}"
+    )
+
+
+def _build(settings: Settings) -> Any:
+    from features.pipeline import build_features
+
+    try:
+        with console.status("computing behaviour features"):
+            return build_features(settings)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@features_app.command("apply")
+def features_apply(config: ConfigOption = None) -> None:
+    """Register the entity, feature views and feature service in the Feast registry.
+
+    Example: churn features apply
+    """
+    ctx = _load(config, "features-apply")
+    from features.pipeline import apply_features
+
+    with console.status("feast apply"):
+        applied = apply_features(ctx.settings)
+    console.print(f"applied {', '.join(applied)}")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    start: Annotated[dt.datetime | None, typer.Option(help="Start (UTC); default: the first snapshot.")] = None,
+    end: Annotated[dt.datetime | None, typer.Option(help="End (UTC); default: the last snapshot.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Load feature snapshots into the Feast online store.
+
+    Example: churn features materialize --start 2025-01-01 --end 2025-07-01
+    """
+    ctx = _load(config, "features-materialize")
+    from features.pipeline import materialize
+
+    utc = [d.replace(tzinfo=dt.UTC) if d and d.tzinfo is None else d for d in (start, end)]
+    with console.status("materializing to the online store"):
+        s, e = materialize(ctx.settings, utc[0], utc[1])
+    console.print(f"materialized snapshots from {s} to {e}")
+
+
+# ---------------------------------------------------------------- training
+
+
+@app.command()
+def train(
+    trials: Annotated[int | None, typer.Option(help="Optuna trials (default: from the config).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Tune XGBoost with Optuna, track every trial in MLflow, register and gate the best model.
+
+    Example: churn train --trials 30
+    """
+    ctx = _load(config, "train", **{"training.n_trials": trials})
+    result = _train(ctx.settings)
+    console.print(
+        f"model {result.model_name} v{result.version}: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+        + f"; gate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
+    )
+
+
+def _train(settings: Settings) -> Any:
+    from training.pipeline import train as train_job
+
+    with _progress() as progress:
+        task = progress.add_task("optuna trials", total=settings.training.n_trials)
+        try:
+            return train_job(settings, on_trial=lambda _n: progress.advance(task))
+        except (FileNotFoundError, ValueError) as exc:
+            raise _fail(str(exc), "run `churn features build` and `churn features apply` first") from None
+
+
+# ---------------------------------------------------------------- serving
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Port (default: from the config).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the champion model over HTTP with BentoML (POST /score, /score_features; GET /model).
+
+    Example: churn serve --port 3000, then
+    curl -X POST localhost:3000/score -H 'content-type: application/json' -d '{"customer_ids": ["C0000001"]}'
+    """
+    ctx = _load(config, "serve", **{"serving.port": port})
+    s = ctx.settings.serving
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:ChurnService", "--host", s.host,
+           "--port", str(s.port)]
+    raise typer.Exit(subprocess.call(cmd, env=_service_env(ctx), cwd=_repo_root()))
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _service_env(ctx: Context) -> dict[str, str]:
+    env = dict(os.environ)
+    env[CONFIG_ENV] = str(ctx.config_path)
+    env["CHURN_WORKSPACE"] = str(Path(ctx.settings.workspace).resolve())
+    env.setdefault("BENTOML_HOME", str(ctx.settings.path("bentoml")))
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return env
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
+    """Start the BentoML service in a subprocess on a free port; yield its URL; stop it."""
+    host = ctx.settings.serving.host
+    port = _free_port(host)
+    logfile = ctx.settings.path("logs") / f"service-{port}.log"
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "serving.service:ChurnService", "--host", host,
+             "--port", str(port)],
+            env=_service_env(ctx), cwd=_repo_root(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with code {proc.returncode}; see {logfile}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service was not ready after {timeout_s:.0f} s; see {logfile}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+# ---------------------------------------------------------------- monitoring
+
+
+@app.command()
+def monitor(config: ConfigOption = None) -> None:
+    """Compare the newest feature snapshot and its scores with the champion's training data (Evidently).
+
+    Example: churn monitor
+    """
+    ctx = _load(config, "monitor")
+    from monitoring.jobs import monitor_batch
+
+    with console.status("running the Evidently drift report"):
+        result = monitor_batch(ctx.settings)
+    console.print(
+        f"drift status {result.summary.status}: {result.summary.drifted_columns}/{result.summary.n_columns} columns "
+        f"drifted; report {result.html}"
+    )
+
+
+# ---------------------------------------------------------------- config
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the resolved configuration (file + CHURN_* overrides), secrets masked.
+
+    Example: CHURN_MLFLOW_TRACKING_URI=postgresql://... churn config show
+    """
+    ctx = _load(config, "config-show")
+    console.print(resolved_yaml(ctx.settings), markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- quickstart
+
+
+@app.command()
+def quickstart(
+    customers: Annotated[int, typer.Option(help="Customers to generate.")] = 2000,
+    days: Annotated[int, typer.Option(help="Days of history to generate.")] = 180,
+    trials: Annotated[int, typer.Option(help="Optuna trials.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed for data and tuning.")] = 42,
+    config: ConfigOption = None,
+) -> None:
+    """Run the whole loop on embedded defaults: data, features, Feast, Optuna+MLflow, BentoML, Evidently.
+
+    Example: churn quickstart --customers 2000 --days 180 --trials 10
+    """
+    ctx = _load(
+        config,
+        "quickstart",
+        **{"generator.customers": customers, "generator.days": days, "generator.seed": seed,
+           "training.n_trials": trials, "training.seed": seed},
+    )
+    settings = ctx.settings
+    started = time.perf_counter()
+    steps: list[tuple[str, str]] = []
+
+    def step(name: str, detail: str) -> None:
+        steps.append((name, detail))
+        console.print(f"[green]✓[/] {name}: {detail}")
+
+    generated = _generate(settings)
+    step("generate", f"{customers:,} customers, {generated['events']:,} events -> {generated['events_path'].parent}")
+    report = _ingest(settings)
+    step("ingest", f"{report.events.valid_rows:,} valid events, {report.events.quarantined_rows:,} quarantined")
+    built = _build(settings)
+    step("features", f"{built.rows:,} snapshots x {len(built.features)} features, churn rate {built.churn_rate:.1%}")
+
+    from features.pipeline import apply_features, materialize
+
+    with console.status("feast apply + materialize"):
+        apply_features(settings)
+        start, end = materialize(settings)
+    step("feast", f"applied and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d} into SQLite")
+    trained = _train(settings)
+    step("train", f"{trained.n_trials} trials; v{trained.version} valid AUC {trained.metrics['valid_roc_auc']:.3f}; "
+         f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})")
+
+    from features.pipeline import FeaturePaths
+    import pandas as pd
+
+    from churn import names
+
+    snaps = pd.read_parquet(FeaturePaths.of(settings).snapshots, columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP])
+    latest = snaps[snaps[names.EVENT_TIMESTAMP] == snaps[names.EVENT_TIMESTAMP].max()]
+    ids = latest[names.CUSTOMER_ID].head(5).tolist()
+    with console.status("starting the BentoML service"), running_service(ctx, settings.serving.startup_timeout_s) as url:
+        response = httpx.post(f"{url}/score", json={"customer_ids": ids}, timeout=60)
+        response.raise_for_status()
+        scores = response.json()
+    step("serve", f"POST {url}/score answered {len(scores)} scores")
+
+    from monitoring.jobs import monitor_batch
+
+    with console.status("Evidently drift report"):
+        monitored = monitor_batch(settings)
+    step("monitor", f"drift status {monitored.summary.status} ({monitored.summary.drifted_columns}/"
+         f"{monitored.summary.n_columns} columns drifted)")
+
+    table = Table(title="churn quickstart: where everything is", show_lines=False)
+    table.add_column("what")
+    table.add_column("where / value", overflow="fold")
+    table.add_row("workspace", str(Path(settings.workspace).resolve()))
+    table.add_row("MLflow tracking URI", settings.mlflow_uri)
+    table.add_row("MLflow UI", f"mlflow ui --backend-store-uri {settings.mlflow_uri}")
+    table.add_row("registered model", f"models:/{trained.model_name}@champion (v{trained.version})")
+    table.add_row("Feast registry", str(settings.path(settings.feast.registry)))
+    table.add_row("Feast online store", str(settings.path(settings.feast.online_store.path)))
+    table.add_row("quarantine", str(settings.path(settings.data.quarantine_dir)))
+    table.add_row("service URL used", f"{url}/score (stopped after the check; `churn serve` runs it)")
+    table.add_row("drift report", str(monitored.html))
+    table.add_row("drift summary", str(monitored.summary_json))
+    table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
+    console.print(table)
+    scores_table = Table(title="scores returned over HTTP")
+    for col in ("customer_id", "churn_probability", "risk_tier", "top reason"):
+        scores_table.add_column(col)
+    for s in scores:
+        if "error" in s:
+            scores_table.add_row(s["customer_id"], "-", "-", s["error"])
+            continue
+        reason = s["reasons"][0]["phrase"] if s["reasons"] else "-"
+        scores_table.add_row(s["customer_id"], f"{s['churn_probability']:.3f}", s["risk_tier"], reason)
+    console.print(scores_table)
+
+
+def main() -> None:
+    """Entry point for `python -m churn`."""
+    app()

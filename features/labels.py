@@ -1,0 +1,97 @@
+"""Churn labels for (customer, observation date) pairs.
+
+Two definitions, chosen in the config:
+- contractual: the customer's `churn_date` falls within `horizon` days from the observation date;
+- activity (non-contractual): no qualifying event within `horizon` days from the observation date.
+
+An observation date whose horizon has not fully passed by the end of the data gets no label: it is
+dropped, never counted as "stayed".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import pandas as pd
+
+from churn import names
+
+
+def label_cutoff(last_event_day: dt.date, horizon_days: int) -> dt.date:
+    """The latest observation date whose whole horizon lies within the data.
+
+    Data covers days up to and including `last_event_day`; an observation date d needs days
+    d .. d + horizon - 1 to be observed.
+    """
+    return last_event_day + dt.timedelta(days=1) - dt.timedelta(days=horizon_days)
+
+
+def compute_labels(
+    keys: pd.DataFrame,
+    customers: pd.DataFrame,
+    events: Path | pd.DataFrame,
+    *,
+    kind: Literal["contractual", "activity"],
+    horizon_days: int,
+    last_event_day: dt.date,
+    activity_event_types: Sequence[str] = ("purchase",),
+) -> pd.DataFrame:
+    """Label each (customer, observation date) whose horizon has passed.
+
+    Args:
+        keys: Columns customer_id, event_timestamp (the observation date, UTC midnight).
+        customers: Columns customer_id and, for contractual labels, churn_date.
+        events: Event log (Parquet path or frame) with customer_id, event_timestamp, event_type;
+            read only for activity labels.
+        kind: Label definition.
+        horizon_days: H: churn within H days after the observation date.
+        last_event_day: Last day the data covers; later horizons are incomplete.
+        activity_event_types: Event types that count as activity for the activity label.
+
+    Returns:
+        Columns customer_id, event_timestamp, churned (int 0/1), only for labelled rows.
+    """
+    cutoff = pd.Timestamp(label_cutoff(last_event_day, horizon_days), tz="UTC")
+    frame = keys.loc[keys[names.EVENT_TIMESTAMP] <= cutoff, [names.CUSTOMER_ID, names.EVENT_TIMESTAMP]].copy()
+    horizon = pd.Timedelta(days=horizon_days)
+    if kind == "contractual":
+        if names.CHURN_DATE not in customers.columns:
+            raise ValueError("contractual labels need a churn_date column in customers; use labels.kind: activity")
+        churn = customers.set_index(names.CUSTOMER_ID)[names.CHURN_DATE]
+        churn = pd.to_datetime(churn)
+        churn = churn.dt.tz_localize("UTC") if churn.dt.tz is None else churn.dt.tz_convert("UTC")
+        when = frame[names.CUSTOMER_ID].map(churn)
+        start = frame[names.EVENT_TIMESTAMP]
+        frame[names.LABEL] = ((when >= start) & (when < start + horizon)).astype("int64")
+        return frame.reset_index(drop=True)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("keys_df", frame)
+    source = "read_parquet(?)" if isinstance(events, Path) else "events_df"
+    params: list[object] = [str(events)] if isinstance(events, Path) else []
+    if not isinstance(events, Path):
+        con.register("events_df", events)
+    types = list(activity_event_types)
+    query = f"""
+        WITH act AS (
+            SELECT DISTINCT customer_id::VARCHAR AS customer_id,
+                   date_trunc('day', timezone('UTC', event_timestamp::TIMESTAMPTZ)) AS day
+            FROM {source} WHERE event_type::VARCHAR IN (SELECT unnest(?::VARCHAR[]))
+        ), k AS (
+            SELECT customer_id, timezone('UTC', event_timestamp) AS obs FROM keys_df
+        )
+        SELECT k.customer_id, k.obs,
+               CASE WHEN count(a.day) = 0 THEN 1 ELSE 0 END AS {names.LABEL}
+        FROM k LEFT JOIN act a
+          ON a.customer_id = k.customer_id AND a.day >= k.obs AND a.day < k.obs + INTERVAL {horizon_days} DAY
+        GROUP BY k.customer_id, k.obs
+    """
+    labelled = con.execute(query, [*params, types]).df()
+    labelled[names.EVENT_TIMESTAMP] = pd.to_datetime(labelled.pop("obs")).dt.tz_localize("UTC")
+    merged = frame.merge(labelled, on=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP], how="left")
+    merged[names.LABEL] = merged[names.LABEL].astype("int64")
+    return merged

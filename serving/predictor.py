@@ -1,0 +1,103 @@
+"""The plain predictor behind the service: probabilities, risk tiers and top reasons.
+
+It knows nothing of HTTP or BentoML, so tests build it from a small real booster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+
+def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
+    """The tier whose lower bound is the highest one not above `probability`."""
+    for name, floor in sorted(tiers.items(), key=lambda kv: kv[1], reverse=True):
+        if probability >= floor:
+            return name
+    return min(tiers.items(), key=lambda kv: kv[1])[0]
+
+
+def phrase(feature: str, value: float) -> str:
+    """A readable phrase for a feature value, e.g. 'purchases down 60% vs previous 30 days'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{feature.replace('_', ' ')} unknown"
+    if feature.endswith("_change"):
+        theme = feature.removesuffix("_change").replace("purchases_", "purchase ").replace("_", " ")
+        direction = "down" if value < 0 else "up"
+        return f"{theme} {direction} {abs(value):.0%} vs previous 30 days"
+    if feature.endswith("days_since_last") or feature.endswith("days_since_last_activity"):
+        what = "purchase" if feature.startswith("purchases") else "activity"
+        return f"{value:.0f} days since last {what}"
+    return f"{feature.replace('_', ' ')} = {value:g}"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One feature's contribution to a customer's churn score."""
+
+    feature: str
+    value: float | None
+    contribution: float
+    phrase: str
+
+
+class Predictor:
+    """Scores feature rows with a booster and explains each score by SHAP contributions."""
+
+    def __init__(self, booster: xgb.Booster, version: str, tiers: Mapping[str, float], top_reasons: int) -> None:
+        """Wrap a trained booster.
+
+        Args:
+            booster: The model; its feature names define the expected columns.
+            version: The registry version, echoed in every answer.
+            tiers: Risk tier -> lowest probability in it.
+            top_reasons: How many reasons to give per customer.
+        """
+        if not booster.feature_names:
+            raise ValueError("the model has no feature names: train it on a DataFrame")
+        self.booster = booster
+        self.version = version
+        self.features: list[str] = list(booster.feature_names)
+        self.tiers = dict(tiers)
+        self.top_reasons = top_reasons
+
+    def score(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+        """Score feature rows.
+
+        Args:
+            rows: One row per customer with (at least) the model's features; missing values allowed.
+
+        Returns:
+            Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase), model_version.
+        """
+        frame = rows[self.features].astype("float64")
+        matrix = xgb.DMatrix(frame)
+        proba = self.booster.predict(matrix)
+        contribs = self.booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
+        answers = []
+        for i, p in enumerate(proba):
+            answers.append(
+                {
+                    "churn_probability": float(p),
+                    "risk_tier": risk_tier(float(p), self.tiers),
+                    "reasons": [r.__dict__ for r in self._reasons(frame.iloc[i].to_numpy(), contribs[i])],
+                    "model_version": self.version,
+                }
+            )
+        return answers
+
+    def _reasons(self, values: np.ndarray, contribs: np.ndarray) -> Sequence[Reason]:
+        order = np.argsort(-contribs)[: self.top_reasons]
+        reasons = []
+        for j in order:
+            if contribs[j] <= 0:
+                break
+            value = None if np.isnan(values[j]) else float(values[j])
+            reasons.append(Reason(self.features[j], value, float(contribs[j]), phrase(self.features[j], values[j])))
+        return reasons
