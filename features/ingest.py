@@ -1,0 +1,218 @@
+"""Ingestion: read the CRM exports, hold them to the data contract, write clean Parquet and
+quarantine CSVs.
+
+The I/O edge around `features.contract.split_valid`. Both tables are read and validated before
+anything is written, and every file is replaced atomically, so a run that fails (a missing
+column, say) leaves the previous output untouched.
+
+Output, under the workspace:
+
+* `<data.clean_dir>/customers.parquet`, `<data.clean_dir>/events.parquet`: the valid rows with
+  contract names and dtypes (see `features.contract`).
+* `<data.quarantine_dir>/customers.csv`, `<data.quarantine_dir>/events.csv`: the rejected rows,
+  as in the file, with `source_row` and `quarantine_reason`; written (header only) even when
+  empty, so no stale rows from an earlier run remain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from rich.table import Table
+
+from churn import names
+from churn.settings import Settings
+from features.contract import STRING, ContractError, TableKind, ValidationResult, split_valid
+from features.io import write_atomic_csv, write_atomic_parquet
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CUSTOMERS_FILE = "customers"
+EVENTS_FILE = "events"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet export, chosen by the file suffix.
+
+    CSV columns are all read as strings, so a bad value reaches validation (and the quarantine)
+    as it is in the file instead of failing the read or turning a whole column into floats.
+    Empty fields and the usual null markers (NA, NULL, NaN, ...) are read as missing. Parquet
+    columns keep their types; string columns become `string[pyarrow]` and dates timestamps.
+
+    Args:
+        path: A `.csv`, `.csv.gz`, `.parquet` or `.pq` file.
+
+    Returns:
+        Every column of the file, with a RangeIndex.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The suffix is none of the above.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    lowered = path.name.lower()
+    if lowered.endswith(CSV_SUFFIXES):
+        table = _read_csv_as_text(path)
+    elif lowered.endswith(PARQUET_SUFFIXES):
+        table = pq.read_table(path)
+    else:
+        raise ValueError(
+            f"{path}: unsupported file type, expected one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+        )
+    # ignore_metadata: a pandas index saved in the file comes back as an ordinary column.
+    return table.to_pandas(types_mapper=_pandas_type, ignore_metadata=True, date_as_object=False)
+
+
+def _read_csv_as_text(path: Path) -> pa.Table:
+    # The header is needed to type every column as string; the streaming reader parses only it
+    # and the first block.
+    with pacsv.open_csv(path) as reader:
+        header = reader.schema.names
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in header}, strings_can_be_null=True
+    )
+    return pacsv.read_csv(path, convert_options=convert)
+
+
+def _pandas_type(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return STRING
+    return None
+
+
+@dataclass(frozen=True)
+class TableReport:
+    """What ingesting one table did.
+
+    Attributes:
+        name: customers or events.
+        source: The file read.
+        clean_path: Parquet file of the valid rows.
+        quarantine_path: CSV file of the quarantined rows.
+        input_rows: Rows read.
+        valid_rows: Rows written to `clean_path`.
+        quarantined_rows: Rows written to `quarantine_path`.
+        reasons: Reason kind -> quarantined rows (only kinds that occurred).
+    """
+
+    name: TableKind
+    source: Path
+    clean_path: Path
+    quarantine_path: Path
+    input_rows: int
+    valid_rows: int
+    quarantined_rows: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What `ingest` did, per table."""
+
+    customers: TableReport
+    events: TableReport
+
+    @property
+    def tables(self) -> tuple[TableReport, TableReport]:
+        """Customers, then events."""
+        return self.customers, self.events
+
+    def summary_table(self) -> Table:
+        """A table for the console: rows in, valid and quarantined per table, and why."""
+        table = Table(title="CRM ingest: data contract check")
+        table.add_column("table")
+        table.add_column("rows in", justify="right")
+        table.add_column("valid", justify="right")
+        table.add_column("quarantined", justify="right")
+        table.add_column("reasons")
+        for report in self.tables:
+            reasons = "\n".join(f"{kind}: {count:,}" for kind, count in report.reasons.items()) or "-"
+            table.add_row(
+                report.name,
+                f"{report.input_rows:,}",
+                f"{report.valid_rows:,}",
+                f"{report.quarantined_rows:,}",
+                reasons,
+            )
+        table.caption = (
+            f"clean: {self.customers.clean_path.parent}  quarantine: {self.customers.quarantine_path.parent}"
+        )
+        return table
+
+
+def ingest(
+    settings: Settings, customers_path: Path | None = None, events_path: Path | None = None
+) -> IngestReport:
+    """Validate the customers and events exports and write clean Parquet and quarantine CSVs.
+
+    Events whose customer is not among the valid customers are quarantined as unknown
+    customers. Nothing is written until both tables have been validated.
+
+    Args:
+        settings: Source paths and column mappings (`data.customers`, `data.events`) and the
+            output directories (`data.clean_dir`, `data.quarantine_dir`).
+        customers_path: Customers export; default `data.customers.path` in the workspace.
+        events_path: Events export; default `data.events.path` in the workspace.
+
+    Returns:
+        Paths and row counts per table.
+
+    Raises:
+        FileNotFoundError: An export does not exist.
+        ContractError: An export cannot be mapped onto the contract; the message names the
+            file, the missing column and the config key to fix.
+    """
+    data = settings.data
+    sources: dict[TableKind, Path] = {
+        "customers": Path(customers_path)
+        if customers_path is not None
+        else settings.path(data.customers.path),
+        "events": Path(events_path) if events_path is not None else settings.path(data.events.path),
+    }
+    customers = _validate(sources["customers"], "customers", settings)
+    events = _validate(sources["events"], "events", settings, customers.valid[names.CUSTOMER_ID])
+
+    clean_dir = settings.path(data.clean_dir)
+    quarantine_dir = settings.path(data.quarantine_dir)
+    results: tuple[tuple[TableKind, ValidationResult], ...] = (("customers", customers), ("events", events))
+    reports = []
+    for kind, result in results:
+        stem = CUSTOMERS_FILE if kind == "customers" else EVENTS_FILE
+        clean_path = write_atomic_parquet(result.valid, clean_dir / f"{stem}.parquet")
+        quarantine_path = write_atomic_csv(result.quarantined, quarantine_dir / f"{stem}.csv")
+        reports.append(
+            TableReport(
+                name=kind,
+                source=sources[kind],
+                clean_path=clean_path,
+                quarantine_path=quarantine_path,
+                input_rows=result.rows_in,
+                valid_rows=len(result.valid),
+                quarantined_rows=len(result.quarantined),
+                reasons=dict(result.counts),
+            )
+        )
+    return IngestReport(customers=reports[0], events=reports[1])
+
+
+def _validate(
+    path: Path, kind: TableKind, settings: Settings, known_customers: pd.Series | None = None
+) -> ValidationResult:
+    try:
+        raw = read_table(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{kind} file {path} does not exist (data.{kind}.path in the config)"
+        ) from None
+    source = settings.data.customers if kind == "customers" else settings.data.events
+    try:
+        return split_valid(raw, kind, source, known_customers=known_customers)
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from None

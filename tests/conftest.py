@@ -1,0 +1,43 @@
+"""Shared fixtures: small seeded data, and the services guard for the scale-out profile."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REQUIRE_SERVICES_ENV = "CHURN_REQUIRE_SERVICES"
+"""Set by .ci/run: a test that needs PostgreSQL or Redis fails instead of skipping when they are down."""
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or fail, under CHURN_REQUIRE_SERVICES=1) when a service of the scale-out profile is down."""
+    if _reachable(host, port):
+        return
+    message = f"needs {name} at {host}:{port} (scale-out profile service), which is not reachable"
+    if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
+        pytest.fail(f"{message}; {REQUIRE_SERVICES_ENV}=1 makes this a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """SQLAlchemy URL of the machine's PostgreSQL `test` database (trust auth)."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def redis_address() -> str:
+    """host:port of the machine's Redis."""
+    require_service("Redis", "127.0.0.1", 6379)
+    return "127.0.0.1:6379"
