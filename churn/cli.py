@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -79,8 +80,12 @@ def _load(config: Path | None, job: str, **overrides: Any) -> Context:
     handler = logging.FileHandler(logfile)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers = [handler, RichHandler(console=console, level=logging.WARNING, show_path=False)]
+    root.handlers = [handler, RichHandler(console=console, level=logging.ERROR, show_path=False)]
     root.setLevel(logging.INFO)
+    # Library chatter (MLflow's INFO lines, deprecation warnings of dependencies) goes to the log
+    # file only; the console shows our progress and results.
+    logging.captureWarnings(True)
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     log.info("job %s with config %s resolved to:\n%s", job, path, resolved_yaml(settings))
     console.print(f"[dim]{job}: config {path}; resolved config logged to {logfile}[/]")
     return Context(settings, path)
@@ -448,6 +453,21 @@ def quickstart(
     step("monitor", f"drift status {monitored.summary.status} ({monitored.summary.drifted_columns}/"
          f"{monitored.summary.n_columns} columns drifted)")
 
+    summary = {
+        "workspace": str(Path(settings.workspace).resolve()),
+        "mlflow_tracking_uri": settings.mlflow_uri,
+        "model": f"models:/{trained.model_name}@champion",
+        "model_version": trained.version,
+        "metrics": trained.metrics,
+        "service_url": url,
+        "drift_report": str(monitored.html),
+        "drift_summary": str(monitored.summary_json),
+        "drift_status": monitored.summary.status,
+        "scores": scores,
+    }
+    from features.io import write_atomic_text
+
+    summary_path = write_atomic_text(json.dumps(summary, indent=2), settings.path("quickstart-summary.json"))
     table = Table(title="churn quickstart: where everything is", show_lines=False)
     table.add_column("what")
     table.add_column("where / value", overflow="fold")
@@ -461,6 +481,7 @@ def quickstart(
     table.add_row("service URL used", f"{url}/score (stopped after the check; `churn serve` runs it)")
     table.add_row("drift report", str(monitored.html))
     table.add_row("drift summary", str(monitored.summary_json))
+    table.add_row("this summary as JSON", str(summary_path))
     table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
     console.print(table)
     scores_table = Table(title="scores returned over HTTP")

@@ -171,39 +171,30 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _relation(con: duckdb.DuckDBPyConnection, data: Path | pd.DataFrame, name: str) -> str:
+    """SQL text reading `data`: a Parquet scan for a path, a registered view for a frame."""
+    if isinstance(data, Path):
+        return "read_parquet('" + str(data).replace("'", "''") + "')"
+    con.register(name, data)
+    return name
+
+
 def _register_inputs(
     con: duckdb.DuckDBPyConnection, events: Path | pd.DataFrame, customers: Path | pd.DataFrame
 ) -> None:
-    if isinstance(events, Path):
-        con.execute(
-            "CREATE VIEW events AS SELECT customer_id::VARCHAR AS customer_id,"
-            " timezone('UTC', event_timestamp::TIMESTAMPTZ) AS event_timestamp,"
-            " event_type::VARCHAR AS event_type, amount FROM read_parquet(?)",
-            [str(events)],
-        )
-    else:
-        con.register("_events_df", events)
-        con.execute(
-            "CREATE VIEW events AS SELECT customer_id::VARCHAR AS customer_id,"
-            " timezone('UTC', event_timestamp::TIMESTAMPTZ) AS event_timestamp,"
-            " event_type::VARCHAR AS event_type, amount FROM _events_df"
-        )
-    source = "read_parquet(?)" if isinstance(customers, Path) else "_customers_df"
-    if not isinstance(customers, Path):
-        con.register("_customers_df", customers)
-    has_churn = names.CHURN_DATE in _columns(con, source, customers)
-    churn = "churn_date::TIMESTAMP" if has_churn else "NULL::TIMESTAMP"
+    source = _relation(con, events, "_events_df")
+    con.execute(
+        "CREATE VIEW events AS SELECT customer_id::VARCHAR AS customer_id,"
+        " timezone('UTC', event_timestamp::TIMESTAMPTZ) AS event_timestamp,"
+        f" event_type::VARCHAR AS event_type, amount::DOUBLE AS amount FROM {source}"
+    )
+    source = _relation(con, customers, "_customers_df")
+    columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    churn = "churn_date::TIMESTAMP" if names.CHURN_DATE in columns else "NULL::TIMESTAMP"
     con.execute(
         f"CREATE VIEW customers AS SELECT customer_id::VARCHAR AS customer_id,"
-        f" signup_date::TIMESTAMP AS signup_date, {churn} AS churn_date FROM {source}",
-        [str(customers)] if isinstance(customers, Path) else [],
+        f" signup_date::TIMESTAMP AS signup_date, {churn} AS churn_date FROM {source}"
     )
-
-
-def _columns(con: duckdb.DuckDBPyConnection, source: str, customers: Path | pd.DataFrame) -> list[str]:
-    if isinstance(customers, Path):
-        return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}", [str(customers)]).fetchall()]
-    return list(customers.columns)
 
 
 def event_types_in(events: Path | pd.DataFrame) -> tuple[str, ...]:

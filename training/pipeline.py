@@ -48,10 +48,14 @@ def configure_mlflow(settings: Settings) -> str:
         settings.path("mlflow").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     experiment = mlflow.get_experiment_by_name(settings.training.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = settings.mlflow_artifacts if settings.training.tracking_uri is None else None
-    return mlflow.create_experiment(settings.training.experiment, artifact_location=artifacts)
+    if experiment is None:
+        artifacts = settings.mlflow_artifacts if settings.training.tracking_uri is None else None
+        experiment_id = mlflow.create_experiment(settings.training.experiment, artifact_location=artifacts)
+    else:
+        experiment_id = experiment.experiment_id
+    # Nested runs (the Optuna trials) land in the active experiment, so make it ours.
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

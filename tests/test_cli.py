@@ -1,0 +1,55 @@
+"""The `churn` command: help lists every command with an example; failures say what to do next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+
+runner = CliRunner()
+
+COMMANDS = ["quickstart", "train", "serve", "monitor", "data", "features", "config"]
+SUBCOMMANDS = {"data": ["generate", "ingest"], "features": ["build", "apply", "materialize"], "config": ["show"]}
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("path", [[c] for c in COMMANDS] + [[g, s] for g, subs in SUBCOMMANDS.items() for s in subs])
+def test_every_command_help_has_an_example(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.output
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("trainig:\n  n_trials: 3\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "unknown key 'trainig'" in result.output
+    assert str(cfg) in result.output.replace("\n", "")
+
+
+def test_features_build_without_data_says_what_to_do(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["features", "build"], env={"CHURN_WORKSPACE": str(tmp_path), "COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "churn data ingest" in result.output
+
+
+def test_generate_then_ingest(tmp_path: Path) -> None:
+    env = {"CHURN_WORKSPACE": str(tmp_path), "COLUMNS": "200"}
+    result = runner.invoke(app, ["data", "generate", "--customers", "50", "--days", "30", "--seed", "1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "raw/events.parquet").exists()
+    result = runner.invoke(app, ["data", "ingest"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "clean/events.parquet").exists()
+    assert "events" in result.output

@@ -1,0 +1,62 @@
+"""End to end: `churn quickstart` on tiny data runs every real component and scores over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+CHURN = Path(sys.executable).parent / "churn"
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "CHURN_WORKSPACE": str(tmp_path / "ws"), "COLUMNS": "200"}
+    env.pop("CHURN_CONFIG", None)
+    proc = subprocess.run(
+        [str(CHURN), "quickstart", "--customers", "600", "--days", "150", "--trials", "3", "--seed", "3"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "scores returned over HTTP" in proc.stdout
+
+    ws = tmp_path / "ws"
+    summary = json.loads((ws / "quickstart-summary.json").read_text())
+    # Real scores from the HTTP endpoint: probabilities, tiers and reasons for known customers.
+    scored = [s for s in summary["scores"] if "error" not in s]
+    assert len(scored) == 5
+    for s in scored:
+        assert 0.0 <= s["churn_probability"] <= 1.0
+        assert s["risk_tier"] in {"high", "medium", "low"}
+        assert s["model_version"] == summary["model_version"]
+        assert all(r["feature"] and r["contribution"] > 0 for r in s["reasons"])
+    assert summary["service_url"].startswith("http://127.0.0.1:")
+
+    # The registry holds the model with the champion alias, in the SQLite tracking store.
+    assert summary["mlflow_tracking_uri"] == f"sqlite:///{ws / 'mlflow/mlflow.db'}"
+    client = MlflowClient(summary["mlflow_tracking_uri"])
+    champion = client.get_model_version_by_alias("churn-xgb", "champion")
+    assert str(champion.version) == summary["model_version"]
+    assert champion.tags["gate.decision"] == "promote"
+    run = client.get_run(champion.run_id)
+    trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(trials) == 3
+    assert 0.5 < summary["metrics"]["valid_roc_auc"] <= 1.0
+
+    # Evidently wrote an HTML report and a JSON summary with per-column tests.
+    assert Path(summary["drift_report"]).stat().st_size > 10_000
+    drift = json.loads(Path(summary["drift_summary"]).read_text())
+    assert drift["n_columns"] > 10 and drift["status"] in {"ok", "warning", "drift"}
+    assert any(c["column"] == "churn_probability" for c in drift["columns"])
+
+    # Ingestion wrote clean data and a quarantine file; the Feast stores exist.
+    assert (ws / "clean/events.parquet").exists()
+    assert (ws / "feast/registry.db").exists() and (ws / "feast/online_store.db").exists()
+    # Every job logged its resolved config.
+    logs = list((ws / "logs").glob("quickstart-*.log"))
+    assert logs and "resolved to:" in logs[0].read_text()
