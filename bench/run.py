@@ -65,14 +65,28 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> list[Row]:
     customers_path, events_path = data
     n_events = pq.read_metadata(events_path).num_rows
     rows = [
-        Row("generate + write Parquet", n_events, "events", gen_s, "pyarrow read_table (same file)",
-            read_baseline(events_path), peak_rss_mib())
+        Row(
+            "generate + write Parquet",
+            n_events,
+            "events",
+            gen_s,
+            "pyarrow read_table (same file)",
+            read_baseline(events_path),
+            peak_rss_mib(),
+        )
     ]
     settings = parse_settings({"workspace": str(workdir)}, source="bench", env={})
     report, ingest_s = timed(lambda: ingest(settings, customers_path=customers_path, events_path=events_path))
     rows.append(
-        Row("ingest + validate events and customers", n_events, "rows", ingest_s, "pyarrow read_table (same file)",
-            read_baseline(events_path), peak_rss_mib())
+        Row(
+            "ingest + validate events and customers",
+            n_events,
+            "rows",
+            ingest_s,
+            "pyarrow read_table (same file)",
+            read_baseline(events_path),
+            peak_rss_mib(),
+        )
     )
     del report
     return rows
@@ -81,14 +95,29 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> list[Row]:
 def render(rows: list[Row], title: str) -> Table:
     """The single results table."""
     table = Table(title=title)
-    for col in ("benchmark", "items", "time (s)", "throughput", "baseline", "baseline (s)", "baseline throughput",
-                "x baseline", "peak RSS (MiB)"):
+    for col in (
+        "benchmark",
+        "items",
+        "time (s)",
+        "throughput",
+        "baseline",
+        "baseline (s)",
+        "baseline throughput",
+        "x baseline",
+        "peak RSS (MiB)",
+    ):
         table.add_column(col, justify="left" if col in ("benchmark", "baseline") else "right")
     for r in rows:
         table.add_row(
-            r.name, f"{r.items:,}", f"{r.seconds:.2f}", f"{r.items / r.seconds:,.0f} {r.unit}/s", r.baseline_name,
-            f"{r.baseline_seconds:.2f}", f"{r.items / r.baseline_seconds:,.0f} {r.unit}/s",
-            f"{r.seconds / r.baseline_seconds:.1f}", f"{r.peak_rss_mib:,.0f}",
+            r.name,
+            f"{r.items:,}",
+            f"{r.seconds:.2f}",
+            f"{r.items / r.seconds:,.0f} {r.unit}/s",
+            r.baseline_name,
+            f"{r.baseline_seconds:.2f}",
+            f"{r.items / r.baseline_seconds:,.0f} {r.unit}/s",
+            f"{r.seconds / r.baseline_seconds:.1f}",
+            f"{r.peak_rss_mib:,.0f}",
         )
     return table
 
@@ -102,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
         rows = run(args.customers, args.days, args.seed, Path(tmp))
-    Console().print(render(rows, f"churn bench: {args.customers:,} customers x {args.days} days, seed {args.seed}"))
+    Console(width=200).print(render(rows, f"churn bench: {args.customers:,} customers x {args.days} days, seed {args.seed}"))
 
 
 if __name__ == "__main__":

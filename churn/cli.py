@@ -1,4 +1,8 @@
-"""The `churn` command line: the only module that wires the stages together."""
+"""The `churn` command line: the only module that wires the stages together.
+
+Stage modules are imported inside the commands that use them: Feast, MLflow and BentoML take
+seconds to import, and `churn --help` should not wait for them.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,16 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from churn.settings import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, Settings, load_settings, resolved_yaml
+from churn import names
+from churn.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_settings,
+    resolved_yaml,
+)
 
 console = Console()
 log = logging.getLogger("churn")
@@ -37,7 +50,9 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Generate or ingest CRM data.\n\nExample: churn data generate --customers 1000 --days 180")
 features_app = typer.Typer(help="Build behaviour features and load them into Feast.\n\nExample: churn features build")
-config_app = typer.Typer(help="Inspect the typed configuration.\n\nExample: churn config show --config configs/default.yaml")
+config_app = typer.Typer(
+    help="Inspect the typed configuration.\n\nExample: churn config show --config configs/default.yaml"
+)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(config_app, name="config")
@@ -92,8 +107,6 @@ def _load(config: Path | None, job: str, **overrides: Any) -> Context:
 
 
 def _override(settings: Settings, overrides: dict[str, Any], source: str) -> Settings:
-    from churn.settings import parse_settings
-
     tree = settings.model_dump(mode="json")
     for dotted, value in overrides.items():
         if value is None:
@@ -137,8 +150,12 @@ def data_generate(
     ctx = _load(
         config,
         "data-generate",
-        **{"generator.customers": customers, "generator.days": days, "generator.seed": seed,
-           "generator.drift_at": drift_at},
+        **{
+            "generator.customers": customers,
+            "generator.days": days,
+            "generator.seed": seed,
+            "generator.drift_at": drift_at,
+        },
     )
     result = _generate(ctx.settings, out)
     console.print(f"wrote {result['customers_path']} and {result['events_path']} ({result['events']:,} events)")
@@ -152,7 +169,11 @@ def _generate(settings: Settings, out: Path | None = None) -> dict[str, Any]:
     with _progress() as progress:
         task = progress.add_task("generating customers", total=g.customers)
         data = generate(
-            g.customers, g.days, g.seed, start_date=g.start_date, drift_at=g.drift_at,
+            g.customers,
+            g.days,
+            g.seed,
+            start_date=g.start_date,
+            drift_at=g.drift_at,
             progress=lambda n: progress.advance(task, n),
         )
     customers_path, events_path = write_generated(data, target)
@@ -183,7 +204,9 @@ def _ingest(settings: Settings, customers: Path | None = None, events: Path | No
     except ContractError as exc:
         raise _fail(str(exc), "fix the column mapping under data: in the config and run again") from None
     except FileNotFoundError as exc:
-        raise _fail(str(exc), "generate data with `churn data generate` or point --events/--customers at your export") from None
+        raise _fail(
+            str(exc), "generate data with `churn data generate` or point --events/--customers at your export"
+        ) from None
 
 
 # ---------------------------------------------------------------- features
@@ -199,7 +222,8 @@ def features_build(config: ConfigOption = None) -> None:
     result = _build(ctx.settings)
     console.print(
         f"{result.rows:,} snapshot rows x {len(result.features)} features over {len(result.observation_dates)} "
-        f"observation dates; {result.labelled_rows:,} labelled (churn rate {result.churn_rate:.1%}) -> {result.snapshots}"
+        f"observation dates; {result.labelled_rows:,} labelled (churn rate {result.churn_rate:.1%}) "
+        f"-> {result.snapshots}"
     )
 
 
@@ -293,8 +317,17 @@ def serve(
     """
     ctx = _load(config, "serve", **{"serving.port": port})
     s = ctx.settings.serving
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:ChurnService", "--host", s.host,
-           "--port", str(s.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:ChurnService",
+        "--host",
+        s.host,
+        "--port",
+        str(s.port),
+    ]
     raise typer.Exit(subprocess.call(cmd, env=_service_env(ctx), cwd=_repo_root()))
 
 
@@ -325,9 +358,21 @@ def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
     logfile = ctx.settings.path("logs") / f"service-{port}.log"
     with open(logfile, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "serving.service:ChurnService", "--host", host,
-             "--port", str(port)],
-            env=_service_env(ctx), cwd=_repo_root(), stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "serving.service:ChurnService",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
+            env=_service_env(ctx),
+            cwd=_repo_root(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://{host}:{port}"
@@ -404,8 +449,13 @@ def quickstart(
     ctx = _load(
         config,
         "quickstart",
-        **{"generator.customers": customers, "generator.days": days, "generator.seed": seed,
-           "training.n_trials": trials, "training.seed": seed},
+        **{
+            "generator.customers": customers,
+            "generator.days": days,
+            "generator.seed": seed,
+            "training.n_trials": trials,
+            "training.seed": seed,
+        },
     )
     settings = ctx.settings
     started = time.perf_counter()
@@ -429,18 +479,23 @@ def quickstart(
         start, end = materialize(settings)
     step("feast", f"applied and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d} into SQLite")
     trained = _train(settings)
-    step("train", f"{trained.n_trials} trials; v{trained.version} valid AUC {trained.metrics['valid_roc_auc']:.3f}; "
-         f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})")
+    step(
+        "train",
+        f"{trained.n_trials} trials; v{trained.version} valid AUC {trained.metrics['valid_roc_auc']:.3f}; "
+        f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})",
+    )
 
-    from features.pipeline import FeaturePaths
     import pandas as pd
 
-    from churn import names
+    from features.pipeline import FeaturePaths
 
     snaps = pd.read_parquet(FeaturePaths.of(settings).snapshots, columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP])
     latest = snaps[snaps[names.EVENT_TIMESTAMP] == snaps[names.EVENT_TIMESTAMP].max()]
     ids = latest[names.CUSTOMER_ID].head(5).tolist()
-    with console.status("starting the BentoML service"), running_service(ctx, settings.serving.startup_timeout_s) as url:
+    with (
+        console.status("starting the BentoML service"),
+        running_service(ctx, settings.serving.startup_timeout_s) as url,
+    ):
         response = httpx.post(f"{url}/score", json={"customer_ids": ids}, timeout=60)
         response.raise_for_status()
         scores = response.json()
@@ -450,8 +505,11 @@ def quickstart(
 
     with console.status("Evidently drift report"):
         monitored = monitor_batch(settings)
-    step("monitor", f"drift status {monitored.summary.status} ({monitored.summary.drifted_columns}/"
-         f"{monitored.summary.n_columns} columns drifted)")
+    step(
+        "monitor",
+        f"drift status {monitored.summary.status} ({monitored.summary.drifted_columns}/"
+        f"{monitored.summary.n_columns} columns drifted)",
+    )
 
     summary = {
         "workspace": str(Path(settings.workspace).resolve()),

@@ -17,6 +17,4 @@ SNAPSHOTS = Path(
 TTL_DAYS = int(os.environ.get("CHURN_FEAST_TTL_DAYS", "14"))
 
 # `feast apply` collects Feast objects from module attributes, so each object gets a module-level name.
-globals().update(
-    {obj.name: obj for obj in build_definitions(SNAPSHOTS, snapshot_features(SNAPSHOTS), TTL_DAYS)}
-)
+globals().update({obj.name: obj for obj in build_definitions(SNAPSHOTS, snapshot_features(SNAPSHOTS), TTL_DAYS)})

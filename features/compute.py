@@ -119,6 +119,7 @@ def feature_sql(spec: SnapshotSpec) -> str:
     hidden = ["obs_ts", "customer_id"] + [c.split(" AS ")[1] for c in trend_inputs]
     if not (aggregates or trend_inputs):
         hidden.append("_none")
+    purchase_join = "ASOF LEFT JOIN last_purchase lp ON lp.customer_id = a.customer_id AND a.obs_ts > lp.day"
     return f"""
 WITH daily AS (
     SELECT customer_id, date_trunc('day', event_timestamp) AS day, event_type,
@@ -151,7 +152,7 @@ SELECT a.customer_id, a.obs_ts AS {names.EVENT_TIMESTAMP},
     a.* EXCLUDE ({", ".join(hidden)}),
     {", ".join(recency)}
 FROM with_trends a
-{"ASOF LEFT JOIN last_purchase lp ON lp.customer_id = a.customer_id AND a.obs_ts > lp.day" if "purchase" in present else ""}
+{purchase_join if "purchase" in present else ""}
 ASOF LEFT JOIN last_activity la ON la.customer_id = a.customer_id AND a.obs_ts > la.day
 ORDER BY a.obs_ts, a.customer_id
 """
@@ -208,13 +209,13 @@ def event_day_range(events: Path | pd.DataFrame) -> tuple[dt.date, dt.date]:
     """First and last day (UTC) with an event."""
     con = _connect()
     _register_inputs(con, events, pd.DataFrame({names.CUSTOMER_ID: [], names.SIGNUP_DATE: []}))
-    first, last = con.execute("SELECT min(event_timestamp)::DATE, max(event_timestamp)::DATE FROM events").fetchone()
-    return first, last
+    row = con.execute("SELECT min(event_timestamp)::DATE, max(event_timestamp)::DATE FROM events").fetchone()
+    if row is None or row[0] is None:
+        raise ValueError("the event log is empty")
+    return row[0], row[1]
 
 
-def compute_snapshots(
-    events: Path | pd.DataFrame, customers: Path | pd.DataFrame, spec: SnapshotSpec
-) -> pd.DataFrame:
+def compute_snapshots(events: Path | pd.DataFrame, customers: Path | pd.DataFrame, spec: SnapshotSpec) -> pd.DataFrame:
     """Behaviour feature snapshots for every active customer at every observation date.
 
     Args:

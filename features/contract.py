@@ -107,9 +107,7 @@ REQUIRED_FIELDS: dict[TableKind, tuple[str, ...]] = {
 
 _DUPLICATE_KINDS = frozenset({DUPLICATE_ROW, DUPLICATE_CUSTOMER_ID})
 # Checks whose pandera `error` is the reason kind itself.
-_NAMED_CHECKS = frozenset(
-    {UNKNOWN_EVENT_TYPE, NEGATIVE_AMOUNT, UNKNOWN_CUSTOMER, DUPLICATE_ROW, CHURN_BEFORE_SIGNUP}
-)
+_NAMED_CHECKS = frozenset({UNKNOWN_EVENT_TYPE, NEGATIVE_AMOUNT, UNKNOWN_CUSTOMER, DUPLICATE_ROW, CHURN_BEFORE_SIGNUP})
 # pandera's built-in checks, per column.
 _NOT_NULL_KINDS = {
     names.CUSTOMER_ID: MISSING_CUSTOMER_ID,
@@ -227,9 +225,7 @@ def _arrow_text(values: pd.Series) -> pyarrow.Array:
         # Arrow formats naive timestamps ~40x faster than zoned ones: format in UTC, mark it Z.
         naive = pyarrow.array(values.dt.tz_convert("UTC").dt.tz_localize(None), from_pandas=True)
         large = pyarrow.large_string()
-        return pc.binary_join_element_wise(
-            naive.cast(large), pyarrow.scalar("Z", large), pyarrow.scalar("", large)
-        )
+        return pc.binary_join_element_wise(naive.cast(large), pyarrow.scalar("Z", large), pyarrow.scalar("", large))
     elif _is_numpy_like(values.dtype):
         # Arrow formats numbers and timestamps in C++; pandas' astype(str) goes value by value.
         array = pyarrow.array(values, from_pandas=True).cast(pyarrow.large_string())
@@ -386,9 +382,7 @@ def split_valid(
         counts[reason] = len(pos)
 
     valid = parsed.frame[~assigned].reset_index(drop=True) if assigned.any() else parsed.frame
-    return ValidationResult(
-        valid=valid, quarantined=_quarantine(parsed.raw, positions, reasons), counts=counts
-    )
+    return ValidationResult(valid=valid, quarantined=_quarantine(parsed.raw, positions, reasons), counts=counts)
 
 
 @dataclass(frozen=True)
@@ -473,9 +467,7 @@ def _parse_events(frame: pd.DataFrame, source: EventsSource) -> _Parsed:
         )
     raw = _with_range_index(frame)
     optional_type = source.default_event_type is not None
-    columns = _resolve_columns(
-        raw, "events", source.columns, (), optional=(names.EVENT_TYPE,) if optional_type else ()
-    )
+    columns = _resolve_columns(raw, "events", source.columns, (), optional=(names.EVENT_TYPE,) if optional_type else ())
     n = len(raw)
 
     timestamps, ts_present = _instants(raw[columns[names.EVENT_TIMESTAMP]], source.timestamp_format, "events")
@@ -742,9 +734,7 @@ def _join(prefix: str, values: pd.Series, suffix: str) -> pyarrow.Array:
 
 def _repeat(text: str, n: int) -> pyarrow.Array:
     codes = pyarrow.array(np.zeros(n, dtype=np.int32))
-    return pyarrow.DictionaryArray.from_arrays(
-        codes, pyarrow.array([text], pyarrow.large_string())
-    ).dictionary_decode()
+    return pyarrow.DictionaryArray.from_arrays(codes, pyarrow.array([text], pyarrow.large_string())).dictionary_decode()
 
 
 def _quarantine(raw: pd.DataFrame, positions: list[np.ndarray], reasons: list[pyarrow.Array]) -> pd.DataFrame:

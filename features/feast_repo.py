@@ -46,7 +46,7 @@ def build_definitions(snapshots_path: Path | str, features: Sequence[str], ttl_d
     grouped: dict[str, list[str]] = {}
     for feature in features:
         grouped.setdefault(view_of(feature), []).append(feature)
-    views = [
+    views: list[Any] = [
         FeatureView(
             name=view,
             entities=[customer],

@@ -259,9 +259,7 @@ def _draw_customers(rng: np.random.Generator, m: int, days: int, drift_at: int |
     )
     favourite = _categorical(rng, _CATEGORY_P, m)
 
-    complaint_propensity = (
-        dissatisfaction * _DISSATISFACTION_EXPONENT[_COMPLAINT] + idiosyncratic[:, _COMPLAINT]
-    )
+    complaint_propensity = dissatisfaction * _DISSATISFACTION_EXPONENT[_COMPLAINT] + idiosyncratic[:, _COMPLAINT]
     hazard = (
         _HAZARD_PER_DAY
         * np.array(_PLAN_HAZARD)[plan]
@@ -491,9 +489,7 @@ def _chunks(
     _check_arguments(n_customers, days, drift_at, chunk_size)
     width = max(7, len(str(n_customers)))
     n_chunks = -(-n_customers // chunk_size)
-    for seq, first in zip(
-        np.random.SeedSequence(seed).spawn(n_chunks), range(0, n_customers, chunk_size), strict=True
-    ):
+    for seq, first in zip(np.random.SeedSequence(seed).spawn(n_chunks), range(0, n_customers, chunk_size), strict=True):
         m = min(chunk_size, n_customers - first)
         rng = np.random.default_rng(seq)
         cust = _draw_customers(rng, m, days, drift_at)
@@ -634,9 +630,7 @@ def generate_to_parquet(
                 frames.append(customers)
                 if progress is not None:
                     progress(len(customers))
-        customers_path = _write_atomically(
-            _customers_arrow(_concat_customers(frames)), out_dir / CUSTOMERS_FILE
-        )
+        customers_path = _write_atomically(_customers_arrow(_concat_customers(frames)), out_dir / CUSTOMERS_FILE)
         events_path = events_tmp.commit()
     finally:
         events_tmp.discard()

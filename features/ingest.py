@@ -63,9 +63,7 @@ def read_table(path: Path) -> pd.DataFrame:
     elif lowered.endswith(PARQUET_SUFFIXES):
         table = pq.read_table(path)
     else:
-        raise ValueError(
-            f"{path}: unsupported file type, expected one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
-        )
+        raise ValueError(f"{path}: unsupported file type, expected one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
     # ignore_metadata: a pandas index saved in the file comes back as an ordinary column.
     return table.to_pandas(types_mapper=_pandas_type, ignore_metadata=True, date_as_object=False)
 
@@ -75,9 +73,7 @@ def _read_csv_as_text(path: Path) -> pa.Table:
     # and the first block.
     with pacsv.open_csv(path) as reader:
         header = reader.schema.names
-    convert = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in header}, strings_can_be_null=True
-    )
+    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=True)
     return pacsv.read_csv(path, convert_options=convert)
 
 
@@ -147,9 +143,7 @@ class IngestReport:
         return table
 
 
-def ingest(
-    settings: Settings, customers_path: Path | None = None, events_path: Path | None = None
-) -> IngestReport:
+def ingest(settings: Settings, customers_path: Path | None = None, events_path: Path | None = None) -> IngestReport:
     """Validate the customers and events exports and write clean Parquet and quarantine CSVs.
 
     Events whose customer is not among the valid customers are quarantined as unknown
@@ -171,9 +165,7 @@ def ingest(
     """
     data = settings.data
     sources: dict[TableKind, Path] = {
-        "customers": Path(customers_path)
-        if customers_path is not None
-        else settings.path(data.customers.path),
+        "customers": Path(customers_path) if customers_path is not None else settings.path(data.customers.path),
         "events": Path(events_path) if events_path is not None else settings.path(data.events.path),
     }
     customers = _validate(sources["customers"], "customers", settings)
@@ -208,9 +200,7 @@ def _validate(
     try:
         raw = read_table(path)
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{kind} file {path} does not exist (data.{kind}.path in the config)"
-        ) from None
+        raise FileNotFoundError(f"{kind} file {path} does not exist (data.{kind}.path in the config)") from None
     source = settings.data.customers if kind == "customers" else settings.data.events
     try:
         return split_valid(raw, kind, source, known_customers=known_customers)

@@ -62,6 +62,10 @@ def write_atomic_csv(frame: pd.DataFrame, path: Path) -> Path:
     return _write_atomic(path, lambda temp: frame.to_csv(temp, index=False))
 
 
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
 def write_atomic_text(text: str, path: Path) -> Path:
     """Write text (UTF-8) atomically.
 
@@ -72,4 +76,4 @@ def write_atomic_text(text: str, path: Path) -> Path:
     Returns:
         The path written.
     """
-    return _write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    return _write_atomic(path, lambda temp: _write_text(temp, text))

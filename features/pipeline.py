@@ -43,7 +43,9 @@ class FeaturePaths:
         """The paths a settings profile uses."""
         clean = settings.path(settings.data.clean_dir)
         out = settings.path(settings.features.snapshots_dir)
-        return cls(clean / "events.parquet", clean / "customers.parquet", out / "snapshots.parquet", out / "labels.parquet")
+        return cls(
+            clean / "events.parquet", clean / "customers.parquet", out / "snapshots.parquet", out / "labels.parquet"
+        )
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,9 @@ def apply_features(settings: Settings) -> list[str]:
     return [obj.name for obj in definitions]
 
 
-def materialize(settings: Settings, start: dt.datetime | None = None, end: dt.datetime | None = None) -> tuple[
-    dt.datetime, dt.datetime
-]:
+def materialize(
+    settings: Settings, start: dt.datetime | None = None, end: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
     """Load snapshots from the offline store into the online store for [start, end].
 
     Defaults cover the whole history of the snapshots file: Feast's first incremental run would

@@ -60,9 +60,7 @@ def summarize(report: dict[str, Any], drift_share: float) -> DriftSummary:
     Returns:
         The per-column tests and the dataset verdict.
     """
-    columns = [
-        _column_drift(m) for m in report["metrics"] if m["config"].get("type", "").endswith(":ValueDrift")
-    ]
+    columns = [_column_drift(m) for m in report["metrics"] if m["config"].get("type", "").endswith(":ValueDrift")]
     drifted = sum(c.drifted for c in columns)
     share = drifted / len(columns) if columns else 0.0
     return DriftSummary(len(columns), drifted, share, share >= drift_share, columns)

@@ -70,7 +70,12 @@ def monitor_batch(settings: Settings, now: dt.datetime | None = None) -> Monitor
     tmp_html = html.with_suffix(".html.tmp")
     snapshot.save_html(str(tmp_html))
     tmp_html.replace(html)
-    payload = {"created": stamp, "model_version": version, "status": summary.status,
-               "current_rows": len(current), **asdict(summary)}
+    payload = {
+        "created": stamp,
+        "model_version": version,
+        "status": summary.status,
+        "current_rows": len(current),
+        **asdict(summary),
+    }
     write_atomic_text(json.dumps(payload, indent=2), summary_json)
     return MonitorResult(html, summary_json, summary, version, len(current))

@@ -91,5 +91,8 @@ class ChurnService:
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
         """The served model version and its features."""
-        return {"name": self.settings.training.model_name, "version": self.predictor.version,
-                "features": self.predictor.features}
+        return {
+            "name": self.settings.training.model_name,
+            "version": self.predictor.version,
+            "features": self.predictor.features,
+        }

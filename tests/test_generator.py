@@ -271,9 +271,7 @@ def test_customers_who_complain_more_churn_more() -> None:
     customers = data.customers.copy()
     # Complaints are counted only up to 60 days before churn (or before the period end), so the
     # pre-churn surge does not make this true by itself: it tests the latent link.
-    window_end = customers[names.CHURN_DATE].fillna(START_TS + pd.Timedelta(days=DAYS)) - pd.Timedelta(
-        days=60
-    )
+    window_end = customers[names.CHURN_DATE].fillna(START_TS + pd.Timedelta(days=DAYS)) - pd.Timedelta(days=60)
     window_start = customers[names.SIGNUP_DATE].clip(lower=START_TS)
     customers["exposure"] = (window_end - window_start).dt.days
     customers = customers[customers["exposure"] >= 30]
@@ -282,8 +280,7 @@ def test_customers_who_complain_more_churn_more() -> None:
         on=names.CUSTOMER_ID,
     )
     unhappy = events[
-        events[names.EVENT_TYPE].isin(["complaint", "support_ticket"])
-        & (events["day"] < events["window_end"])
+        events[names.EVENT_TYPE].isin(["complaint", "support_ticket"]) & (events["day"] < events["window_end"])
     ]
     complaints = customers[names.CUSTOMER_ID].map(unhappy.groupby(names.CUSTOMER_ID).size()).fillna(0)
     complaint_rate = complaints / customers["exposure"]
@@ -352,9 +349,7 @@ def test_without_drift_the_event_mix_is_stable(base: GeneratedData) -> None:
     np.testing.assert_allclose(after["click"] / after["visit"], before["click"] / before["visit"], rtol=0.1)
 
 
-def test_social_channel_only_with_drift_and_only_for_later_signups(
-    base: GeneratedData, drifted: GeneratedData
-) -> None:
+def test_social_channel_only_with_drift_and_only_for_later_signups(base: GeneratedData, drifted: GeneratedData) -> None:
     assert "social" not in set(base.customers["channel"])
     customers = drifted.customers
     social = customers["channel"] == "social"

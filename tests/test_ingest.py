@@ -107,9 +107,7 @@ def _table_rows(text: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_each_bad_event_goes_to_quarantine_with_its_reason_and_good_rows_go_on(
-    tmp_path: Path, suffix: str
-) -> None:
+def test_each_bad_event_goes_to_quarantine_with_its_reason_and_good_rows_go_on(tmp_path: Path, suffix: str) -> None:
     report = _ingest_files(tmp_path, suffix)
 
     quarantine = pd.read_csv(report.events.quarantine_path, dtype=str, keep_default_na=False)
@@ -178,9 +176,7 @@ def test_each_bad_customer_goes_to_quarantine_and_attributes_are_kept(tmp_path: 
         "churn_before_signup": 1,
         "duplicate_customer_id": 2,
     }
-    reasons = dict(
-        zip(result.quarantined[SOURCE_ROW], result.quarantined[names.QUARANTINE_REASON], strict=True)
-    )
+    reasons = dict(zip(result.quarantined[SOURCE_ROW], result.quarantined[names.QUARANTINE_REASON], strict=True))
     assert reasons[2] == (
         "unparseable signup_date '31/01/2025' in column 'signup_date' (expected ISO 8601, e.g. 2025-01-31)"
     )
@@ -227,9 +223,7 @@ def test_an_event_repeating_a_row_bad_only_by_its_unparseable_amount_is_kept() -
 
 
 def test_a_row_failing_several_checks_gets_one_reason() -> None:
-    frame = pd.DataFrame(
-        {"customer_id": [""], "event_timestamp": ["bad"], "event_type": ["nope"], "amount": ["-1"]}
-    )
+    frame = pd.DataFrame({"customer_id": [""], "event_timestamp": ["bad"], "event_type": ["nope"], "amount": ["-1"]})
     result = split_valid(frame, "events", EventsSource(), known_customers=pd.Series(["c1"]))
     assert result.counts == {"missing_customer_id": 1}
     assert len(result.quarantined) == 1
@@ -341,9 +335,7 @@ def test_a_purchases_only_export_gets_the_default_event_type(tmp_path: Path) -> 
 def test_a_default_event_type_outside_the_accepted_set_is_an_error() -> None:
     source = EventsSource(default_event_type="order")
     with pytest.raises(ContractError, match="default_event_type 'order' is not one of"):
-        split_valid(
-            pd.DataFrame({"customer_id": ["c1"], "event_timestamp": ["2025-01-01"]}), "events", source
-        )
+        split_valid(pd.DataFrame({"customer_id": ["c1"], "event_timestamp": ["2025-01-01"]}), "events", source)
 
 
 # ---------------------------------------------------------------- atomicity
@@ -359,9 +351,7 @@ def test_a_failed_run_leaves_the_previous_output_byte_identical(tmp_path: Path) 
     _write(changed_customers, tmp_path / "raw" / "customers.csv")
     events_path = _write(broken, tmp_path / "raw" / "events.csv")
     with pytest.raises(ContractError, match="event_timestamp"):
-        ingest(
-            _settings(tmp_path), customers_path=tmp_path / "raw" / "customers.csv", events_path=events_path
-        )
+        ingest(_settings(tmp_path), customers_path=tmp_path / "raw" / "customers.csv", events_path=events_path)
 
     assert {p: p.read_bytes() for p in outputs} == before
     leftovers = [p.name for d in {p.parent for p in outputs} for p in d.iterdir() if p not in before]
@@ -440,9 +430,7 @@ def test_parquet_timestamps_in_any_zone_and_unit_become_utc_ns(tmp_path: Path) -
 
 
 def test_a_timestamp_format_from_the_config_is_used() -> None:
-    frame = pd.DataFrame(
-        {"customer_id": ["c1", "c2"], "ts": ["31/01/2025 09:15", "2025-01-31"], "kind": ["visit"] * 2}
-    )
+    frame = pd.DataFrame({"customer_id": ["c1", "c2"], "ts": ["31/01/2025 09:15", "2025-01-31"], "kind": ["visit"] * 2})
     source = EventsSource(
         columns={"customer_id": "customer_id", "event_timestamp": "ts", "event_type": "kind"},
         timestamp_format="%d/%m/%Y %H:%M",

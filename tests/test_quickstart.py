@@ -20,7 +20,10 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     env.pop("CHURN_CONFIG", None)
     proc = subprocess.run(
         [str(CHURN), "quickstart", "--customers", "600", "--days", "150", "--trials", "3", "--seed", "3"],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "scores returned over HTTP" in proc.stdout
@@ -44,7 +47,8 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert str(champion.version) == summary["model_version"]
     assert champion.tags["gate.decision"] == "promote"
     run = client.get_run(champion.run_id)
-    trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    parent = f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    trials = client.search_runs([run.info.experiment_id], filter_string=parent)
     assert len(trials) == 3
     assert 0.5 < summary["metrics"]["valid_roc_auc"] <= 1.0
 

@@ -29,7 +29,7 @@ def score(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
     raise ValueError(f"unknown metric '{metric}' (choose roc_auc, pr_auc or log_loss)")
 
 
-def suggest_params(trial: optuna.Trial, pos_weight: float) -> dict[str, Any]:
+def suggest_params(trial: optuna.Trial | optuna.trial.FixedTrial, pos_weight: float) -> dict[str, Any]:
     """The XGBoost search space."""
     return {
         "objective": "binary:logistic",
@@ -133,4 +133,6 @@ def tune(
     study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
     best = study.best_trial
     params = {**suggest_params(optuna.trial.FixedTrial(best.params), pos_weight)}
+    if best.value is None:
+        raise RuntimeError(f"study {study_name} has no completed trial")
     return TuneResult(study_name, params, float(best.value), len(study.trials))

@@ -1,0 +1,98 @@
+"""Feast on both profiles: the embedded one (file registry + SQLite) and the scale-out one
+(SQL registry on PostgreSQL + Redis online store), each applied, materialized and read back."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn import names
+from churn.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
+from features.io import write_atomic_parquet
+from features.pipeline import FeaturePaths, apply_features, materialize, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _snapshots(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    dates = pd.to_datetime(["2025-03-01", "2025-03-08"]).tz_localize("UTC")
+    rows = []
+    for d in dates:
+        for i in range(20):
+            rows.append(
+                {
+                    names.CUSTOMER_ID: f"C{i:03d}",
+                    names.EVENT_TIMESTAMP: d,
+                    "purchases_count_30d": float(rng.integers(0, 9)),
+                    "engagement_visits_30d": float(rng.integers(0, 30)),
+                    "service_complaints_30d": float(rng.integers(0, 3)),
+                    "profile_tenure_days": float(100 + i),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _roundtrip(settings: Settings) -> None:
+    frame = _snapshots(seed=5)
+    write_atomic_parquet(frame, FeaturePaths.of(settings).snapshots)
+    applied = apply_features(settings)
+    assert set(applied) >= {"customer", "purchases", "engagement", "service", "profile", names.FEATURE_SERVICE}
+    materialize(settings)
+    store = open_store(settings)
+    online = store.get_online_features(
+        features=store.get_feature_service(names.FEATURE_SERVICE),
+        entity_rows=[{names.CUSTOMER_ID: "C003"}, {names.CUSTOMER_ID: "missing"}],
+    ).to_df()
+    latest = frame[
+        (frame[names.CUSTOMER_ID] == "C003") & (frame[names.EVENT_TIMESTAMP] == frame[names.EVENT_TIMESTAMP].max())
+    ]
+    # The online store serves the newest snapshot, and nothing for an unknown customer.
+    for col in ("purchases_count_30d", "engagement_visits_30d", "service_complaints_30d", "profile_tenure_days"):
+        assert online.loc[0, col] == latest[col].iloc[0]
+    assert online.iloc[1][["purchases_count_30d", "profile_tenure_days"]].isna().all()
+
+
+def test_embedded_profile_file_registry_and_sqlite(tmp_path: Path) -> None:
+    settings = parse_settings({"workspace": str(tmp_path)}, "test", env={})
+    _roundtrip(settings)
+    assert (tmp_path / "feast/registry.db").exists()
+    assert (tmp_path / "feast/online_store.db").exists()
+
+
+@pytest.mark.services
+def test_services_profile_postgres_registry_and_redis(tmp_path: Path, postgres_url: str, redis_address: str) -> None:
+    base = load_settings(REPO / "configs/services.yaml", env={})
+    assert base.feast.online_store.type == "redis" and base.feast.registry.startswith("postgresql")
+    project = f"churn_test_{uuid.uuid4().hex[:8]}"
+    tree = base.model_dump(mode="json")
+    tree["workspace"] = str(tmp_path)
+    tree["feast"].update(project=project, registry=postgres_url)
+    tree["feast"]["online_store"]["connection_string"] = redis_address
+    settings = parse_settings(tree, "test", env={})
+    try:
+        _roundtrip(settings)
+        # The registry lives in PostgreSQL, not in a file in the workspace.
+        assert not (tmp_path / "feast/registry.db").exists()
+        assert open_store(settings).get_feature_service(names.FEATURE_SERVICE).name == names.FEATURE_SERVICE
+    finally:
+        store = open_store(settings)
+        store.teardown()
+        registry = store.registry
+        for fs in registry.list_feature_services(project):
+            registry.delete_feature_service(fs.name, project, commit=True)
+        for fv in registry.list_feature_views(project):
+            registry.delete_feature_view(fv.name, project, commit=True)
+        for ent in registry.list_entities(project):
+            registry.delete_entity(ent.name, project, commit=True)
+        for src in registry.list_data_sources(project):
+            registry.delete_data_source(src.name, project, commit=True)
+
+
+def test_default_config_is_embedded() -> None:
+    settings = load_settings(DEFAULT_CONFIG, env={})
+    assert settings.feast.online_store.type == "sqlite" and "://" not in settings.feast.registry
