@@ -131,7 +131,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
         rows = run(args.customers, args.days, args.seed, Path(tmp))
-    Console(width=200).print(render(rows, f"churn bench: {args.customers:,} customers x {args.days} days, seed {args.seed}"))
+    Console(width=200).print(
+        render(rows, f"churn bench: {args.customers:,} customers x {args.days} days, seed {args.seed}")
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,11 @@ def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> 
         raise ValueError("train and validation data both need churners and stayers: use more customers or days")
     client = MlflowClient(settings.mlflow_uri)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}") as run:
+    # Under `mlflow run` the project's run id arrives in MLFLOW_RUN_ID; start_run would resume that
+    # run (in another experiment) instead of starting ours, so take it out and keep it as a tag.
+    launcher = os.environ.pop("MLFLOW_RUN_ID", None)
+    tags = {"churn.launched_by_run": launcher} if launcher else {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}", tags=tags) as run:
         with TemporaryDirectory() as tmp:
             cfg_path = Path(tmp) / "config.yaml"
             cfg_path.write_text(resolved_yaml(settings))
