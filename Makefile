@@ -9,6 +9,8 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
+# Trust the platform certificate store too (machines behind a TLS-inspecting proxy).
+export UV_SYSTEM_CERTS := true
 
 .PHONY: setup quickstart test lint bench clean
 

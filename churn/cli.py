@@ -310,10 +310,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: from the config).")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the champion model over HTTP with BentoML (POST /score, /score_features; GET /model).
+    """Serve the champion model over HTTP with BentoML (POST /score, /score_features, /model).
 
-    Example: churn serve --port 3000, then
-    curl -X POST localhost:3000/score -H 'content-type: application/json' -d '{"customer_ids": ["C0000001"]}'
+    Example: churn serve --port 3000
+
+    Then: curl -X POST localhost:3000/score -H 'content-type: application/json' -d '{"customer_ids": ["C0000001"]}'
     """
     ctx = _load(config, "serve", **{"serving.port": port})
     s = ctx.settings.serving
@@ -552,6 +553,22 @@ def quickstart(
         reason = s["reasons"][0]["phrase"] if s["reasons"] else "-"
         scores_table.add_row(s["customer_id"], f"{s['churn_probability']:.3f}", s["risk_tier"], reason)
     console.print(scores_table)
+
+
+def _examples() -> str:
+    """Every command's example line, for the top-level help."""
+    groups = [app] + [g.typer_instance for g in app.registered_groups if g.typer_instance]
+    lines = []
+    for group in groups:
+        for command in group.registered_commands:
+            doc = command.callback.__doc__ if command.callback else None
+            for line in (doc or "").splitlines():
+                if line.strip().startswith("Example:"):
+                    lines.append(line.strip().removeprefix("Example:").strip())
+    return "Examples, one per command:\n\n" + "\n\n".join(lines)
+
+
+app.info.epilog = _examples()
 
 
 def main() -> None:

@@ -20,6 +20,13 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for name in COMMANDS:
         assert name in result.output
+    # ... and an example of each, subcommands included.
+    examples = result.output.split("Examples, one per command:")[1]
+    for name in ["quickstart", "train", "serve", "monitor", "config show"]:
+        assert f"churn {name}" in examples
+    for group, subs in SUBCOMMANDS.items():
+        for sub in subs:
+            assert f"churn {group} {sub}" in examples
 
 
 @pytest.mark.parametrize("path", [[c] for c in COMMANDS] + [[g, s] for g, subs in SUBCOMMANDS.items() for s in subs])
