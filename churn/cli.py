@@ -318,18 +318,21 @@ def serve(
     """
     ctx = _load(config, "serve", **{"serving.port": port})
     s = ctx.settings.serving
-    cmd = [
+    raise typer.Exit(subprocess.call(_serve_command(s.host, s.port), env=_service_env(ctx), cwd=_repo_root()))
+
+
+def _serve_command(host: str, port: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "bentoml",
         "serve",
         "serving.service:ChurnService",
         "--host",
-        s.host,
+        host,
         "--port",
-        str(s.port),
+        str(port),
     ]
-    raise typer.Exit(subprocess.call(cmd, env=_service_env(ctx), cwd=_repo_root()))
 
 
 def _repo_root() -> Path:
@@ -359,17 +362,7 @@ def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
     logfile = ctx.settings.path("logs") / f"service-{port}.log"
     with open(logfile, "w") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "serving.service:ChurnService",
-                "--host",
-                host,
-                "--port",
-                str(port),
-            ],
+            _serve_command(host, port),
             env=_service_env(ctx),
             cwd=_repo_root(),
             stdout=out,

@@ -6,6 +6,7 @@ from `$CHURN_CONFIG` (the embedded default otherwise).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import bentoml
@@ -16,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field
 
 from churn import names
-from churn.settings import Settings, load_settings
+from churn.settings import Settings, load_settings, resolved_yaml
 from features.pipeline import open_store
 from serving.predictor import Predictor
 
@@ -54,6 +55,7 @@ class ChurnService:
     def __init__(self) -> None:
         """Load settings, the champion model and the Feast store (fails fast without a champion)."""
         self.settings = load_settings()
+        logging.getLogger(__name__).info("serving with resolved config:\n%s", resolved_yaml(self.settings))
         self.predictor = load_champion(self.settings)
         self.store = open_store(self.settings)
         self.feature_service = self.store.get_feature_service(names.FEATURE_SERVICE)
