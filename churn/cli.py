@@ -471,7 +471,11 @@ def quickstart(
     with console.status("feast apply + materialize"):
         apply_features(settings)
         start, end = materialize(settings)
-    step("feast", f"applied and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d} into SQLite")
+    step(
+        "feast",
+        f"applied and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d} "
+        f"into the {settings.feast.online_store.type} online store",
+    )
     trained = _train(settings)
     step(
         "train",

@@ -88,6 +88,8 @@ def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> 
     if split.valid[names.LABEL].nunique() < 2 or split.train[names.LABEL].nunique() < 2:
         raise ValueError("train and validation data both need churners and stayers: use more customers or days")
     client = MlflowClient(settings.mlflow_uri)
+    if cfg.optuna_storage is None:
+        settings.path("optuna").mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     # Under `mlflow run` the project's run id arrives in MLFLOW_RUN_ID; start_run would resume that
     # run (in another experiment) instead of starting ours, so take it out and keep it as a tag.
@@ -114,7 +116,7 @@ def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> 
             timeout_s=cfg.timeout_s,
             seed=cfg.seed,
             max_rounds=cfg.max_rounds,
-            storage=settings.optuna_uri if _ensure_optuna_dir(settings) else None,
+            storage=settings.optuna_uri,
             study_name=f"{cfg.model_name}-{stamp}",
             on_trial=on_trial,
         )
@@ -140,12 +142,6 @@ def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> 
     decision = _gate(settings, client, version, metrics[f"valid_{cfg.metric}"], x_valid, y_valid.to_numpy())
     record_and_apply(client, cfg.model_name, version, decision)
     return TrainResult(run.info.run_id, cfg.model_name, version, metrics, decision, result.n_trials, tuple(features))
-
-
-def _ensure_optuna_dir(settings: Settings) -> bool:
-    if settings.training.optuna_storage is None:
-        settings.path("optuna").mkdir(parents=True, exist_ok=True)
-    return True
 
 
 def _log_reference(settings: Settings, x_train: pd.DataFrame, proba: object) -> None:
