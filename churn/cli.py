@@ -466,7 +466,7 @@ def quickstart(
     built = _build(settings)
     step("features", f"{built.rows:,} snapshots x {len(built.features)} features, churn rate {built.churn_rate:.1%}")
 
-    from features.pipeline import apply_features, materialize
+    from features.pipeline import apply_features, latest_snapshot, materialize
 
     with console.status("feast apply + materialize"):
         apply_features(settings)
@@ -483,13 +483,7 @@ def quickstart(
         f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})",
     )
 
-    import pandas as pd
-
-    from features.pipeline import FeaturePaths
-
-    snaps = pd.read_parquet(FeaturePaths.of(settings).snapshots, columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP])
-    latest = snaps[snaps[names.EVENT_TIMESTAMP] == snaps[names.EVENT_TIMESTAMP].max()]
-    ids = latest[names.CUSTOMER_ID].head(5).tolist()
+    ids = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.CUSTOMER_ID].head(5).tolist()
     with (
         console.status("starting the BentoML service"),
         running_service(ctx, settings.serving.startup_timeout_s) as url,

@@ -41,6 +41,9 @@ FEATURE_SERVICE = "churn_model_v1"
 SNAPSHOT_SOURCE = "customer_snapshots"
 """Feast data source over the feature snapshots Parquet file."""
 
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+"""Path, inside a training run's MLflow artifacts, of the training-data sample monitoring compares against."""
+
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 

@@ -108,6 +108,18 @@ def build_features(settings: Settings) -> BuildResult:
     )
 
 
+def latest_snapshot(settings: Settings, columns: list[str] | None = None) -> pd.DataFrame:
+    """Snapshot rows of the newest observation date (e.g. batch monitoring's current data).
+
+    Args:
+        settings: The profile.
+        columns: Columns to read (all when None); event_timestamp is always read.
+    """
+    read = None if columns is None else list(dict.fromkeys([*columns, names.EVENT_TIMESTAMP]))
+    frame = pd.read_parquet(FeaturePaths.of(settings).snapshots, columns=read)
+    return frame[frame[names.EVENT_TIMESTAMP] == frame[names.EVENT_TIMESTAMP].max()].reset_index(drop=True)
+
+
 def open_store(settings: Settings) -> FeatureStore:
     """A Feast store for the settings profile (registry and online store from the config)."""
     settings.path("feast").mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,8 @@ from mlflow import MlflowClient
 from churn import names
 from churn.settings import Settings
 from features.io import write_atomic_text
+from features.pipeline import latest_snapshot
 from monitoring.drift import DriftSummary, drift_report
-
-REFERENCE_ARTIFACT = "reference/reference.parquet"
-"""Where the training job stored the champion's reference sample inside its MLflow run."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ def champion_reference(settings: Settings) -> tuple[str, pd.DataFrame]:
     mlflow.set_tracking_uri(settings.mlflow_uri)
     client = MlflowClient(settings.mlflow_uri)
     version = client.get_model_version_by_alias(settings.training.model_name, names.CHAMPION_ALIAS)
-    local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=REFERENCE_ARTIFACT)
+    local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=names.REFERENCE_ARTIFACT)
     return str(version.version), pd.read_parquet(local)
 
 
@@ -45,13 +43,6 @@ def score_with_champion(settings: Settings, version: str, frame: pd.DataFrame) -
     """The champion's churn probabilities for feature rows (the prediction-drift column)."""
     booster = mlflow.xgboost.load_model(f"models:/{settings.training.model_name}/{version}")
     return pd.Series(booster.predict(xgb.DMatrix(frame[booster.feature_names])), index=frame.index)
-
-
-def latest_snapshot(settings: Settings) -> pd.DataFrame:
-    """Feature rows of the newest observation date (batch mode's current data)."""
-    path = settings.path(settings.features.snapshots_dir) / "snapshots.parquet"
-    frame = pd.read_parquet(path)
-    return frame[frame[names.EVENT_TIMESTAMP] == frame[names.EVENT_TIMESTAMP].max()].reset_index(drop=True)
 
 
 def monitor_batch(settings: Settings, now: dt.datetime | None = None) -> MonitorResult:

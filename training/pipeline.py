@@ -22,9 +22,6 @@ from training.dataset import historical_frame, out_of_time_split
 from training.registry import GateDecision, champion_version, gate, record_and_apply
 from training.tune import fit, predict, score, tune
 
-REFERENCE_ARTIFACT = "reference"
-"""Run artifact folder holding a sample of the training data, the monitoring reference."""
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -148,9 +145,10 @@ def _log_reference(settings: Settings, x_train: pd.DataFrame, proba: object) -> 
     n = min(settings.monitoring.reference_sample, len(x_train))
     sample = x_train.assign(**{names.PREDICTION: proba}).sample(n=n, random_state=settings.training.seed)
     with TemporaryDirectory() as tmp:
-        path = Path(tmp) / "reference.parquet"
+        folder, filename = names.REFERENCE_ARTIFACT.rsplit("/", 1)
+        path = Path(tmp) / filename
         sample.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=REFERENCE_ARTIFACT)
+        mlflow.log_artifact(str(path), artifact_path=folder)
 
 
 def _gate(
