@@ -213,26 +213,34 @@ def _ingest(settings: Settings, customers: Path | None = None, events: Path | No
 
 
 @features_app.command("build")
-def features_build(config: ConfigOption = None) -> None:
+def features_build(
+    full: Annotated[
+        bool, typer.Option("--full", help="Recompute every observation date, not only those new data touches.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
     """Compute behaviour snapshots and churn labels from the ingested data (DuckDB over Parquet).
+
+    By default the build is incremental: only observation dates after the earliest changed day
+    of data are recomputed; the result equals a full rebuild.
 
     Example: churn features build --config configs/default.yaml
     """
     ctx = _load(config, "features-build")
-    result = _build(ctx.settings)
+    result = _build(ctx.settings, incremental=not full)
     console.print(
         f"{result.rows:,} snapshot rows x {len(result.features)} features over {len(result.observation_dates)} "
-        f"observation dates; {result.labelled_rows:,} labelled (churn rate {result.churn_rate:.1%}) "
-        f"-> {result.snapshots}"
+        f"observation dates ({len(result.recomputed_dates)} computed, the rest unchanged); "
+        f"{result.labelled_rows:,} labelled (churn rate {result.churn_rate:.1%}) -> {result.snapshots}"
     )
 
 
-def _build(settings: Settings) -> Any:
+def _build(settings: Settings, incremental: bool = True) -> Any:
     from features.pipeline import build_features
 
     try:
         with console.status("computing behaviour features"):
-            return build_features(settings)
+            return build_features(settings, incremental=incremental)
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
 
@@ -255,18 +263,30 @@ def features_apply(config: ConfigOption = None) -> None:
 def features_materialize(
     start: Annotated[dt.datetime | None, typer.Option(help="Start (UTC); default: the first snapshot.")] = None,
     end: Annotated[dt.datetime | None, typer.Option(help="End (UTC); default: the last snapshot.")] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Only what is new since the last materialization (up to --end).")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Load feature snapshots into the Feast online store.
 
     Example: churn features materialize --start 2025-01-01 --end 2025-07-01
+
+    After new data: churn features build && churn features materialize --incremental
     """
     ctx = _load(config, "features-materialize")
-    from features.pipeline import materialize
+    from features.pipeline import materialize, materialize_incremental
 
     utc = [d.replace(tzinfo=dt.UTC) if d and d.tzinfo is None else d for d in (start, end)]
-    with console.status("materializing to the online store"):
-        s, e = materialize(ctx.settings, utc[0], utc[1])
+    try:
+        with console.status("materializing to the online store"):
+            if incremental:
+                e = materialize_incremental(ctx.settings, utc[1])
+                console.print(f"materialized new snapshots up to {e}")
+                return
+            s, e = materialize(ctx.settings, utc[0], utc[1])
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
     console.print(f"materialized snapshots from {s} to {e}")
 
 

@@ -36,7 +36,14 @@ VIEW_PROFILE = "profile"
 FEATURE_VIEWS = (VIEW_PURCHASES, VIEW_ENGAGEMENT, VIEW_SERVICE, VIEW_PROFILE)
 
 FEATURE_SERVICE = "churn_model_v1"
-"""Feast feature service that the model trains on and serving reads."""
+"""Feast feature service of the default model: every behaviour feature, RFM, tenure and static attributes."""
+
+FEATURE_SERVICE_BEHAVIOUR = "churn_behaviour_v1"
+"""Feast feature service without static customer attributes (plan, region, ...): for models that
+must score customers on what they do, not on who they are."""
+
+RHYTHM_VIEW = "purchases_rhythm"
+"""Feast on-demand feature view: days since the last purchase relative to the customer's usual gap."""
 
 SNAPSHOT_SOURCE = "customer_snapshots"
 """Feast data source over the feature snapshots Parquet file."""

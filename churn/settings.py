@@ -106,7 +106,14 @@ class FeatureSettings(_Frozen):
     observation_every_days: int = Field(7, gt=0)
     first_observation_after_days: int = Field(60, ge=0)
     """Observation dates start this many days after the first event, so windows have history."""
+    grid_origin: dt.date = dt.date(2000, 1, 3)
+    """Any date on the observation grid (a Monday: a weekly grid falls on Mondays). Fixed, so new
+    data adds observation dates instead of moving them."""
+    include_latest: bool = True
+    """Also observe at the day after the last event: the freshest snapshot, for serving and scoring."""
     snapshots_dir: str = "features"
+    duckdb_memory_limit: str = "6GB"
+    """DuckDB's memory cap for the feature build; beyond it DuckDB spills to disk."""
 
     @model_validator(mode="after")
     def _windows_positive(self) -> FeatureSettings:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from features.feast_repo import build_definitions
-from features.pipeline import snapshot_features
+from features.pipeline import snapshot_schema
 
 SNAPSHOTS = Path(
     os.environ.get("CHURN_SNAPSHOTS", Path(__file__).resolve().parent.parent / "workspace/features/snapshots.parquet")
@@ -17,4 +17,4 @@ SNAPSHOTS = Path(
 TTL_DAYS = int(os.environ.get("CHURN_FEAST_TTL_DAYS", "14"))
 
 # `feast apply` collects Feast objects from module attributes, so each object gets a module-level name.
-globals().update({obj.name: obj for obj in build_definitions(SNAPSHOTS, snapshot_features(SNAPSHOTS), TTL_DAYS)})
+globals().update({obj.name: obj for obj in build_definitions(SNAPSHOTS, snapshot_schema(SNAPSHOTS), TTL_DAYS)})

@@ -8,24 +8,52 @@ without complaints has no `service_complaints_*` features. `feature_repo/churn_r
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, RepoConfig, ValueType
+import pandas as pd
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    RepoConfig,
+    ValueType,
+)
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
 from churn import names
 from churn.settings import Settings
 from features.compute import view_of
 
+RHYTHM_FEATURE = "purchases_overdue_ratio"
+RHYTHM_SINCE = "purchases_days_since_last"
+RHYTHM_GAP_PREFIX = "purchases_gap_mean_"
 
-def build_definitions(snapshots_path: Path | str, features: Sequence[str], ttl_days: int) -> list[Any]:
-    """Entity, source, one feature view per theme and the model's feature service.
+
+def purchases_rhythm(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Days since the last purchase divided by the customer's mean gap between purchases.
+
+    Above 1 the customer is overdue by their own rhythm (3 = three usual gaps without buying);
+    missing when the customer has no gap history. Feast stores this function (with dill) in the
+    registry and runs it for training sets and online lookups alike.
+    """
+    gap_column = next(c for c in inputs.columns if c.startswith("purchases_gap_mean_"))
+    gap = inputs[gap_column].where(inputs[gap_column] > 0)
+    return pd.DataFrame({"purchases_overdue_ratio": inputs["purchases_days_since_last"] / gap})
+
+
+def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl_days: int) -> list[Any]:
+    """Entity, source, one feature view per theme, an on-demand view and the feature services.
 
     Args:
         snapshots_path: The Parquet file of behaviour snapshots.
-        features: Feature column names; each is put in the view its name prefix names.
+        schema: Feature column name -> "string" or "double"; each feature goes in the view its
+            name prefix names.
         ttl_days: How far back from an entity timestamp a snapshot may be used.
 
     Returns:
@@ -44,28 +72,59 @@ def build_definitions(snapshots_path: Path | str, features: Sequence[str], ttl_d
         description="Behaviour snapshots computed by features/compute.py from the event log.",
     )
     grouped: dict[str, list[str]] = {}
-    for feature in features:
+    for feature in schema:
         grouped.setdefault(view_of(feature), []).append(feature)
-    views: list[Any] = [
-        FeatureView(
+    views = {
+        view: FeatureView(
             name=view,
             entities=[customer],
             ttl=dt.timedelta(days=ttl_days),
             schema=[Field(name=names.CUSTOMER_ID, dtype=String)]
-            + [Field(name=f, dtype=Float64) for f in grouped[view]],
+            + [Field(name=f, dtype=String if schema[f] == "string" else Float64) for f in grouped[view]],
             source=source,
             online=True,
             description=f"Customer {view} behaviour at the observation date.",
         )
         for view in names.FEATURE_VIEWS
         if view in grouped
-    ]
-    service = FeatureService(
-        name=names.FEATURE_SERVICE,
-        features=views,
-        description="Every behaviour feature the churn model trains on and serving reads.",
+    }
+    extra: list[Any] = []
+    gaps = sorted(
+        (f for f in schema if f.startswith(RHYTHM_GAP_PREFIX)), key=lambda f: int(f[len(RHYTHM_GAP_PREFIX) : -1])
     )
-    return [customer, source, *views, service]
+    if RHYTHM_SINCE in schema and gaps:
+        extra.append(_rhythm_view(views[names.VIEW_PURCHASES], gaps[-1]))
+    static = {f for f, kind in schema.items() if kind == "string"}
+    behaviour_views: list[Any] = [
+        view if not static & set(grouped[name]) else view[[f for f in grouped[name] if f not in static]]
+        for name, view in views.items()
+        if set(grouped[name]) - static
+    ]
+    services = [
+        FeatureService(
+            name=names.FEATURE_SERVICE,
+            features=[*views.values(), *extra],
+            description="Every behaviour feature, RFM scores, tenure and static attributes: the default churn model.",
+        ),
+        FeatureService(
+            name=names.FEATURE_SERVICE_BEHAVIOUR,
+            features=[*behaviour_views, *extra],
+            description="Behaviour only, without static customer attributes (plan, region, ...).",
+        ),
+    ]
+    return [customer, source, *views.values(), *extra, *services]
+
+
+def _rhythm_view(purchases: FeatureView, gap_feature: str) -> OnDemandFeatureView:
+    """The on-demand view computing `purchases_overdue_ratio` at request time and in training sets."""
+    view: OnDemandFeatureView = on_demand_feature_view(
+        name=names.RHYTHM_VIEW,
+        sources=[purchases[[RHYTHM_SINCE, gap_feature]]],
+        schema=[Field(name=RHYTHM_FEATURE, dtype=Float64)],
+        mode="pandas",
+        description="Days since the last purchase relative to the customer's mean gap between purchases.",
+    )(purchases_rhythm)
+    return view
 
 
 def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig:
@@ -91,7 +150,7 @@ def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig
         provider="local",
         registry=registry,
         online_store=online,
-        offline_store={"type": "file"},
+        offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
         repo_path=repo_path or settings.path("feast"),
     )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path to write `path`'s new content to; renamed onto `path` if the block succeeds.
+
+    Example:
+        with atomic_path(out) as tmp:
+            con.execute(f"COPY t TO '{tmp}' (FORMAT parquet)")
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh name rather than mkstemp: the writer creates the file, so it gets the usual
@@ -25,14 +33,19 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     # the leading dot keeps it out of globs.
     temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
-        write(temp)
+        yield temp
         # Flush to disk before the rename, so a crash cannot leave the new name on empty content.
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    return path
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    with atomic_path(path) as temp:
+        write(temp)
+    return Path(path)
 
 
 def write_atomic_parquet(data: pd.DataFrame | pa.Table, path: Path) -> Path:
@@ -46,7 +59,10 @@ def write_atomic_parquet(data: pd.DataFrame | pa.Table, path: Path) -> Path:
         The path written.
     """
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
-    return _write_atomic(path, lambda temp: pq.write_table(table, temp))
+    # Microsecond timestamps: DuckDB (Feast's offline store) cannot cast nanosecond zoned ones.
+    return _write_atomic(
+        path, lambda temp: pq.write_table(table, temp, coerce_timestamps="us", allow_truncated_timestamps=True)
+    )
 
 
 def write_atomic_csv(frame: pd.DataFrame, path: Path) -> Path:

@@ -7,25 +7,27 @@ computations and write Parquet atomically, or talk to the Feast store.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
 from churn import names
 from churn.settings import Settings
 from features.compute import (
-    compute_snapshots,
+    SnapshotSpec,
+    data_shape,
     event_day_range,
-    event_types_in,
-    feature_columns,
     observation_grid,
     snapshot_spec,
+    write_snapshots,
 )
 from features.feast_repo import build_definitions, repo_config
-from features.io import write_atomic_parquet
+from features.incremental import Manifest, recipe, summarise, touched_from
+from features.io import atomic_path, write_atomic_parquet, write_atomic_text
 from features.labels import compute_labels
 
 
@@ -37,6 +39,7 @@ class FeaturePaths:
     clean_customers: Path
     snapshots: Path
     labels: Path
+    manifest: Path
 
     @classmethod
     def of(cls, settings: Settings) -> FeaturePaths:
@@ -44,7 +47,11 @@ class FeaturePaths:
         clean = settings.path(settings.data.clean_dir)
         out = settings.path(settings.features.snapshots_dir)
         return cls(
-            clean / "events.parquet", clean / "customers.parquet", out / "snapshots.parquet", out / "labels.parquet"
+            clean / "events.parquet",
+            clean / "customers.parquet",
+            out / "snapshots.parquet",
+            out / "labels.parquet",
+            out / "manifest.json",
         )
 
 
@@ -59,51 +66,93 @@ class BuildResult:
     churn_rate: float
     features: tuple[str, ...]
     observation_dates: tuple[dt.date, ...]
+    recomputed_dates: tuple[dt.date, ...]
+    """The dates computed in this build; the others were copied from the previous build."""
     last_event_day: dt.date
 
 
-def build_features(settings: Settings) -> BuildResult:
+def _plan(settings: Settings, paths: FeaturePaths) -> tuple[SnapshotSpec, Manifest, dt.date]:
+    """The spec for a full build and a manifest of the data it reads."""
+    first, last = event_day_range(paths.clean_events)
+    cfg = settings.features
+    dates = observation_grid(
+        first, last, cfg.observation_every_days, cfg.first_observation_after_days, cfg.grid_origin, cfg.include_latest
+    )
+    if not dates:
+        raise ValueError(
+            f"the events span {first}..{last}, shorter than features.first_observation_after_days="
+            f"{cfg.first_observation_after_days}: no observation date fits"
+        )
+    shape = data_shape(paths.clean_events, paths.clean_customers, settings.data.customers.attributes)
+    spec = snapshot_spec(dates, cfg.windows_days, shape)
+    manifest = summarise(
+        paths.clean_events,
+        paths.clean_customers,
+        spec.attributes,
+        recipe(spec, cfg.observation_every_days, cfg.grid_origin, cfg.first_observation_after_days),
+    )
+    return spec, manifest, last
+
+
+def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
     """Compute behaviour snapshots and labels from the ingested (clean) data.
 
     Reads `clean/events.parquet` and `clean/customers.parquet`; writes
-    `features/snapshots.parquet` (customer_id, event_timestamp, features) and
-    `features/labels.parquet` (customer_id, event_timestamp, churned).
+    `features/snapshots.parquet` (customer_id, event_timestamp, features),
+    `features/labels.parquet` (customer_id, event_timestamp, churned) and `features/manifest.json`.
+
+    Args:
+        settings: The profile.
+        incremental: Recompute only the observation dates that changed data can touch (those
+            after the earliest changed day) and copy the rest from the previous build. The result
+            equals a full rebuild; False forces one.
     """
     paths = FeaturePaths.of(settings)
     for p in (paths.clean_events, paths.clean_customers):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist: run `churn data ingest` first")
-    first, last = event_day_range(paths.clean_events)
-    dates = observation_grid(
-        first, last, settings.features.observation_every_days, settings.features.first_observation_after_days
-    )
-    if not dates:
-        raise ValueError(
-            f"the events span {first}..{last}, shorter than features.first_observation_after_days="
-            f"{settings.features.first_observation_after_days}: no observation date fits"
+    spec, manifest, last = _plan(settings, paths)
+    previous = Manifest.read(paths.manifest) if incremental and paths.snapshots.exists() else None
+    keep: tuple[dt.date, ...] = ()
+    if previous is not None:
+        since = touched_from(previous, manifest)
+        old_dates = set(
+            pd.read_parquet(paths.snapshots, columns=[names.EVENT_TIMESTAMP])[names.EVENT_TIMESTAMP].dt.date
         )
-    spec = snapshot_spec(dates, settings.features.windows_days, event_types_in(paths.clean_events))
-    snapshots = compute_snapshots(paths.clean_events, paths.clean_customers, spec)
-    customers = pd.read_parquet(paths.clean_customers)
+        keep = tuple(d for d in spec.observation_dates if d in old_dates and (since is None or d <= since))
+    todo = tuple(d for d in spec.observation_dates if d not in keep)
+    if todo:
+        with atomic_path(paths.snapshots) as tmp:
+            write_snapshots(
+                paths.clean_events,
+                paths.clean_customers,
+                replace(spec, observation_dates=todo),
+                tmp,
+                keep_from=paths.snapshots if keep else None,
+                keep_dates=keep,
+                memory_limit=settings.features.duckdb_memory_limit,
+            )
+    keys = pd.read_parquet(paths.snapshots, columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP])
     labels = compute_labels(
-        snapshots[[names.CUSTOMER_ID, names.EVENT_TIMESTAMP]],
-        customers,
+        keys,
+        pd.read_parquet(paths.clean_customers),
         paths.clean_events,
         kind=settings.labels.kind,
         horizon_days=settings.labels.horizon_days,
         last_event_day=last,
         activity_event_types=settings.labels.activity_event_types,
     )
-    write_atomic_parquet(snapshots, paths.snapshots)
     write_atomic_parquet(labels, paths.labels)
+    write_atomic_text(manifest.to_json(), paths.manifest)
     return BuildResult(
         snapshots=paths.snapshots,
         labels=paths.labels,
-        rows=len(snapshots),
+        rows=len(keys),
         labelled_rows=len(labels),
         churn_rate=float(labels[names.LABEL].mean()) if len(labels) else float("nan"),
-        features=tuple(feature_columns(snapshots)),
+        features=tuple(snapshot_features(paths.snapshots)),
         observation_dates=spec.observation_dates,
+        recomputed_dates=todo,
         last_event_day=last,
     )
 
@@ -120,15 +169,51 @@ def latest_snapshot(settings: Settings, columns: list[str] | None = None) -> pd.
     return frame[frame[names.EVENT_TIMESTAMP] == frame[names.EVENT_TIMESTAMP].max()].reset_index(drop=True)
 
 
+def historical_features(
+    store: FeatureStore, entity_df: pd.DataFrame, service: str = names.FEATURE_SERVICE
+) -> pd.DataFrame:
+    """Point-in-time correct feature rows through Feast: one row per entity row.
+
+    Args:
+        store: The Feast store with the churn definitions applied.
+        entity_df: Columns customer_id and event_timestamp (UTC), plus any others (e.g. the
+            label), which are passed through.
+        service: The feature service naming the features (and on-demand features) to join.
+
+    Returns:
+        `entity_df`'s rows, sorted by time then customer, with the service's features; a
+        customer without a snapshot within the TTL before its timestamp gets missing values.
+    """
+    frame = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(service)).to_df()
+    return frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID], kind="stable").reset_index(drop=True)
+
+
+def latest_features(settings: Settings, service: str = names.FEATURE_SERVICE) -> pd.DataFrame:
+    """Every customer of the newest snapshot with the feature service's features (through Feast),
+    e.g. batch monitoring's current data."""
+    keys = latest_snapshot(settings, columns=[names.CUSTOMER_ID])
+    return historical_features(open_store(settings), keys, service)
+
+
 def open_store(settings: Settings) -> FeatureStore:
     """A Feast store for the settings profile (registry and online store from the config)."""
     settings.path("feast").mkdir(parents=True, exist_ok=True)
     return FeatureStore(config=repo_config(settings))
 
 
+def snapshot_schema(snapshots: Path) -> dict[str, str]:
+    """Feature name -> "string" or "double" for a snapshots Parquet file, read from its schema only."""
+    schema = pq.read_schema(snapshots)
+    return {
+        f.name: "string" if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) else "double"
+        for f in schema
+        if f.name not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP)
+    }
+
+
 def snapshot_features(snapshots: Path) -> list[str]:
     """Feature names of a snapshots Parquet file, read from its schema only."""
-    return [n for n in pq.read_schema(snapshots).names if n not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP)]
+    return list(snapshot_schema(snapshots))
 
 
 def apply_features(settings: Settings) -> list[str]:
@@ -140,7 +225,7 @@ def apply_features(settings: Settings) -> list[str]:
     paths = FeaturePaths.of(settings)
     if not paths.snapshots.exists():
         raise FileNotFoundError(f"{paths.snapshots} does not exist: run `churn features build` first")
-    definitions = build_definitions(paths.snapshots, snapshot_features(paths.snapshots), settings.feast.ttl_days)
+    definitions = build_definitions(paths.snapshots, snapshot_schema(paths.snapshots), settings.feast.ttl_days)
     store = open_store(settings)
     store.apply(definitions)
     return [obj.name for obj in definitions]
@@ -154,10 +239,29 @@ def materialize(
     Defaults cover the whole history of the snapshots file: Feast's first incremental run would
     start at now minus TTL and miss historical data.
     """
-    paths = FeaturePaths.of(settings)
-    if start is None or end is None:
-        stamps = pd.read_parquet(paths.snapshots, columns=[names.EVENT_TIMESTAMP])[names.EVENT_TIMESTAMP]
-        start = start or stamps.min().to_pydatetime() - dt.timedelta(seconds=1)
-        end = end or stamps.max().to_pydatetime() + dt.timedelta(seconds=1)
+    start_default, end_default = _snapshot_span(settings)
+    start = start or start_default
+    end = end or end_default
     open_store(settings).materialize(start_date=start, end_date=end)
     return start, end
+
+
+def materialize_incremental(settings: Settings, end: dt.datetime | None = None) -> dt.datetime:
+    """Load what is new since the last materialization (Feast remembers it per view) up to `end`.
+
+    Run `materialize` once first: a first incremental run would start at now minus the TTL.
+    Default `end`: just after the newest snapshot.
+    """
+    end = end or _snapshot_span(settings)[1]
+    open_store(settings).materialize_incremental(end_date=end)
+    return end
+
+
+def _snapshot_span(settings: Settings) -> tuple[dt.datetime, dt.datetime]:
+    """Just before the oldest and just after the newest snapshot timestamp."""
+    paths = FeaturePaths.of(settings)
+    if not paths.snapshots.exists():
+        raise FileNotFoundError(f"{paths.snapshots} does not exist: run `churn features build` first")
+    stamps = pd.read_parquet(paths.snapshots, columns=[names.EVENT_TIMESTAMP])[names.EVENT_TIMESTAMP]
+    second = dt.timedelta(seconds=1)
+    return stamps.min().to_pydatetime() - second, stamps.max().to_pydatetime() + second

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-import xgboost as xgb
 from mlflow import MlflowClient
 
 from churn import names
 from churn.settings import Settings
 from features.io import write_atomic_text
-from features.pipeline import latest_snapshot
+from features.matrix import predict
+from features.pipeline import latest_features
 from monitoring.drift import DriftSummary, drift_report
 
 
@@ -42,7 +42,7 @@ def champion_reference(settings: Settings) -> tuple[str, pd.DataFrame]:
 def score_with_champion(settings: Settings, version: str, frame: pd.DataFrame) -> pd.Series:
     """The champion's churn probabilities for feature rows (the prediction-drift column)."""
     booster = mlflow.xgboost.load_model(f"models:/{settings.training.model_name}/{version}")
-    return pd.Series(booster.predict(xgb.DMatrix(frame[booster.feature_names])), index=frame.index)
+    return pd.Series(predict(booster, frame), index=frame.index)
 
 
 def monitor_batch(settings: Settings, now: dt.datetime | None = None) -> MonitorResult:
@@ -51,7 +51,7 @@ def monitor_batch(settings: Settings, now: dt.datetime | None = None) -> Monitor
     Writes `reports/drift-<time>.html` and `reports/drift-<time>.json` in the workspace.
     """
     version, reference = champion_reference(settings)
-    current = latest_snapshot(settings)
+    current = latest_features(settings)
     current[names.PREDICTION] = score_with_champion(settings, version, current)
     snapshot, summary = drift_report(reference, current, settings.monitoring.drift_share)
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")

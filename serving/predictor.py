@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from features.matrix import booster_categories, dmatrix, model_frame
+
 
 def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
     """The tier whose lower bound is the highest one not above `probability`."""
@@ -23,10 +25,12 @@ def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
     return min(tiers.items(), key=lambda kv: kv[1])[0]
 
 
-def phrase(feature: str, value: float) -> str:
+def phrase(feature: str, value: float | str | None) -> str:
     """A readable phrase for a feature value, e.g. 'purchases down 60% vs previous 30 days'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{feature.replace('_', ' ')} unknown"
+    if isinstance(value, str):
+        return f"{feature.removeprefix('profile_').replace('_', ' ')} is {value}"
     if feature.endswith("_change"):
         theme = feature.removesuffix("_change").replace("purchases_", "purchase ").replace("_", " ")
         direction = "down" if value < 0 else "up"
@@ -42,7 +46,7 @@ class Reason:
     """One feature's contribution to a customer's churn score."""
 
     feature: str
-    value: float | None
+    value: float | str | None
     contribution: float
     phrase: str
 
@@ -64,6 +68,7 @@ class Predictor:
         self.booster = booster
         self.version = version
         self.features: list[str] = list(booster.feature_names)
+        self.categories = booster_categories(booster)
         self.tiers = dict(tiers)
         self.top_reasons = top_reasons
 
@@ -76,28 +81,38 @@ class Predictor:
         Returns:
             Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase), model_version.
         """
-        frame = rows[self.features].astype("float64")
-        matrix = xgb.DMatrix(frame)
+        frame = model_frame(rows, self.features, self.categories)
+        matrix = dmatrix(frame)
         proba = self.booster.predict(matrix)
         contribs = self.booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
+        raw = rows[self.features]
         answers = []
         for i, p in enumerate(proba):
             answers.append(
                 {
                     "churn_probability": float(p),
                     "risk_tier": risk_tier(float(p), self.tiers),
-                    "reasons": [r.__dict__ for r in self._reasons(frame.iloc[i].to_numpy(), contribs[i])],
+                    "reasons": [r.__dict__ for r in self._reasons(raw.iloc[i].tolist(), contribs[i])],
                     "model_version": self.version,
                 }
             )
         return answers
 
-    def _reasons(self, values: np.ndarray, contribs: np.ndarray) -> Sequence[Reason]:
+    def _reasons(self, values: list[Any], contribs: np.ndarray) -> Sequence[Reason]:
         order = np.argsort(-contribs)[: self.top_reasons]
         reasons = []
         for j in order:
             if contribs[j] <= 0:
                 break
-            value = None if np.isnan(values[j]) else float(values[j])
-            reasons.append(Reason(self.features[j], value, float(contribs[j]), phrase(self.features[j], values[j])))
+            value = _plain(values[j])
+            reasons.append(Reason(self.features[j], value, float(contribs[j]), phrase(self.features[j], value)))
         return reasons
+
+
+def _plain(value: Any) -> float | str | None:  # noqa: ANN401
+    """A feature value as JSON wants it: a float, a string (attributes) or None when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        return value
+    return float(value)

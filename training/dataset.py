@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from feast import FeatureStore
 
 from churn import names
+from features.matrix import model_frame
+from features.pipeline import historical_features
 
 
 @dataclass(frozen=True)
@@ -18,11 +20,13 @@ class Split:
     train: pd.DataFrame
     valid: pd.DataFrame
     features: tuple[str, ...]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    """Categorical feature -> the values seen in `train` (others become missing)."""
 
     def xy(self, part: str) -> tuple[pd.DataFrame, pd.Series]:
-        """Features and label of `train` or `valid`."""
+        """Model-typed features (see `features.matrix`) and label of `train` or `valid`."""
         frame = getattr(self, part)
-        return frame[list(self.features)], frame[names.LABEL]
+        return model_frame(frame, self.features, self.categories), frame[names.LABEL]
 
 
 def historical_frame(store: FeatureStore, labels: pd.DataFrame) -> pd.DataFrame:
@@ -35,8 +39,7 @@ def historical_frame(store: FeatureStore, labels: pd.DataFrame) -> pd.DataFrame:
     Returns:
         `labels` plus every feature of the feature service, as Feast joined them.
     """
-    service = store.get_feature_service(names.FEATURE_SERVICE)
-    return store.get_historical_features(entity_df=labels, features=service).to_df()
+    return historical_features(store, labels, names.FEATURE_SERVICE)
 
 
 def out_of_time_split(frame: pd.DataFrame, features: list[str], valid_fraction: float) -> Split:
@@ -57,4 +60,7 @@ def out_of_time_split(frame: pd.DataFrame, features: list[str], valid_fraction: 
     first_valid = dates[-n_valid]
     ordered = frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
     is_valid = ordered[names.EVENT_TIMESTAMP] >= first_valid
-    return Split(ordered[~is_valid].reset_index(drop=True), ordered[is_valid].reset_index(drop=True), tuple(features))
+    train = ordered[~is_valid].reset_index(drop=True)
+    typed = model_frame(train, features)
+    categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
+    return Split(train, ordered[is_valid].reset_index(drop=True), tuple(features), categories)

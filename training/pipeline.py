@@ -128,15 +128,16 @@ def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> 
             booster,
             name="model",
             registered_model_name=cfg.model_name,
-            signature=infer_signature(x_valid.head(50), proba[:50]),
-            input_example=x_valid.head(3),
+            # The API schema: what callers send (attributes as strings), not the model-typed frame.
+            signature=infer_signature(split.valid[list(features)].head(50), proba[:50]),
+            input_example=split.valid[list(features)].head(3),
             model_format="ubj",
         )
         version = str(info.registered_model_version)
     client.set_model_version_tag(cfg.model_name, version, "feature_service", names.FEATURE_SERVICE)
     client.set_model_version_tag(cfg.model_name, version, "features", ",".join(features))
     client.set_registered_model_alias(cfg.model_name, names.CHALLENGER_ALIAS, version)
-    decision = _gate(settings, client, version, metrics[f"valid_{cfg.metric}"], x_valid, y_valid.to_numpy())
+    decision = _gate(settings, client, version, metrics[f"valid_{cfg.metric}"], split.valid, y_valid.to_numpy())
     record_and_apply(client, cfg.model_name, version, decision)
     return TrainResult(run.info.run_id, cfg.model_name, version, metrics, decision, result.n_trials, tuple(features))
 
@@ -169,5 +170,5 @@ def _gate(
                 None,
                 current,
             )
-        champion_value = score(cfg.metric, y_valid, predict(champion, x_valid[champion.feature_names]))  # type: ignore[arg-type]
+        champion_value = score(cfg.metric, y_valid, predict(champion, x_valid))  # type: ignore[arg-type]
     return gate(cfg.metric, value, champion_value, current, cfg.promotion_margin)

@@ -10,9 +10,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
+from features.matrix import dmatrix
+from features.matrix import predict as predict_matrix
 from training.dataset import Split
 
 MAXIMISE = {"roc_auc": True, "pr_auc": True, "log_loss": False}
@@ -49,8 +52,8 @@ def fit(params: dict[str, Any], split: Split, max_rounds: int, seed: int) -> xgb
     """Train a booster on the train part with early stopping on the valid part, cut at its best iteration."""
     x_train, y_train = split.xy("train")
     x_valid, y_valid = split.xy("valid")
-    dtrain = xgb.DMatrix(x_train, label=y_train)
-    dvalid = xgb.DMatrix(x_valid, label=y_valid)
+    dtrain = dmatrix(x_train, label=y_train)
+    dvalid = dmatrix(x_valid, label=y_valid)
     booster = xgb.train(
         {**params, "seed": seed, "nthread": 2},
         dtrain,
@@ -67,9 +70,9 @@ def fit(params: dict[str, Any], split: Split, max_rounds: int, seed: int) -> xgb
     return trimmed
 
 
-def predict(booster: xgb.Booster, frame: Any) -> np.ndarray:
+def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     """Churn probabilities from every tree of `booster` (`fit` already cut it at the best iteration)."""
-    return booster.predict(xgb.DMatrix(frame))
+    return predict_matrix(booster, frame)
 
 
 @dataclass(frozen=True)

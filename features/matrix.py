@@ -1,0 +1,76 @@
+"""Feature rows as model input: numeric columns as floats, static attributes as categories.
+
+Training, serving and monitoring all turn feature frames into XGBoost matrices here, so a
+string attribute (plan, region, ...) is encoded the same way everywhere: as a pandas category
+whose categories are those the model was trained with. A value the model never saw becomes
+missing instead of an error, and XGBoost routes it like any missing value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+
+def is_categorical(series: pd.Series) -> bool:
+    """Whether a feature column holds categories (strings) rather than numbers."""
+    return bool(
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(series.dtype)
+        or pd.api.types.is_object_dtype(series.dtype)
+    )
+
+
+def model_frame(
+    frame: pd.DataFrame, features: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
+    """The model's columns of `frame`, typed for XGBoost.
+
+    Args:
+        frame: Feature rows (extra columns are ignored).
+        features: The model's features, in the model's order.
+        categories: Categorical feature -> its known values (from training). None infers them
+            from `frame` (training); a feature listed here is categorical even if `frame` holds
+            no strings for it (e.g. all missing).
+
+    Returns:
+        A new frame: categorical features as `pd.Categorical`, the rest as float64.
+    """
+    out: dict[str, pd.Series] = {}
+    for name in features:
+        column = frame[name]
+        if categories is not None and name in categories:
+            values = column.astype("object").where(column.notna(), None)
+            out[name] = pd.Series(pd.Categorical(values, categories=list(categories[name])), index=frame.index)
+        elif categories is None and is_categorical(column):
+            known = sorted(str(v) for v in column.dropna().unique())
+            out[name] = pd.Series(pd.Categorical(column.astype("object"), categories=known), index=frame.index)
+        else:
+            out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=frame.index)
+
+
+def dmatrix(frame: pd.DataFrame, label: pd.Series | np.ndarray | None = None) -> xgb.DMatrix:
+    """An XGBoost matrix from a `model_frame` result (categories enabled)."""
+    return xgb.DMatrix(frame, label=label, enable_categorical=True)
+
+
+def booster_categories(booster: xgb.Booster) -> dict[str, list[str]]:
+    """The categorical features of a trained booster and the values it was trained with."""
+    pairs = booster.get_categories(export_to_arrow=True).to_arrow() or []
+    return {name: [str(v) for v in values.to_pylist()] for name, values in pairs if values is not None}
+
+
+def booster_input(booster: xgb.Booster, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` typed as the booster was trained: its features, its categories."""
+    if not booster.feature_names:
+        raise ValueError("the model has no feature names: train it on a DataFrame")
+    return model_frame(frame, list(booster.feature_names), booster_categories(booster))
+
+
+def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
+    """Churn probabilities of `frame`'s rows (the booster picks and types its own columns)."""
+    return np.asarray(booster.predict(dmatrix(booster_input(booster, frame))))
