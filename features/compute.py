@@ -125,7 +125,8 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
     """(SQL expression over the `wide` relation, feature name) for every feature of `spec`."""
 
     def window(column: str, days: int) -> str:
-        return f"(coalesce({column}_0, 0) - coalesce({column}_{days}, 0))"
+        # Exact: counts are whole numbers and spend is DECIMAL, so an empty window is exactly 0.
+        return f"(coalesce({column}_0, 0) - coalesce({column}_{days}, 0))::DOUBLE"
 
     out: list[tuple[str, str]] = []
     spend = spec.purchases and spec.has_amount
@@ -153,7 +154,7 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
     t, t2 = TREND_DAYS, 2 * TREND_DAYS
 
     def trend(column: str) -> str:
-        return f"change_ratio({window(column, t)}, coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))"
+        return f"change_ratio({window(column, t)}, (coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE)"
 
     if spec.purchases:
         out.append((trend("n_purchase"), "purchases_frequency_change"))
@@ -188,7 +189,9 @@ def feature_sql(spec: SnapshotSpec) -> str:
         types = ", ".join(f"'{e}'" for e in engagement)
         daily_cols.append(f"count(*) FILTER (WHERE event_type IN ({types}))::DOUBLE AS n_engagement")
     if spec.purchases and spec.has_amount:
-        daily_cols.append("coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0)::DOUBLE AS spend")
+        # DECIMAL, not DOUBLE: running totals and their differences stay exact, so a window without
+        # purchases has spend exactly 0 and the result does not depend on summation order.
+        daily_cols.append("coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type = 'purchase'), 0) AS spend")
     running = [c.rsplit(" AS ", 1)[1] for c in daily_cols]
     gap = ""
     if spec.purchases:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 import pandas as pd
@@ -123,8 +124,17 @@ def _rhythm_view(purchases: FeatureView, gap_feature: str) -> OnDemandFeatureVie
         schema=[Field(name=RHYTHM_FEATURE, dtype=Float64)],
         mode="pandas",
         description="Days since the last purchase relative to the customer's mean gap between purchases.",
-    )(purchases_rhythm)
+    )(_fresh_copy(purchases_rhythm))
     return view
+
+
+def _fresh_copy(function: FunctionType) -> FunctionType:
+    """A copy of a module-level function for Feast's ODFV decorator, which rewrites the
+    function's `__module__` to "__main__" (to pickle it by value) and so would break reading its
+    source on the next `build_definitions` call in the same process."""
+    copy = FunctionType(function.__code__, function.__globals__, function.__name__, function.__defaults__)
+    copy.__doc__ = function.__doc__
+    return copy
 
 
 def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig:
