@@ -259,6 +259,36 @@ def features_apply(config: ConfigOption = None) -> None:
     console.print(f"applied {', '.join(applied)}")
 
 
+@features_app.command("training-set")
+def features_training_set(
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+    service: Annotated[str, typer.Option(help="Feast feature service naming the features.")] = names.FEATURE_SERVICE,
+    config: ConfigOption = None,
+) -> None:
+    """Write the labelled training set, joined point-in-time through Feast, to a Parquet file.
+
+    Example: churn features training-set --out workspace/training_set.parquet --service churn_behaviour_v1
+    """
+    ctx = _load(config, "features-training-set")
+    from features.io import write_atomic_parquet
+    from features.pipeline import training_set
+
+    try:
+        with console.status("get_historical_features"):
+            frame = training_set(ctx.settings, service)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # Feast's errors for an unknown service or unapplied repo
+        if "FeatureService" in type(exc).__name__ or "not found" in str(exc).lower():
+            raise _fail(f"feature service '{service}': {exc}", "run `churn features apply` first") from None
+        raise
+    write_atomic_parquet(frame, out)
+    features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
+    console.print(
+        f"{len(frame):,} rows x {len(features)} features, churn rate {frame[names.LABEL].mean():.1%} -> {out}"
+    )
+
+
 @features_app.command("materialize")
 def features_materialize(
     start: Annotated[dt.datetime | None, typer.Option(help="Start (UTC); default: the first snapshot.")] = None,

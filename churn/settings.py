@@ -46,7 +46,9 @@ class _Frozen(BaseModel):
 class CustomersSource(_Frozen):
     """Where the customers table comes from and how its columns map onto the contract."""
 
-    path: str = "raw/customers.parquet"
+    path: str | None = "raw/customers.parquet"
+    """None: there is no customers table (a transactions export); customers are derived from the
+    events, each signed up on the day of their first event, with no churn date or attributes."""
     columns: dict[str, str] = Field(
         default_factory=lambda: {
             names.CUSTOMER_ID: names.CUSTOMER_ID,

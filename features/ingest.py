@@ -164,12 +164,17 @@ def ingest(settings: Settings, customers_path: Path | None = None, events_path: 
             file, the missing column and the config key to fix.
     """
     data = settings.data
-    sources: dict[TableKind, Path] = {
-        "customers": Path(customers_path) if customers_path is not None else settings.path(data.customers.path),
-        "events": Path(events_path) if events_path is not None else settings.path(data.events.path),
-    }
-    customers = _validate(sources["customers"], "customers", settings)
-    events = _validate(sources["events"], "events", settings, customers.valid[names.CUSTOMER_ID])
+    events_source = Path(events_path) if events_path is not None else settings.path(data.events.path)
+    if customers_path is None and data.customers.path is None:
+        # A transactions export without a customers table: customers are who appears in the events.
+        events = _validate(events_source, "events", settings)
+        customers = derive_customers(events.valid)
+        customers_source = events_source
+    else:
+        customers_source = Path(customers_path) if customers_path is not None else settings.path(data.customers.path)
+        customers = _validate(customers_source, "customers", settings)
+        events = _validate(events_source, "events", settings, customers.valid[names.CUSTOMER_ID])
+    sources: dict[TableKind, Path] = {"customers": customers_source, "events": events_source}
 
     clean_dir = settings.path(data.clean_dir)
     quarantine_dir = settings.path(data.quarantine_dir)
@@ -192,6 +197,22 @@ def ingest(settings: Settings, customers_path: Path | None = None, events_path: 
             )
         )
     return IngestReport(customers=reports[0], events=reports[1])
+
+
+def derive_customers(events: pd.DataFrame) -> ValidationResult:
+    """Customers of an export that has none: every customer id in the valid events, signed up
+    on the (UTC) day of their first event, without churn date or attributes."""
+    first = events.groupby(names.CUSTOMER_ID, sort=True, observed=True)[names.EVENT_TIMESTAMP].min()
+    stamps = pd.to_datetime(first.to_numpy(), utc=True)
+    frame = pd.DataFrame(
+        {
+            names.CUSTOMER_ID: pd.array(first.index.astype(str), dtype="string"),
+            names.SIGNUP_DATE: stamps.floor("D").tz_localize(None),
+            names.CHURN_DATE: pd.Series(pd.NaT, index=range(len(first)), dtype="datetime64[ns]"),
+        }
+    )
+    quarantined = pd.DataFrame(columns=["source_row", names.QUARANTINE_REASON])
+    return ValidationResult(valid=frame, quarantined=quarantined)
 
 
 def _validate(

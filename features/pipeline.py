@@ -188,6 +188,19 @@ def historical_features(
     return frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID], kind="stable").reset_index(drop=True)
 
 
+def training_set(settings: Settings, service: str = names.FEATURE_SERVICE) -> pd.DataFrame:
+    """The labelled training set through Feast: every labelled (customer, observation date) with
+    the service's features as they were at that date.
+
+    Raises:
+        FileNotFoundError: The labels do not exist yet (`churn features build`).
+    """
+    paths = FeaturePaths.of(settings)
+    if not paths.labels.exists():
+        raise FileNotFoundError(f"{paths.labels} does not exist: run `churn features build` and `apply` first")
+    return historical_features(open_store(settings), pd.read_parquet(paths.labels), service)
+
+
 def latest_features(settings: Settings, service: str = names.FEATURE_SERVICE) -> pd.DataFrame:
     """Every customer of the newest snapshot with the feature service's features (through Feast),
     e.g. batch monitoring's current data."""
