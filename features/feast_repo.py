@@ -8,7 +8,7 @@ without complaints has no `service_complaints_*` features. `feature_repo/churn_r
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FunctionType
 from typing import Any
@@ -128,10 +128,11 @@ def _rhythm_view(purchases: FeatureView, gap_feature: str) -> OnDemandFeatureVie
     return view
 
 
-def _fresh_copy(function: FunctionType) -> FunctionType:
+def _fresh_copy(function: Callable[..., Any]) -> FunctionType:
     """A copy of a module-level function for Feast's ODFV decorator, which rewrites the
     function's `__module__` to "__main__" (to pickle it by value) and so would break reading its
     source on the next `build_definitions` call in the same process."""
+    assert isinstance(function, FunctionType)
     copy = FunctionType(function.__code__, function.__globals__, function.__name__, function.__defaults__)
     copy.__doc__ = function.__doc__
     return copy

@@ -165,13 +165,15 @@ def ingest(settings: Settings, customers_path: Path | None = None, events_path: 
     """
     data = settings.data
     events_source = Path(events_path) if events_path is not None else settings.path(data.events.path)
-    if customers_path is None and data.customers.path is None:
+    configured = settings.path(data.customers.path) if data.customers.path is not None else None
+    customers_file = Path(customers_path) if customers_path is not None else configured
+    if customers_file is None:
         # A transactions export without a customers table: customers are who appears in the events.
         events = _validate(events_source, "events", settings)
         customers = derive_customers(events.valid)
         customers_source = events_source
     else:
-        customers_source = Path(customers_path) if customers_path is not None else settings.path(data.customers.path)
+        customers_source = customers_file
         customers = _validate(customers_source, "customers", settings)
         events = _validate(events_source, "events", settings, customers.valid[names.CUSTOMER_ID])
     sources: dict[TableKind, Path] = {"customers": customers_source, "events": events_source}
