@@ -442,6 +442,90 @@ def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
             proc.wait()
 
 
+@app.command()
+def score(
+    out: Annotated[Path, typer.Option(help="Alert list to write: .csv or .parquet.")],
+    as_of: Annotated[
+        dt.datetime | None, typer.Option("--as-of", help="Score the newest snapshot on or before this date.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score every active customer with the champion and write the CRM alert list, sorted by expected loss.
+
+    Each row: churn probability, risk tier, top reasons, warning rules hit, segment and layers,
+    recommended action, customer value and expected loss (probability x value).
+
+    Example: churn score --as-of 2025-06-30 --out workspace/alerts.csv
+    """
+    ctx = _load(config, "score")
+    alerts = _alerts(ctx.settings, as_of.date() if as_of else None)
+    from serving.batch import write_alerts
+
+    try:
+        write_alerts(alerts, out)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    top = alerts.head(10)
+    table = Table(title=f"top alerts as of {alerts['as_of'].iloc[0] if len(alerts) else '-'}")
+    for column in ("customer_id", "churn_probability", "risk_tier", "segment", "action", "expected_loss"):
+        table.add_column(column, justify="right" if column in ("churn_probability", "expected_loss") else "left")
+    for row in top.itertuples(index=False):
+        table.add_row(
+            row.customer_id,
+            f"{row.churn_probability:.2f}",
+            row.risk_tier,
+            row.segment,
+            row.action,
+            f"{row.expected_loss:,.0f}",
+        )
+    console.print(table)
+    console.print(f"{len(alerts):,} customers scored -> {out}")
+
+
+def _alerts(settings: Settings, as_of: dt.date | None) -> Any:
+    from features.crm import CrmConfigError
+    from serving.batch import score_alerts
+    from serving.service import NoChampionError, load_champion
+
+    try:
+        predictor = load_champion(settings)
+        with _progress() as progress:
+            task = progress.add_task("scoring customers", total=None)
+            return score_alerts(
+                settings,
+                predictor,
+                as_of,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except (NoChampionError, FileNotFoundError, ValueError, CrmConfigError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def report(
+    out: Annotated[Path | None, typer.Option(help="HTML file (default: <workspace>/reports/ops-<time>.html).")] = None,
+    as_of: Annotated[
+        dt.datetime | None, typer.Option("--as-of", help="Alerts of the newest snapshot on or before this date.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the ops report: churn trend, cohort retention, risk mix, segments, actions and top alerts (HTML).
+
+    Example: churn report --out workspace/reports/ops.html
+    """
+    ctx = _load(config, "report")
+    alerts = _alerts(ctx.settings, as_of.date() if as_of else None)
+    from features.io import write_atomic_text
+    from serving.report import build_report
+
+    with console.status("building the ops report"):
+        html = build_report(ctx.settings, alerts)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = out or ctx.settings.path(ctx.settings.monitoring.reports_dir) / f"ops-{stamp}.html"
+    write_atomic_text(html, target)
+    console.print(f"ops report for {len(alerts):,} customers -> {target}")
+
+
 # ---------------------------------------------------------------- monitoring
 
 

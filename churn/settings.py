@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from churn import names
+from churn.crm_config import CrmSettings, check_playbook
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 """The embedded default config, used when no `--config` is given."""
@@ -205,6 +206,14 @@ class Settings(_Frozen):
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    crm: CrmSettings = CrmSettings()
+
+    @model_validator(mode="after")
+    def _playbook_matches_tiers(self) -> Settings:
+        problems = check_playbook(self.crm, tuple(self.serving.risk_tiers))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def path(self, relative: str | Path) -> Path:
         """Resolve a path from the config against the workspace (absolute paths pass through)."""

@@ -69,6 +69,8 @@ class Predictor:
         self.version = version
         self.features: list[str] = list(booster.feature_names)
         self.categories = booster_categories(booster)
+        self.reference: pd.DataFrame | None = None
+        """A sample of the training features (quantile cut-offs of CRM layers come from it)."""
         self.tiers = dict(tiers)
         self.top_reasons = top_reasons
 

@@ -45,7 +45,13 @@ def load_champion(settings: Settings) -> Predictor:
             "run `churn train` (or `churn quickstart`) first"
         ) from None
     booster = mlflow.xgboost.load_model(f"models:/{name}/{version.version}")
-    return Predictor(booster, str(version.version), settings.serving.risk_tiers, settings.serving.top_reasons)
+    predictor = Predictor(booster, str(version.version), settings.serving.risk_tiers, settings.serving.top_reasons)
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=names.REFERENCE_ARTIFACT)
+        predictor.reference = pd.read_parquet(local)
+    except (MlflowException, OSError):
+        logging.getLogger(__name__).warning("champion v%s has no reference sample: quantile layers use the batch")
+    return predictor
 
 
 @bentoml.service(name="churn_scoring", traffic={"timeout": 30})
@@ -81,7 +87,7 @@ class ChurnService:
 
     @bentoml.api
     def score_features(
-        self, rows: Annotated[list[dict[str, float | None]], Field(min_length=1, max_length=MAX_IDS)]
+        self, rows: Annotated[list[dict[str, float | str | None]], Field(min_length=1, max_length=MAX_IDS)]
     ) -> list[dict[str, Any]]:
         """Score rows of features the caller supplies (every model feature must be present)."""
         frame = pd.DataFrame(rows)
