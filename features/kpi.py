@@ -79,8 +79,8 @@ def cohort_retention(
     """Share of each signup-month cohort still retained k months after signup.
 
     Retained means still a customer at the end of month k after the signup month when customers
-    have churn dates (contractual), or active (any event) in that month otherwise. A (cohort, k) cell whose month is not fully in the
-    data is left empty.
+    have churn dates (contractual), or active (any event) in that month otherwise. A (cohort, k)
+    cell whose month is not fully in the data is left empty.
 
     Returns:
         Rows: cohort (signup month, 'YYYY-MM'); columns: months since signup 0..max_months; values
