@@ -91,6 +91,32 @@ def score_alerts(
     return alerts.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable").reset_index(drop=True)
 
 
+def with_early_warning(
+    settings: Settings, predictor: Predictor, rows: pd.DataFrame, scored: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Add segment, layers, rule hits, action, customer value and expected loss to scored answers.
+
+    Args:
+        settings: The profile with the CRM config.
+        predictor: The model that scored `rows` (its training sample sets quantile layers).
+        rows: The feature rows that were scored (customer_id optional).
+        scored: `predictor.score(rows)`, one answer per row.
+
+    Returns:
+        The answers, each extended in place and returned.
+    """
+    frame = rows.reset_index(drop=True)
+    if names.CUSTOMER_ID not in frame:
+        frame = frame.assign(**{names.CUSTOMER_ID: [str(i) for i in range(len(frame))]})
+    proba = [s["churn_probability"] for s in scored]
+    tiers = [s["risk_tier"] for s in scored]
+    crm = early_warning(settings.crm, frame, proba, tiers, reference=predictor.reference)
+    keep = [*settings.crm.layers, "segment", "rule_hits", "action", "customer_value", "expected_loss"]
+    for answer, extra in zip(scored, crm[keep].to_dict("records"), strict=True):
+        answer.update(extra)
+    return scored
+
+
 def write_alerts(alerts: pd.DataFrame, out: Path) -> Path:
     """Write the alert list atomically: Parquet (nested reasons and hits) or CSV (them as JSON text)."""
     if out.suffix == ".parquet":

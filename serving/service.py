@@ -19,6 +19,7 @@ from pydantic import Field
 from churn import names
 from churn.settings import Settings, load_settings, resolved_yaml
 from features.pipeline import open_store
+from serving.batch import with_early_warning
 from serving.predictor import Predictor
 
 MAX_IDS = 1000
@@ -80,7 +81,8 @@ class ChurnService:
             {names.CUSTOMER_ID: c, "error": f"unknown customer_id '{c}': no online features"} for c in customer_ids
         ]
         if known.any():
-            scored = self.predictor.score(online.loc[known])
+            rows = online.loc[known]
+            scored = with_early_warning(self.settings, self.predictor, rows, self.predictor.score(rows))
             for i, answer in zip(known[known].index, scored, strict=True):
                 answers[i] = {names.CUSTOMER_ID: customer_ids[i], **answer}
         return answers
@@ -94,7 +96,7 @@ class ChurnService:
         missing = [f for f in self.predictor.features if f not in frame.columns]
         if missing:
             raise bentoml.exceptions.InvalidArgument(f"rows lack model features: {', '.join(missing)}")
-        return self.predictor.score(frame)
+        return with_early_warning(self.settings, self.predictor, frame, self.predictor.score(frame))
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:

@@ -38,6 +38,9 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         assert s["risk_tier"] in {"high", "medium", "low"}
         assert s["model_version"] == summary["model_version"]
         assert all(r["feature"] and r["contribution"] > 0 for r in s["reasons"])
+        # The early-warning layer: segment, behaviour layers, rule hits and a recommended action.
+        assert s["segment"] and s["activity"] in {"active", "cooling", "dormant"} and s["action"]
+        assert isinstance(s["rule_hits"], list) and s["expected_loss"] >= 0
     assert summary["service_url"].startswith("http://127.0.0.1:")
 
     # The registry holds the model with the champion alias, in the SQLite tracking store.
