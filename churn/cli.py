@@ -325,31 +325,110 @@ def features_materialize(
 
 @app.command()
 def train(
-    trials: Annotated[int | None, typer.Option(help="Optuna trials (default: from the config).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Optuna trials in all (default: from the config).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes working on the study, this one included.")] = 1,
     config: ConfigOption = None,
 ) -> None:
-    """Tune XGBoost with Optuna, track every trial in MLflow, register and gate the best model.
+    """Tune XGBoost with Optuna, track every trial in MLflow, evaluate, register and gate the best model.
 
-    Example: churn train --trials 30
+    With --workers N, N - 1 `churn tune-worker` processes join the study beside this one (the
+    study lives in training.optuna_storage: PostgreSQL in configs/services.yaml).
+
+    Example: churn train --trials 30 --workers 2
     """
     ctx = _load(config, "train", **{"training.n_trials": trials})
-    result = _train(ctx.settings)
+    result = _train(ctx.settings, workers=workers, config=ctx.config_path, trials=trials)
     console.print(
         f"model {result.model_name} v{result.version}: "
-        + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
-        + f"; gate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
+        + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("test_") and "profit" not in k)
+        + f"\ngate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
     )
 
 
-def _train(settings: Settings) -> Any:
+def _train(settings: Settings, workers: int = 1, config: Path | None = None, trials: int | None = None) -> Any:
+    from training.distributed import start_workers
     from training.pipeline import train as train_job
 
+    hook = start_workers(workers - 1, config, trials) if workers > 1 else None
     with _progress() as progress:
-        task = progress.add_task("optuna trials", total=settings.training.n_trials)
+        task = progress.add_task("optuna trials (this process)", total=settings.training.n_trials)
         try:
-            return train_job(settings, on_trial=lambda _n: progress.advance(task))
+            return train_job(settings, on_trial=lambda _n: progress.advance(task), run_workers=hook)
         except (FileNotFoundError, ValueError) as exc:
             raise _fail(str(exc), "run `churn features build` and `churn features apply` first") from None
+
+
+@app.command("tune-worker")
+def tune_worker(
+    study: Annotated[str, typer.Option(help="The Optuna study to join (printed by `churn train`, tag optuna.study).")],
+    trials: Annotated[int | None, typer.Option(help="Trials the study should reach in all.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Join a running tuning study and work on it until it has its trials; start one per machine or core.
+
+    Example: churn tune-worker --study churn-xgb-20250101T120000 --config configs/services.yaml
+    """
+    ctx = _load(config, "tune-worker", **{"training.n_trials": trials})
+    from training.distributed import StudyMismatchError
+    from training.distributed import tune_worker as run_worker
+
+    try:
+        result = run_worker(ctx.settings, study)
+    except (KeyError, StudyMismatchError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc).strip("'\"")) from None
+    console.print(
+        f"study {result.study_name}: this worker ran {result.trials_run} trials; {result.study_finished} finished"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why: recorded on the version.")],
+    config: ConfigOption = None,
+) -> None:
+    """Make a model version the champion by hand (the override of the promotion gate).
+
+    Example: churn promote 3 --reason "rollback: v4 mis-scores the spring campaign"
+    """
+    ctx = _load(config, "promote")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import promote as promote_version
+
+    name = ctx.settings.training.model_name
+    try:
+        previous = promote_version(MlflowClient(ctx.settings.mlflow_uri), name, version, by="manual", reason=reason)
+    except MlflowException as exc:
+        raise _fail(f"model {name} version {version}: {exc.message}", "list versions with `churn champions`") from None
+    console.print(f"{name} v{version} is champion (was {'v' + previous if previous else 'none'}): {reason}")
+
+
+@app.command()
+def champions(config: ConfigOption = None) -> None:
+    """List every version that was champion: when, by whom (gate or manual) and why.
+
+    Example: churn champions
+    """
+    ctx = _load(config, "champions")
+    from mlflow import MlflowClient
+
+    from training.registry import champion_history
+
+    history = champion_history(MlflowClient(ctx.settings.mlflow_uri), ctx.settings.training.model_name)
+    table = Table(title=f"champions of {ctx.settings.training.model_name}")
+    for column in ("version", "promoted at", "by", "previous", "reason"):
+        table.add_column(column)
+    for r in history:
+        table.add_row(
+            f"v{r.version}" + (" (current)" if r.current else ""),
+            r.promoted_at,
+            r.promoted_by,
+            r.previous or "-",
+            r.reason,
+        )
+    console.print(table)
 
 
 # ---------------------------------------------------------------- serving
@@ -637,6 +716,18 @@ def quickstart(
         f"{monitored.summary.n_columns} columns drifted)",
     )
 
+    alerts = _alerts(settings, None)
+    from features.io import write_atomic_text
+    from serving.batch import write_alerts
+    from serving.report import build_report
+
+    alerts_path = write_alerts(alerts, settings.path("alerts.csv"))
+    with console.status("ops report"):
+        ops_path = write_atomic_text(
+            build_report(settings, alerts), settings.path(settings.monitoring.reports_dir) / "ops-quickstart.html"
+        )
+    step("alerts", f"{len(alerts):,} customers scored, sorted by expected loss -> {alerts_path}; ops report {ops_path}")
+
     summary = {
         "workspace": str(Path(settings.workspace).resolve()),
         "mlflow_tracking_uri": settings.mlflow_uri,
@@ -648,9 +739,10 @@ def quickstart(
         "drift_summary": str(monitored.summary_json),
         "drift_status": monitored.summary.status,
         "scores": scores,
+        "alerts": str(alerts_path),
+        "ops_report": str(ops_path),
+        "top_actions": alerts["action"].value_counts().head(5).to_dict(),
     }
-    from features.io import write_atomic_text
-
     summary_path = write_atomic_text(json.dumps(summary, indent=2), settings.path("quickstart-summary.json"))
     table = Table(title="churn quickstart: where everything is", show_lines=False)
     table.add_column("what")
@@ -665,6 +757,8 @@ def quickstart(
     table.add_row("service URL used", f"{url}/score (stopped after the check; `churn serve` runs it)")
     table.add_row("drift report", str(monitored.html))
     table.add_row("drift summary", str(monitored.summary_json))
+    table.add_row("CRM alert list", str(alerts_path))
+    table.add_row("ops report", str(ops_path))
     table.add_row("this summary as JSON", str(summary_path))
     table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
     console.print(table)

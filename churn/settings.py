@@ -153,6 +153,50 @@ class FeastSettings(_Frozen):
     """How far back a point-in-time join may look for a snapshot: above the observation interval."""
 
 
+class SplitSettings(_Frozen):
+    """Out-of-time split: train on earlier observation dates, validate on later ones, test on the latest."""
+
+    test_dates: int = Field(2, gt=0)
+    """The latest labelled observation dates (complete horizon) held out for the final test."""
+    valid_dates: int = Field(2, gt=0)
+    """The labelled dates before the test dates, for early stopping and tuning."""
+    embargo_days: int | None = Field(None, ge=0)
+    """Gap between the last training date and the first test date, so no training label is still
+    open when the test period starts; None means the label horizon."""
+    test_customers: float = Field(0.3, gt=0, lt=1)
+    """Share of customers (by a seeded hash of the id) reserved for the test: they never appear in
+    train or validation, so no customer straddles train and test."""
+
+
+class SearchSpace(_Frozen):
+    """Optuna search space: [low, high] per XGBoost parameter (log scale for eta and lambda)."""
+
+    max_depth: tuple[int, int] = (2, 8)
+    eta: tuple[float, float] = (0.02, 0.3)
+    min_child_weight: tuple[float, float] = (1.0, 20.0)
+    subsample: tuple[float, float] = (0.6, 1.0)
+    colsample_bytree: tuple[float, float] = (0.5, 1.0)
+    reg_lambda: tuple[float, float] = (1e-3, 10.0)
+    scale_pos_weight: Literal["search", "balanced", "none"] = "search"
+    """search: tune it between 1 and negatives/positives; balanced: fix it at that ratio; none: 1."""
+
+
+GuardMetric = Literal["roc_auc", "pr_auc", "log_loss", "brier", "lift_top10"]
+
+
+def _default_guards() -> dict[GuardMetric, float]:
+    return {"pr_auc": 0.02, "log_loss": 0.02}
+
+
+class GateSettings(_Frozen):
+    """The promotion gate: when a challenger replaces the champion."""
+
+    margin: float = Field(0.0, ge=0)
+    """The challenger must beat the champion's objective metric on the same test data by this much."""
+    guards: dict[GuardMetric, float] = Field(default_factory=_default_guards)
+    """Metric -> largest tolerated regression (absolute) against the champion."""
+
+
 class TrainingSettings(_Frozen):
     """Tuning, tracking and the model registry."""
 
@@ -162,15 +206,24 @@ class TrainingSettings(_Frozen):
     """MLflow tracking URI; None means a SQLite file in the workspace."""
     optuna_storage: str | None = None
     """Optuna storage URI; None means a SQLite file in the workspace."""
+    feature_service: str = names.FEATURE_SERVICE
+    """The Feast feature service the model trains on (serving reads the same one)."""
     n_trials: int = Field(20, gt=0)
     timeout_s: float | None = Field(None, gt=0)
     seed: int = 42
     metric: Literal["roc_auc", "pr_auc", "log_loss"] = "roc_auc"
-    valid_fraction: float = Field(0.25, gt=0, lt=1)
-    """Share of the latest labelled observation dates held out for validation (out-of-time)."""
+    """The objective Optuna optimises and the gate compares."""
+    pruning: bool = True
+    """Stop unpromising trials early (Optuna's XGBoost pruning callback with a median pruner)."""
+    split: SplitSettings = SplitSettings()
+    search: SearchSpace = SearchSpace()
     max_rounds: int = Field(300, gt=0)
-    promotion_margin: float = Field(0.0, ge=0)
-    """A challenger becomes champion only if it beats the champion's metric by at least this."""
+    early_stopping_rounds: int = Field(30, gt=0)
+    gate: GateSettings = GateSettings()
+    retention_cost: float = Field(5.0, ge=0)
+    """Cost of one retention contact, for the profit curve and threshold."""
+    retention_success: float = Field(0.25, gt=0, le=1)
+    """Share of contacted churners a retention action keeps."""
 
 
 class ServingSettings(_Frozen):

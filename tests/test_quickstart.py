@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -19,7 +20,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "CHURN_WORKSPACE": str(tmp_path / "ws"), "COLUMNS": "200"}
     env.pop("CHURN_CONFIG", None)
     proc = subprocess.run(
-        [str(CHURN), "quickstart", "--customers", "600", "--days", "150", "--trials", "3", "--seed", "3"],
+        [str(CHURN), "quickstart", "--customers", "600", "--days", "200", "--trials", "3", "--seed", "3"],
         env=env,
         capture_output=True,
         text=True,
@@ -60,6 +61,13 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     drift = json.loads(Path(summary["drift_summary"]).read_text())
     assert drift["n_columns"] > 10 and drift["status"] in {"ok", "warning", "drift"}
     assert any(c["column"] == "churn_probability" for c in drift["columns"])
+
+    # The CRM alert list (every active customer, highest expected loss first) and the ops report.
+    alerts = pd.read_csv(summary["alerts"])
+    assert len(alerts) > 100 and alerts["expected_loss"].is_monotonic_decreasing
+    assert {"churn_probability", "risk_tier", "reasons", "segment", "rule_hits", "action"} <= set(alerts.columns)
+    assert alerts["action"].nunique() >= 2 and summary["top_actions"]
+    assert '<h2 id="top-alerts"' in Path(summary["ops_report"]).read_text()
 
     # Ingestion wrote clean data and a quarantine file; the Feast stores exist.
     assert (ws / "clean/events.parquet").exists()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
+import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
@@ -15,52 +16,117 @@ from features.pipeline import historical_features
 
 @dataclass(frozen=True)
 class Split:
-    """An out-of-time split: earlier observation dates train, later ones validate."""
+    """An out-of-time split: earlier dates train, later ones validate, the latest test.
+
+    Test customers are a seeded hash-selected share of all customers; they appear in no other part.
+    """
 
     train: pd.DataFrame
     valid: pd.DataFrame
+    test: pd.DataFrame
     features: tuple[str, ...]
     categories: dict[str, list[str]] = field(default_factory=dict)
     """Categorical feature -> the values seen in `train` (others become missing)."""
 
     def xy(self, part: str) -> tuple[pd.DataFrame, pd.Series]:
-        """Model-typed features (see `features.matrix`) and label of `train` or `valid`."""
+        """Model-typed features (see `features.matrix`) and label of `train`, `valid` or `test`."""
         frame = getattr(self, part)
         return model_frame(frame, self.features, self.categories), frame[names.LABEL]
 
+    def describe(self) -> dict[str, str | int]:
+        """Sizes and date ranges of each part, for logging."""
+        out: dict[str, str | int] = {}
+        for part in ("train", "valid", "test"):
+            frame = getattr(self, part)
+            stamps = frame[names.EVENT_TIMESTAMP]
+            out[f"{part}_rows"] = len(frame)
+            out[f"{part}_customers"] = int(frame[names.CUSTOMER_ID].nunique())
+            out[f"{part}_dates"] = f"{stamps.min():%Y-%m-%d}..{stamps.max():%Y-%m-%d}" if len(frame) else "-"
+        return out
 
-def historical_frame(store: FeatureStore, labels: pd.DataFrame) -> pd.DataFrame:
+
+def historical_frame(store: FeatureStore, labels: pd.DataFrame, service: str = names.FEATURE_SERVICE) -> pd.DataFrame:
     """Point-in-time correct feature rows for each labelled (customer, observation date).
 
     Args:
-        store: The Feast store with the churn feature service applied.
+        store: The Feast store with the churn feature services applied.
         labels: Columns customer_id, event_timestamp, churned (the entity dataframe).
+        service: The feature service naming the model's features.
 
     Returns:
         `labels` plus every feature of the feature service, as Feast joined them.
     """
-    return historical_features(store, labels, names.FEATURE_SERVICE)
+    return historical_features(store, labels, service)
 
 
-def out_of_time_split(frame: pd.DataFrame, features: list[str], valid_fraction: float) -> Split:
-    """Hold out the latest observation dates for validation.
+def holdout_mask(customer_ids: pd.Series, share: float, seed: int) -> np.ndarray:
+    """Which customers belong to the test group: a seeded hash of the id, stable across runs."""
+    salt = str(seed).encode()
+    buckets = np.array(
+        [
+            int.from_bytes(hashlib.blake2b(salt + c.encode(), digest_size=8).digest(), "big")
+            for c in customer_ids.astype(str)
+        ],
+        dtype=np.uint64,
+    )
+    return (buckets % np.uint64(10_000)) < np.uint64(round(share * 10_000))
+
+
+def out_of_time_split(
+    frame: pd.DataFrame,
+    features: list[str],
+    *,
+    test_dates: int,
+    valid_dates: int,
+    embargo_days: int,
+    test_customers: float,
+    seed: int,
+) -> Split:
+    """Split labelled rows by time and by customer.
+
+    The latest `test_dates` labelled observation dates are the test period, and only test
+    customers are tested; the `valid_dates` before them validate; training uses earlier dates
+    at least `embargo_days` before the first test date (so every training label was known by
+    then). Neither train nor valid holds a test customer.
 
     Args:
         frame: Columns customer_id, event_timestamp, churned and the features.
         features: Model features.
-        valid_fraction: Share of the distinct observation dates (the latest) used for validation.
+        test_dates: Number of latest labelled dates in the test period.
+        valid_dates: Number of dates before them in the validation period.
+        embargo_days: Minimum gap from the last training date to the first test date.
+        test_customers: Share of customers reserved for the test.
+        seed: Seed of the customer hash.
 
     Returns:
         The split, each part sorted by time then customer.
+
+    Raises:
+        ValueError: A part would be empty; the message names the settings to change.
     """
     dates = sorted(frame[names.EVENT_TIMESTAMP].unique())
-    if len(dates) < 2:
-        raise ValueError(f"an out-of-time split needs at least 2 labelled observation dates, got {len(dates)}")
-    n_valid = min(len(dates) - 1, max(1, math.ceil(len(dates) * valid_fraction)))
-    first_valid = dates[-n_valid]
+    needed = test_dates + valid_dates + 1
+    if len(dates) < needed:
+        raise ValueError(
+            f"{len(dates)} labelled observation dates, but training.split needs at least {needed} "
+            f"(test_dates={test_dates} + valid_dates={valid_dates} + 1 to train on): use a longer history"
+        )
+    test_start = dates[-test_dates]
+    valid_start = dates[-(test_dates + valid_dates)]
+    train_end = min(valid_start, test_start - pd.Timedelta(days=embargo_days))
     ordered = frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
-    is_valid = ordered[names.EVENT_TIMESTAMP] >= first_valid
-    train = ordered[~is_valid].reset_index(drop=True)
+    stamps = ordered[names.EVENT_TIMESTAMP]
+    is_test_customer = holdout_mask(ordered[names.CUSTOMER_ID], test_customers, seed)
+    train = ordered[(stamps < train_end) & ~is_test_customer].reset_index(drop=True)
+    valid = ordered[(stamps >= valid_start) & (stamps < test_start) & ~is_test_customer].reset_index(drop=True)
+    test = ordered[(stamps >= test_start) & is_test_customer].reset_index(drop=True)
+    for part, rows in (("train", train), ("valid", valid), ("test", test)):
+        if rows.empty or rows[names.LABEL].nunique() < 2:
+            raise ValueError(
+                f"the {part} part has {len(rows)} rows and needs churners and stayers: use more customers or days, "
+                f"or change training.split (test_dates={test_dates}, valid_dates={valid_dates}, "
+                f"embargo_days={embargo_days}, test_customers={test_customers})"
+            )
     typed = model_frame(train, features)
     categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
-    return Split(train, ordered[is_valid].reset_index(drop=True), tuple(features), categories)
+    return Split(train, valid, test, tuple(features), categories)

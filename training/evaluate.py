@@ -949,3 +949,10 @@ def write_artifacts(
     )
     written.append(report)
     return written
+
+
+def calibrator_spec(calibrator: Calibrator) -> dict[str, object]:
+    """A JSON-able description of a calibrator that `features.matrix.calibrate` applies."""
+    if isinstance(calibrator, IsotonicCalibrator):
+        return {"method": "isotonic", "x": calibrator.x.tolist(), "y": calibrator.y.tolist(), "floor": calibrator.floor}
+    return {"method": "sigmoid", "slope": calibrator.slope, "intercept": calibrator.intercept}

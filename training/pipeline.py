@@ -5,22 +5,37 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import mlflow
+import numpy as np
 import pandas as pd
+import xgboost as xgb
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from churn import names
 from churn.settings import Settings, resolved_yaml
+from features.matrix import CALIBRATION_ARTIFACT, calibrate
 from features.pipeline import FeaturePaths, open_store
-from training.dataset import historical_frame, out_of_time_split
+from training.dataset import Split, historical_frame, out_of_time_split
+from training.evaluate import (
+    Evaluation,
+    baseline_scores,
+    calibrator_spec,
+    evaluate,
+    fit_calibrator,
+    shap_importance,
+    should_calibrate,
+    write_artifacts,
+)
 from training.registry import GateDecision, champion_version, gate, record_and_apply
-from training.tune import fit, predict, score, tune
+from training.tune import PARENT_RUN, best_of, fit, negatives_per_positive, open_study, predict, run_trials, score
 
 
 @dataclass(frozen=True)
@@ -62,28 +77,86 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> TrainResult:
-    """Tune, train, log and register a churn model; promote it through the gate.
+def git_commit(repo: Path | None = None) -> str:
+    """The checked-out git commit (with "-dirty" when the tree has changes), or "unknown"."""
+    where = repo or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
 
-    Args:
-        settings: The profile.
-        on_trial: Called after each Optuna trial with its number (progress bars).
 
-    Returns:
-        The registered version, its validation metrics and the gate decision.
+@dataclass(frozen=True)
+class Prepared:
+    """The training set and its split, as every tuning worker computes them."""
+
+    frame: pd.DataFrame
+    split: Split
+    fingerprint: str
+
+
+def prepare(settings: Settings) -> Prepared:
+    """The labelled training set through Feast and its out-of-time split.
+
+    Deterministic for the same data and config, so a tuning worker on another machine builds the
+    same split (and checks the fingerprint).
     """
-    experiment_id = configure_mlflow(settings)
     cfg = settings.training
     paths = FeaturePaths.of(settings)
+    if not paths.labels.exists():
+        raise FileNotFoundError(f"{paths.labels} does not exist: run `churn features build` and `apply` first")
     labels = pd.read_parquet(paths.labels)
     if labels.empty:
         raise ValueError("no labelled observation dates: generate or ingest a longer history than the label horizon")
-    store = open_store(settings)
-    frame = historical_frame(store, labels)
+    frame = historical_frame(open_store(settings), labels, cfg.feature_service)
     features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
-    split = out_of_time_split(frame, features, cfg.valid_fraction)
-    if split.valid[names.LABEL].nunique() < 2 or split.train[names.LABEL].nunique() < 2:
-        raise ValueError("train and validation data both need churners and stayers: use more customers or days")
+    embargo = cfg.split.embargo_days if cfg.split.embargo_days is not None else settings.labels.horizon_days
+    split = out_of_time_split(
+        frame,
+        features,
+        test_dates=cfg.split.test_dates,
+        valid_dates=cfg.split.valid_dates,
+        embargo_days=embargo,
+        test_customers=cfg.split.test_customers,
+        seed=cfg.seed,
+    )
+    return Prepared(frame, split, fingerprint(frame))
+
+
+def train(
+    settings: Settings,
+    on_trial: Callable[[int], None] | None = None,
+    run_workers: Callable[[str], Callable[[], None]] | None = None,
+) -> TrainResult:
+    """Tune, train, evaluate, log and register a churn model; promote it through the gate.
+
+    Nothing touches the `champion` alias until the very end, after the gate: a failed or
+    interrupted training leaves the champion as it was.
+
+    Args:
+        settings: The profile.
+        on_trial: Called after each Optuna trial of this process with its number (progress bars).
+        run_workers: Called with the study name once the study exists; starts other processes
+            that join it (`churn train --workers N`) and returns a function that waits for them.
+
+    Returns:
+        The registered version, its metrics and the gate decision.
+    """
+    experiment_id = configure_mlflow(settings)
+    cfg = settings.training
+    prepared = prepare(settings)
+    split, frame = prepared.split, prepared.frame
+    features = list(split.features)
     client = MlflowClient(settings.mlflow_uri)
     if cfg.optuna_storage is None:
         settings.path("optuna").mkdir(parents=True, exist_ok=True)
@@ -92,54 +165,133 @@ def train(settings: Settings, on_trial: Callable[[int], None] | None = None) -> 
     # run (in another experiment) instead of starting ours, so take it out and keep it as a tag.
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)
     tags = {"churn.launched_by_run": launcher} if launcher else {}
+    study_name = f"{cfg.model_name}-{stamp}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}", tags=tags) as run:
         with TemporaryDirectory() as tmp:
             cfg_path = Path(tmp) / "config.yaml"
             cfg_path.write_text(resolved_yaml(settings))
             mlflow.log_artifact(str(cfg_path))
-        mlflow.set_tags(
-            {
-                "feature_service": names.FEATURE_SERVICE,
-                "data.fingerprint": fingerprint(frame),
-                "data.first_date": str(frame[names.EVENT_TIMESTAMP].min().date()),
-                "data.last_date": str(frame[names.EVENT_TIMESTAMP].max().date()),
-            }
-        )
-        mlflow.log_params({"n_features": len(features), "train_rows": len(split.train), "valid_rows": len(split.valid)})
-        result = tune(
-            split,
-            metric=cfg.metric,
-            n_trials=cfg.n_trials,
-            timeout_s=cfg.timeout_s,
-            seed=cfg.seed,
-            max_rounds=cfg.max_rounds,
-            storage=settings.optuna_uri,
-            study_name=f"{cfg.model_name}-{stamp}",
-            on_trial=on_trial,
-        )
-        booster = fit(result.best_params, split, cfg.max_rounds, cfg.seed)
-        x_valid, y_valid = split.xy("valid")
-        proba = predict(booster, x_valid)
-        metrics = {f"valid_{m}": score(m, y_valid.to_numpy(), proba) for m in ("roc_auc", "pr_auc", "log_loss")}
-        mlflow.log_metrics({**metrics, "n_trees": float(booster.num_boosted_rounds())})
+        lineage = {
+            "feature_service": cfg.feature_service,
+            "data.fingerprint": prepared.fingerprint,
+            "data.first_date": str(frame[names.EVENT_TIMESTAMP].min().date()),
+            "data.last_date": str(frame[names.EVENT_TIMESTAMP].max().date()),
+            "git.commit": git_commit(),
+            "optuna.study": study_name,
+        }
+        mlflow.set_tags(lineage)
+        mlflow.log_params({"n_features": len(features), **split.describe()})
+        study = open_study(study_name, settings.optuna_uri, cfg.metric, cfg.seed, cfg.pruning)
+        study.set_user_attr(PARENT_RUN, run.info.run_id)
+        study.set_user_attr("data.fingerprint", prepared.fingerprint)
+        wait = run_workers(study_name) if run_workers else None
+        run_trials(study, split, cfg, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=on_trial)
+        if wait:
+            wait()
+        _, y_train = split.xy("train")
+        result = best_of(study, cfg.search, negatives_per_positive(y_train), cfg.metric)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
-        _log_reference(settings, split.train[list(features)], predict(booster, split.train[list(features)]))
+        mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
+
+        booster = fit(
+            result.best_params,
+            split,
+            max_rounds=cfg.max_rounds,
+            early_stopping_rounds=cfg.early_stopping_rounds,
+            seed=cfg.seed,
+        )
+        report = _evaluate_and_log(settings, booster, split)
+        metrics = report.metrics
+        _log_reference(settings, split.train[features], report.train_proba)
         info = mlflow.xgboost.log_model(
             booster,
             name="model",
             registered_model_name=cfg.model_name,
             # The API schema: what callers send (attributes as strings), not the model-typed frame.
-            signature=infer_signature(split.valid[list(features)].head(50), proba[:50]),
-            input_example=split.valid[list(features)].head(3),
+            signature=infer_signature(split.valid[features].head(50), report.valid_proba[:50]),
+            input_example=split.valid[features].head(3),
             model_format="ubj",
         )
         version = str(info.registered_model_version)
-    client.set_model_version_tag(cfg.model_name, version, "feature_service", names.FEATURE_SERVICE)
-    client.set_model_version_tag(cfg.model_name, version, "features", ",".join(features))
+    for key, value in {**lineage, "features": ",".join(features), "calibration": report.calibration}.items():
+        client.set_model_version_tag(cfg.model_name, version, key, value)
     client.set_registered_model_alias(cfg.model_name, names.CHALLENGER_ALIAS, version)
-    decision = _gate(settings, client, version, metrics[f"valid_{cfg.metric}"], split.valid, y_valid.to_numpy())
+    decision = _gate(settings, client, version, report.test_metrics, split)
     record_and_apply(client, cfg.model_name, version, decision)
     return TrainResult(run.info.run_id, cfg.model_name, version, metrics, decision, result.n_trials, tuple(features))
+
+
+@dataclass(frozen=True)
+class _Report:
+    metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    valid_proba: np.ndarray
+    train_proba: np.ndarray
+    calibration: str
+
+
+def _evaluate_and_log(settings: Settings, booster: xgb.Booster, split: Split) -> _Report:
+    """Calibrate if it helps, evaluate model and baselines on the test part, log metrics and artifacts."""
+    cfg = settings.training
+    features = list(split.features)
+    x_valid, y_valid = split.xy("valid")
+    x_test, y_test = split.xy("test")
+    valid_raw = predict(booster, split.valid)
+    decision = should_calibrate(valid_raw, y_valid.to_numpy(), seed=cfg.seed)
+    spec = None
+    if decision.calibrate and decision.method is not None:
+        spec = calibrator_spec(fit_calibrator(valid_raw, y_valid.to_numpy(), decision.method))
+        mlflow.log_dict(spec, CALIBRATION_ARTIFACT)
+    valid_proba = calibrate(spec, valid_raw)
+    test_proba = calibrate(spec, predict(booster, split.test))
+    value_feature = settings.crm.customer_value
+    value = (
+        pd.to_numeric(split.test[value_feature.feature], errors="coerce").fillna(0.0).to_numpy()
+        * 365.0
+        / value_feature.window_days
+        if value_feature.feature in split.test
+        else 100.0
+    )
+
+    def assess(proba: np.ndarray) -> Evaluation:
+        return evaluate(
+            y_test.to_numpy(),
+            proba,
+            retention_cost=cfg.retention_cost,
+            customer_value=value,
+            success_rate=cfg.retention_success,
+        )
+
+    model_eval = assess(test_proba)
+    baselines = {
+        name: assess(scores)
+        for name, scores in baseline_scores(
+            split.train[features], split.train[names.LABEL], split.test[features]
+        ).items()
+    }
+    importance = shap_importance(booster, split.valid)
+    valid_metrics = {f"valid_{m}": score(m, y_valid.to_numpy(), valid_proba) for m in ("roc_auc", "pr_auc", "log_loss")}
+    test_metrics = model_eval.metrics()
+    logged = {**valid_metrics, **{f"test_{k}": v for k, v in test_metrics.items()}, **decision.metrics()}
+    for name, ev in baselines.items():
+        logged.update(
+            {f"baseline_{name}_{k}": v for k, v in ev.metrics().items() if k in ("roc_auc", "pr_auc", "lift_top10")}
+        )
+    logged["n_trees"] = float(booster.num_boosted_rounds())
+    mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
+    with TemporaryDirectory() as tmp:
+        write_artifacts(
+            tmp, model_eval, baselines, importance, title=f"{cfg.model_name}: evaluation on the test period"
+        )
+        mlflow.log_artifacts(tmp, artifact_path="evaluation")
+    del x_valid, x_test
+    return _Report(
+        metrics={k: v for k, v in logged.items() if k.startswith(("valid_", "test_"))},
+        test_metrics=test_metrics,
+        valid_proba=valid_proba,
+        train_proba=calibrate(spec, predict(booster, split.train)),
+        calibration=decision.method if decision.calibrate and decision.method else "none",
+    )
 
 
 def _log_reference(settings: Settings, x_train: pd.DataFrame, proba: object) -> None:
@@ -152,23 +304,41 @@ def _log_reference(settings: Settings, x_train: pd.DataFrame, proba: object) -> 
         mlflow.log_artifact(str(path), artifact_path=folder)
 
 
-def _gate(
-    settings: Settings, client: MlflowClient, version: str, value: float, x_valid: pd.DataFrame, y_valid: object
-) -> GateDecision:
+def champion_test_metrics(
+    settings: Settings, client: MlflowClient, split: Split
+) -> tuple[str | None, dict[str, float] | str]:
+    """The champion's metrics on this split's test part (with its own calibration), or why there are none."""
     cfg = settings.training
     current = champion_version(client, cfg.model_name)
-    champion_value: float | None = None
-    if current is not None:
-        champion = mlflow.xgboost.load_model(f"models:/{cfg.model_name}@{names.CHAMPION_ALIAS}")
-        missing = set(champion.feature_names or []) - set(x_valid.columns)
-        if missing:
-            return GateDecision(
-                False,
-                f"champion v{current} needs features {sorted(missing)} this data lacks: not comparable, champion kept",
-                cfg.metric,
-                value,
-                None,
-                current,
+    if current is None:
+        return None, "no champion yet"
+    version = client.get_model_version(cfg.model_name, current)
+    champion = mlflow.xgboost.load_model(f"models:/{cfg.model_name}/{current}")
+    missing = set(champion.feature_names or []) - set(split.test.columns)
+    if missing:
+        return current, f"champion v{current} needs features {sorted(missing)} this data lacks: not comparable"
+    try:
+        spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{CALIBRATION_ARTIFACT}")
+    except (MlflowException, OSError):
+        spec = None
+    proba = calibrate(spec, predict(champion, split.test))
+    y = split.test[names.LABEL].to_numpy()
+    value = 100.0
+    ev = evaluate(y, proba, retention_cost=cfg.retention_cost, customer_value=value, success_rate=cfg.retention_success)
+    return current, ev.metrics()
+
+
+def _gate(
+    settings: Settings, client: MlflowClient, version: str, challenger: dict[str, float], split: Split
+) -> GateDecision:
+    cfg = settings.training
+    current, champion = champion_test_metrics(settings, client, split)
+    if isinstance(champion, str):
+        if current is None:
+            return gate(
+                cfg.metric, challenger, None, None, cfg.gate.margin, {str(k): v for k, v in cfg.gate.guards.items()}
             )
-        champion_value = score(cfg.metric, y_valid, predict(champion, x_valid))  # type: ignore[arg-type]
-    return gate(cfg.metric, value, champion_value, current, cfg.promotion_margin)
+        return GateDecision(False, f"{champion}: champion kept", cfg.metric, challenger, None, current)
+    return gate(
+        cfg.metric, challenger, champion, current, cfg.gate.margin, {str(k): v for k, v in cfg.gate.guards.items()}
+    )

@@ -1,19 +1,26 @@
-"""Model registry: versions, aliases and the promotion gate.
+"""Model registry: versions, aliases, the promotion gate, manual promotion and champion history.
 
-A new version gets alias `challenger`; it becomes `champion` only through `gate`, whose decision
-and evidence are written as tags on the version.
+A new version gets alias `challenger`; it becomes `champion` only through `gate` (or a person's
+`churn promote`), and every promotion is recorded as tags on the version: when, how and why.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from churn import names
-from training.tune import MAXIMISE
+
+LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
+PROMOTED_AT = "champion.promoted_at"
+PROMOTED_BY = "champion.promoted_by"
+PROMOTION_REASON = "champion.reason"
+PREVIOUS_CHAMPION = "champion.previous"
 
 
 @dataclass(frozen=True)
@@ -23,38 +30,57 @@ class GateDecision:
     promote: bool
     reason: str
     metric: str
-    challenger_value: float
-    champion_value: float | None
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
     champion_version: str | None
+    guard_failures: list[str] = field(default_factory=list)
+
+
+def _gain(metric: str, challenger: float, champion: float) -> float:
+    """How much better the challenger is (positive = better), whatever the metric's direction."""
+    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
 
 
 def gate(
     metric: str,
-    challenger_value: float,
-    champion_value: float | None,
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
     champion_version: str | None,
     margin: float,
+    guards: Mapping[str, float],
 ) -> GateDecision:
-    """Decide promotion from both models' metric on the same held-out data.
+    """Decide promotion from both models' metrics on the same held-out data.
+
+    The challenger must beat the champion on `metric` by at least `margin`, and no guard metric
+    may regress by more than its tolerance.
 
     Args:
-        metric: Metric name; higher is better except for log_loss.
-        challenger_value: The challenger's value.
-        champion_value: The champion's value on the same data; None when there is no champion.
+        metric: The objective metric (roc_auc, pr_auc, log_loss, ...).
+        challenger: The challenger's test metrics.
+        champion: The champion's metrics on the same test rows; None when there is no champion.
         champion_version: The champion's version, for the evidence.
-        margin: Required improvement.
+        margin: Required improvement on `metric`.
+        guards: Guard metric -> largest tolerated regression.
 
     Returns:
         The decision with a one-line reason.
     """
-    if champion_value is None:
-        return GateDecision(True, "no champion yet", metric, challenger_value, None, champion_version)
-    gain = challenger_value - champion_value if MAXIMISE[metric] else champion_value - challenger_value
-    if gain >= margin:
-        reason = f"{metric} improves by {gain:+.4f} (margin {margin})"
-        return GateDecision(True, reason, metric, challenger_value, champion_value, champion_version)
-    reason = f"{metric} changes by {gain:+.4f}, below the margin {margin}: champion kept"
-    return GateDecision(False, reason, metric, challenger_value, champion_value, champion_version)
+    if champion is None:
+        return GateDecision(True, "no champion yet", metric, dict(challenger), None, champion_version)
+    gain = _gain(metric, challenger[metric], champion[metric])
+    failures = [
+        f"{g} regresses by {-_gain(g, challenger[g], champion[g]):.4f} (tolerance {tol})"
+        for g, tol in guards.items()
+        if g in challenger and g in champion and _gain(g, challenger[g], champion[g]) < -tol
+    ]
+    if gain < margin:
+        reason = f"{metric} changes by {gain:+.4f}, below the margin {margin}: champion v{champion_version} kept"
+        return GateDecision(False, reason, metric, dict(challenger), dict(champion), champion_version, failures)
+    if failures:
+        reason = f"{metric} improves by {gain:+.4f} but {'; '.join(failures)}: champion v{champion_version} kept"
+        return GateDecision(False, reason, metric, dict(challenger), dict(champion), champion_version, failures)
+    reason = f"{metric} improves by {gain:+.4f} (margin {margin}) and no guard regresses"
+    return GateDecision(True, reason, metric, dict(challenger), dict(champion), champion_version)
 
 
 def champion_version(client: MlflowClient, model_name: str) -> str | None:
@@ -65,9 +91,62 @@ def champion_version(client: MlflowClient, model_name: str) -> str | None:
         return None
 
 
+def promote(client: MlflowClient, model_name: str, version: str, *, by: str, reason: str) -> str | None:
+    """Move `champion` to `version` and record who, when and why on the version.
+
+    Returns:
+        The previous champion's version (None if there was none).
+
+    Raises:
+        MlflowException: The version does not exist.
+    """
+    client.get_model_version(model_name, version)  # fails with a clear error for an unknown version
+    previous = champion_version(client, model_name)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for key, value in {
+        PROMOTED_AT: now,
+        PROMOTED_BY: by,
+        PROMOTION_REASON: reason,
+        PREVIOUS_CHAMPION: previous or "",
+    }.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
+    return previous
+
+
 def record_and_apply(client: MlflowClient, model_name: str, version: str, decision: GateDecision) -> None:
-    """Tag the version with the decision and move `champion` if it promotes."""
+    """Tag the version with the gate's decision and evidence, and promote it if the gate says so."""
     client.set_model_version_tag(model_name, version, "gate.decision", "promote" if decision.promote else "keep")
     client.set_model_version_tag(model_name, version, "gate.evidence", json.dumps(asdict(decision)))
     if decision.promote:
-        client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
+        promote(client, model_name, version, by="gate", reason=decision.reason)
+
+
+@dataclass(frozen=True)
+class ChampionRecord:
+    """One promotion in a model's history."""
+
+    version: str
+    promoted_at: str
+    promoted_by: str
+    reason: str
+    previous: str | None
+    current: bool
+
+
+def champion_history(client: MlflowClient, model_name: str) -> list[ChampionRecord]:
+    """Every version that was ever champion, oldest promotion first."""
+    current = champion_version(client, model_name)
+    records = [
+        ChampionRecord(
+            version=str(v.version),
+            promoted_at=v.tags[PROMOTED_AT],
+            promoted_by=v.tags.get(PROMOTED_BY, ""),
+            reason=v.tags.get(PROMOTION_REASON, ""),
+            previous=v.tags.get(PREVIOUS_CHAMPION) or None,
+            current=str(v.version) == current,
+        )
+        for v in client.search_model_versions(f"name = '{model_name}'")
+        if PROMOTED_AT in v.tags
+    ]
+    return sorted(records, key=lambda r: (r.promoted_at, int(r.version)))

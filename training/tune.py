@@ -1,4 +1,10 @@
-"""Optuna search over XGBoost hyper-parameters, every trial a nested MLflow run."""
+"""Optuna search over XGBoost hyper-parameters: TPE with pruning, every trial an MLflow run.
+
+The study lives in Optuna storage (SQLite embedded, PostgreSQL in the services profile), so
+several processes, on one machine or many, can work on one study: each calls `run_trials` with
+the study's name. A trial's MLflow run is tagged with the parent training run, so the trials of
+all workers appear nested under it.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,21 @@ import numpy as np
 import optuna
 import pandas as pd
 import xgboost as xgb
+from optuna.storages import RDBStorage
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from optuna_integration.xgboost import XGBoostPruningCallback
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
+from churn.settings import SearchSpace, TrainingSettings
 from features.matrix import dmatrix
 from features.matrix import predict as predict_matrix
 from training.dataset import Split
 
 MAXIMISE = {"roc_auc": True, "pr_auc": True, "log_loss": False}
+XGB_METRIC = {"roc_auc": "auc", "pr_auc": "aucpr", "log_loss": "logloss"}
+PARENT_RUN = "mlflow_parent_run_id"
+"""Study user attribute: the training run the trials of every worker are nested under."""
 
 
 def score(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -32,34 +46,53 @@ def score(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
     raise ValueError(f"unknown metric '{metric}' (choose roc_auc, pr_auc or log_loss)")
 
 
-def suggest_params(trial: optuna.Trial | optuna.trial.FixedTrial, pos_weight: float) -> dict[str, Any]:
-    """The XGBoost search space."""
-    return {
+def negatives_per_positive(y: pd.Series) -> float:
+    """The class ratio that `scale_pos_weight: balanced` uses."""
+    positives = max(1, int(y.sum()))
+    return (len(y) - positives) / positives
+
+
+def suggest_params(
+    trial: optuna.Trial | optuna.trial.FixedTrial, space: SearchSpace, pos_weight: float, metric: str
+) -> dict[str, Any]:
+    """XGBoost parameters for a trial from the configured search space."""
+    params: dict[str, Any] = {
         "objective": "binary:logistic",
-        "eval_metric": "logloss",
+        "eval_metric": XGB_METRIC[metric],
         "tree_method": "hist",
-        "eta": trial.suggest_float("eta", 0.02, 0.3, log=True),
-        "max_depth": trial.suggest_int("max_depth", 2, 8),
-        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 20.0, log=True),
-        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-        "lambda": trial.suggest_float("lambda", 1e-3, 10.0, log=True),
-        "scale_pos_weight": trial.suggest_float("scale_pos_weight", 1.0, max(1.0, pos_weight)),
+        "eta": trial.suggest_float("eta", *space.eta, log=True),
+        "max_depth": trial.suggest_int("max_depth", *space.max_depth),
+        "min_child_weight": trial.suggest_float("min_child_weight", *space.min_child_weight, log=True),
+        "subsample": trial.suggest_float("subsample", *space.subsample),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", *space.colsample_bytree),
+        "lambda": trial.suggest_float("lambda", *space.reg_lambda, log=True),
     }
+    if space.scale_pos_weight == "search":
+        params["scale_pos_weight"] = trial.suggest_float("scale_pos_weight", 1.0, max(1.0 + 1e-9, pos_weight))
+    elif space.scale_pos_weight == "balanced":
+        params["scale_pos_weight"] = pos_weight
+    return params
 
 
-def fit(params: dict[str, Any], split: Split, max_rounds: int, seed: int) -> xgb.Booster:
-    """Train a booster on the train part with early stopping on the valid part, cut at its best iteration."""
+def fit(
+    params: dict[str, Any],
+    split: Split,
+    *,
+    max_rounds: int,
+    early_stopping_rounds: int,
+    seed: int,
+    callbacks: list[xgb.callback.TrainingCallback] | None = None,
+) -> xgb.Booster:
+    """Train on the train part with early stopping on the valid part; cut at the best iteration."""
     x_train, y_train = split.xy("train")
     x_valid, y_valid = split.xy("valid")
-    dtrain = dmatrix(x_train, label=y_train)
-    dvalid = dmatrix(x_valid, label=y_valid)
     booster = xgb.train(
         {**params, "seed": seed, "nthread": 2},
-        dtrain,
+        dmatrix(x_train, label=y_train),
         num_boost_round=max_rounds,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=30,
+        evals=[(dmatrix(x_valid, label=y_valid), "valid")],
+        early_stopping_rounds=early_stopping_rounds,
+        callbacks=callbacks or [],
         verbose_eval=False,
     )
     # Keep only the trees up to the best iteration, so every consumer of the saved model
@@ -75,6 +108,86 @@ def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     return predict_matrix(booster, frame)
 
 
+def storage_for(uri: str) -> RDBStorage:
+    """Optuna storage with heartbeats, so a trial whose worker died is marked failed, not left running."""
+    return RDBStorage(uri, heartbeat_interval=10, grace_period=30)
+
+
+def open_study(name: str, storage: str, metric: str, seed: int, pruning: bool) -> optuna.Study:
+    """Create the study, or join it if it exists (another worker, or a resumed run)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=name,
+        storage=storage_for(storage),
+        direction="maximize" if MAXIMISE[metric] else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10)
+        if pruning
+        else optuna.pruners.NopPruner(),
+        load_if_exists=True,
+    )
+
+
+def objective(
+    split: Split, cfg: TrainingSettings, parent_run_id: str | None, on_trial: Callable[[int], None] | None = None
+) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective: fit one booster, score it on the valid part, log it as an MLflow run."""
+    _, y_train = split.xy("train")
+    _, y_valid = split.xy("valid")
+    pos_weight = negatives_per_positive(y_train)
+
+    def run(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, cfg.search, pos_weight, cfg.metric)
+        started = time.perf_counter()
+        tags = {"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        callbacks = [XGBoostPruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if cfg.pruning else []
+        mlflow_run = mlflow.start_run(
+            run_name=f"trial-{trial.number}", tags=tags, nested=mlflow.active_run() is not None
+        )
+        try:
+            mlflow.log_params({k: v for k, v in params.items() if k in trial.params})
+            try:
+                booster = fit(
+                    params,
+                    split,
+                    max_rounds=cfg.max_rounds,
+                    early_stopping_rounds=cfg.early_stopping_rounds,
+                    seed=cfg.seed,
+                    callbacks=callbacks,
+                )
+            except optuna.TrialPruned:
+                mlflow.set_tag("optuna.state", "pruned")
+                mlflow.log_metric("duration_s", time.perf_counter() - started)
+                mlflow.end_run(status="KILLED")
+                raise
+            value = score(cfg.metric, y_valid.to_numpy(), predict(booster, split.valid))
+            best_iteration = booster.num_boosted_rounds() - 1
+            mlflow.log_metrics(
+                {
+                    f"valid_{cfg.metric}": value,
+                    "best_iteration": float(best_iteration),
+                    "duration_s": time.perf_counter() - started,
+                }
+            )
+            mlflow.set_tag("optuna.state", "complete")
+            trial.set_user_attr("best_iteration", best_iteration)
+            trial.set_user_attr("mlflow_run_id", mlflow_run.info.run_id)
+            mlflow.end_run()
+        except optuna.TrialPruned:
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        finally:
+            if on_trial:
+                on_trial(trial.number)
+        return value
+
+    return run
+
+
 @dataclass(frozen=True)
 class TuneResult:
     """The best trial of a study."""
@@ -83,59 +196,54 @@ class TuneResult:
     best_params: dict[str, Any]
     best_value: float
     n_trials: int
+    n_pruned: int
+
+
+def run_trials(
+    study: optuna.Study,
+    split: Split,
+    cfg: TrainingSettings,
+    *,
+    total_trials: int,
+    timeout_s: float | None = None,
+    on_trial: Callable[[int], None] | None = None,
+) -> None:
+    """Work on `study` until it has `total_trials` finished trials (from every worker) or time runs out."""
+    parent = study.user_attrs.get(PARENT_RUN)
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    study.optimize(
+        objective(split, cfg, parent, on_trial),
+        n_trials=total_trials,
+        timeout=timeout_s,
+        callbacks=[MaxTrialsCallback(total_trials, states=done)],
+        catch=(xgb.core.XGBoostError,),
+    )
+
+
+def best_of(study: optuna.Study, space: SearchSpace, pos_weight: float, metric: str) -> TuneResult:
+    """The study's best trial as full XGBoost parameters."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        raise RuntimeError(f"study {study.study_name} has no completed trial")
+    best = study.best_trial
+    params = suggest_params(optuna.trial.FixedTrial(best.params), space, pos_weight, metric)
+    pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    return TuneResult(study.study_name, params, float(best.value or 0.0), len(completed) + pruned, pruned)
 
 
 def tune(
     split: Split,
+    cfg: TrainingSettings,
     *,
-    metric: str,
-    n_trials: int,
-    timeout_s: float | None,
-    seed: int,
-    max_rounds: int,
-    storage: str | None,
+    storage: str,
     study_name: str,
+    parent_run_id: str | None = None,
     on_trial: Callable[[int], None] | None = None,
 ) -> TuneResult:
-    """Search hyper-parameters with TPE, logging each trial as a nested MLflow run.
-
-    Must be called inside an active MLflow run (the parent).
-    """
-    x_train, y_train = split.xy("train")
-    _, y_valid = split.xy("valid")
-    positives = max(1, int(y_train.sum()))
-    pos_weight = (len(y_train) - positives) / positives
-
-    def objective(trial: optuna.Trial) -> float:
-        params = suggest_params(trial, pos_weight)
-        started = time.perf_counter()
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-            booster = fit(params, split, max_rounds, seed)
-            value = score(metric, y_valid.to_numpy(), predict(booster, split.valid[list(split.features)]))
-            mlflow.log_params({k: v for k, v in params.items() if k in trial.params})
-            mlflow.log_metrics(
-                {
-                    f"valid_{metric}": value,
-                    "best_iteration": float(booster.num_boosted_rounds() - 1),
-                    "duration_s": time.perf_counter() - started,
-                }
-            )
-        trial.set_user_attr("best_iteration", booster.num_boosted_rounds() - 1)
-        if on_trial:
-            on_trial(trial.number)
-        return value
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        direction="maximize" if MAXIMISE[metric] else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        load_if_exists=True,
-    )
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
-    best = study.best_trial
-    params = {**suggest_params(optuna.trial.FixedTrial(best.params), pos_weight)}
-    if best.value is None:
-        raise RuntimeError(f"study {study_name} has no completed trial")
-    return TuneResult(study_name, params, float(best.value), len(study.trials))
+    """Search hyper-parameters with TPE (and pruning) in this process; see `run_trials` for workers."""
+    study = open_study(study_name, storage, cfg.metric, cfg.seed, cfg.pruning)
+    if parent_run_id:
+        study.set_user_attr(PARENT_RUN, parent_run_id)
+    run_trials(study, split, cfg, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=on_trial)
+    _, y_train = split.xy("train")
+    return best_of(study, cfg.search, negatives_per_positive(y_train), cfg.metric)
