@@ -211,6 +211,8 @@ def train(
             signature=infer_signature(split.valid[features].head(50), report.valid_proba[:50]),
             input_example=split.valid[features].head(3),
             model_format="ubj",
+            # Stated, not inferred: inference runs `uv export` / scans the environment on every log.
+            pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}"],
         )
         version = str(info.registered_model_version)
     for key, value in {**lineage, "features": ",".join(features), "calibration": report.calibration}.items():

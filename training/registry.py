@@ -91,8 +91,13 @@ def champion_version(client: MlflowClient, model_name: str) -> str | None:
         return None
 
 
+HISTORY_TAG = "champion.history"
+"""Registered-model tag: the promotions, oldest first, as a JSON list (append-only)."""
+HISTORY_KEEP = 30
+
+
 def promote(client: MlflowClient, model_name: str, version: str, *, by: str, reason: str) -> str | None:
-    """Move `champion` to `version` and record who, when and why on the version.
+    """Move `champion` to `version`; record who, when and why on the version and in the model's history.
 
     Returns:
         The previous champion's version (None if there was none).
@@ -102,7 +107,8 @@ def promote(client: MlflowClient, model_name: str, version: str, *, by: str, rea
     """
     client.get_model_version(model_name, version)  # fails with a clear error for an unknown version
     previous = champion_version(client, model_name)
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    event = {"version": version, "promoted_at": now, "promoted_by": by, "reason": reason, "previous": previous}
     for key, value in {
         PROMOTED_AT: now,
         PROMOTED_BY: by,
@@ -110,8 +116,15 @@ def promote(client: MlflowClient, model_name: str, version: str, *, by: str, rea
         PREVIOUS_CHAMPION: previous or "",
     }.items():
         client.set_model_version_tag(model_name, version, key, value)
+    history = _history(client, model_name) + [event]
+    client.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history[-HISTORY_KEEP:]))
     client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
     return previous
+
+
+def _history(client: MlflowClient, model_name: str) -> list[dict[str, str | None]]:
+    raw = client.get_registered_model(model_name).tags.get(HISTORY_TAG)
+    return list(json.loads(raw)) if raw else []
 
 
 def record_and_apply(client: MlflowClient, model_name: str, version: str, decision: GateDecision) -> None:
@@ -135,18 +148,17 @@ class ChampionRecord:
 
 
 def champion_history(client: MlflowClient, model_name: str) -> list[ChampionRecord]:
-    """Every version that was ever champion, oldest promotion first."""
+    """Every promotion of the model, oldest first (the last one is the current champion's)."""
     current = champion_version(client, model_name)
-    records = [
+    events = _history(client, model_name)
+    return [
         ChampionRecord(
-            version=str(v.version),
-            promoted_at=v.tags[PROMOTED_AT],
-            promoted_by=v.tags.get(PROMOTED_BY, ""),
-            reason=v.tags.get(PROMOTION_REASON, ""),
-            previous=v.tags.get(PREVIOUS_CHAMPION) or None,
-            current=str(v.version) == current,
+            version=str(e["version"]),
+            promoted_at=str(e["promoted_at"]),
+            promoted_by=str(e.get("promoted_by") or ""),
+            reason=str(e.get("reason") or ""),
+            previous=e.get("previous"),
+            current=i == len(events) - 1 and str(e["version"]) == current,
         )
-        for v in client.search_model_versions(f"name = '{model_name}'")
-        if PROMOTED_AT in v.tags
+        for i, e in enumerate(events)
     ]
-    return sorted(records, key=lambda r: (r.promoted_at, int(r.version)))

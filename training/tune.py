@@ -8,7 +8,10 @@ all workers appear nested under it.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +22,6 @@ import optuna
 import pandas as pd
 import xgboost as xgb
 from optuna.storages import RDBStorage
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from optuna_integration.xgboost import XGBoostPruningCallback
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
@@ -33,6 +35,12 @@ MAXIMISE = {"roc_auc": True, "pr_auc": True, "log_loss": False}
 XGB_METRIC = {"roc_auc": "auc", "pr_auc": "aucpr", "log_loss": "logloss"}
 PARENT_RUN = "mlflow_parent_run_id"
 """Study user attribute: the training run the trials of every worker are nested under."""
+WORKER = "worker"
+"""Trial user attribute: `host:pid` of the process that ran the trial."""
+HEARTBEAT_ENV = "CHURN_OPTUNA_HEARTBEAT_S"
+GRACE_ENV = "CHURN_OPTUNA_GRACE_S"
+"""Environment variables overriding the trial heartbeat interval and the grace period after which a
+trial whose worker stopped beating is failed (defaults: 10 s and 30 s; tests shorten them)."""
 
 
 def score(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -109,8 +117,14 @@ def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
 
 
 def storage_for(uri: str) -> RDBStorage:
-    """Optuna storage with heartbeats, so a trial whose worker died is marked failed, not left running."""
-    return RDBStorage(uri, heartbeat_interval=10, grace_period=30)
+    """Optuna storage with heartbeats, so a trial whose worker died is marked failed, not left running.
+
+    The heartbeat interval and grace period are 10 s and 30 s unless `CHURN_OPTUNA_HEARTBEAT_S` and
+    `CHURN_OPTUNA_GRACE_S` say otherwise (whole seconds).
+    """
+    interval = int(os.environ.get(HEARTBEAT_ENV) or 10)
+    grace = int(os.environ.get(GRACE_ENV) or 30)
+    return RDBStorage(uri, heartbeat_interval=interval, grace_period=grace)
 
 
 def open_study(name: str, storage: str, metric: str, seed: int, pruning: bool) -> optuna.Study:
@@ -137,6 +151,7 @@ def objective(
     pos_weight = negatives_per_positive(y_train)
 
     def run(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         params = suggest_params(trial, cfg.search, pos_weight, cfg.metric)
         started = time.perf_counter()
         tags = {"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)}
@@ -208,16 +223,48 @@ def run_trials(
     timeout_s: float | None = None,
     on_trial: Callable[[int], None] | None = None,
 ) -> None:
-    """Work on `study` until it has `total_trials` finished trials (from every worker) or time runs out."""
-    parent = study.user_attrs.get(PARENT_RUN)
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
-    study.optimize(
-        objective(split, cfg, parent, on_trial),
-        n_trials=total_trials,
-        timeout=timeout_s,
-        callbacks=[MaxTrialsCallback(total_trials, states=done)],
-        catch=(xgb.core.XGBoostError,),
-    )
+    """Work on `study` until it has `total_trials` finished trials (from every worker) or time runs out.
+
+    A trial starts only while the finished trials plus those running in any worker are fewer than
+    `total_trials`, so several workers (and a worker joining late) stop at exactly the total. When
+    other workers are running the last trials this one waits for them: if one of them dies, its
+    trial fails once its heartbeat expires and this worker runs a replacement. This process starts
+    at most `total_trials` trials itself, failed ones included.
+    """
+    run = objective(split, cfg, study.user_attrs.get(PARENT_RUN), on_trial)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    budget = total_trials
+
+    def stop_at_total(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal budget
+        budget -= 1
+        finished, running = _progress(study)
+        if budget <= 0 or finished + running >= total_trials:
+            study.stop()
+
+    while budget > 0:
+        finished, running = _progress(study)
+        left = None if deadline is None else deadline - time.monotonic()
+        if finished >= total_trials or (left is not None and left <= 0):
+            return
+        if finished + running >= total_trials:
+            time.sleep(WAIT_S if left is None else min(WAIT_S, left))
+            continue
+        study.optimize(run, n_trials=budget, timeout=left, callbacks=[stop_at_total], catch=(xgb.core.XGBoostError,))
+
+
+WAIT_S = 1.0
+"""How often a worker waiting for the last trials of other workers looks at the study."""
+
+
+def _progress(study: optuna.Study) -> tuple[int, int]:
+    """Finished (complete or pruned) and running trials, after failing those of dead workers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return finished, running
 
 
 def best_of(study: optuna.Study, space: SearchSpace, pos_weight: float, metric: str) -> TuneResult:
