@@ -6,6 +6,7 @@ and no event types; `configs/transactions.yaml` maps it onto the contract.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -32,7 +33,7 @@ def _readme_commands() -> list[list[str]]:
 
 def _transactions(root: Path) -> pd.DataFrame:
     """A transactions export from generated purchases: CustomerID, InvoiceDate (a date), Amount, Quantity."""
-    _, events_path = write_generated(generate(400, 240, seed=5), root / "generated")
+    _, events_path = write_generated(generate(500, 365, seed=5), root / "generated")
     events = pd.read_parquet(events_path)
     purchases = events[events[names.EVENT_TYPE] == "purchase"]
     rng = np.random.default_rng(5)
@@ -53,19 +54,19 @@ def test_readme_commands_on_a_transactions_export(tmp_path: Path, monkeypatch: p
     export.to_csv(workspace / "raw/transactions.csv", index=False)
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("CHURN_WORKSPACE", str(workspace))
-    out = None
+    outputs: dict[str, Path] = {}
     for argv in _readme_commands():
         assert argv[0] == "churn"
         args = argv[1:]
         if "--out" in args:  # keep the output in the test's workspace
             i = args.index("--out") + 1
-            out = tmp_path / Path(args[i]).name
-            args[i] = str(out)
+            outputs[args[0]] = tmp_path / Path(args[i]).name
+            args[i] = str(outputs[args[0]])
         result = CliRunner().invoke(app, args, catch_exceptions=False)
         assert result.exit_code == 0, f"churn {' '.join(args)}\n{result.output}"
-    assert out is not None and out.exists()
+    assert set(outputs) == {"features", "score", "report"} and all(p.exists() for p in outputs.values())
 
-    training = pd.read_parquet(out)
+    training = pd.read_parquet(outputs["features"])
     labels = pd.read_parquet(workspace / "features/labels.parquet")
     assert len(training) == len(labels) > 1000  # one row per labelled (customer, observation date)
     features = [c for c in training.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
@@ -82,6 +83,16 @@ def test_readme_commands_on_a_transactions_export(tmp_path: Path, monkeypatch: p
     t = row[names.EVENT_TIMESTAMP]
     theirs = dates[export["CustomerID"] == row[names.CUSTOMER_ID]]
     assert not ((theirs >= t) & (theirs < t + pd.Timedelta(days=60))).any()
+    # The alert list and the ops report from the purchases-only model.
+    alerts = pd.read_csv(tmp_path / "alerts.csv")
+    assert len(alerts) > 100 and alerts["expected_loss"].is_monotonic_decreasing
+    hits = {h["rule"] for cell in alerts["rule_hits"] for h in json.loads(cell)}
+    assert hits and hits <= {"purchases_falling", "overdue", "no_recent_purchase"}
+    playbook = {"account_care_call", "vip_care", "time_limited_coupon", "win_back_offer", "monitor"}
+    assert set(alerts["action"]) <= playbook
+    assert alerts["action"].nunique() >= 2 and set(alerts["activity"]) <= {"active", "cooling", "dormant"}
+    page = (tmp_path / "ops.html").read_text()
+    assert '<h2 id="top-alerts"' in page and '<h2 id="cohort-retention"' in page
     # Customers were derived from the export: signup = first purchase day.
     customers = pd.read_parquet(workspace / "clean/customers.parquet")
     assert len(customers) == export["CustomerID"].nunique()
