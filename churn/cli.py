@@ -489,6 +489,7 @@ def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
     host = ctx.settings.serving.host
     port = _free_port(host)
     logfile = ctx.settings.path("logs") / f"service-{port}.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "w") as out:
         proc = subprocess.Popen(
             _serve_command(host, port),

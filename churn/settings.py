@@ -236,6 +236,14 @@ class ServingSettings(_Frozen):
     """Tier -> lowest probability in that tier."""
     top_reasons: int = Field(3, ge=0)
     startup_timeout_s: float = Field(120, gt=0)
+    max_ids: int = Field(1_000, gt=0)
+    """Most customer ids (or feature rows) in one request."""
+    max_request_bytes: int = Field(1_000_000, gt=0)
+    """Larger request bodies are refused with 413."""
+    reload_interval_s: float = Field(30.0, gt=0)
+    """How often the service checks whether the champion alias moved (hot reload)."""
+    prediction_log_dir: str = "predictions"
+    """Every scored row is appended here (Parquet parts), the monitoring input."""
 
 
 class MonitoringSettings(_Frozen):

@@ -8,6 +8,7 @@ missing instead of an error, and XGBoost routes it like any missing value.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -58,10 +59,37 @@ def dmatrix(frame: pd.DataFrame, label: pd.Series | np.ndarray | None = None) ->
     return xgb.DMatrix(frame, label=label, enable_categorical=True)
 
 
+CATEGORIES_ATTR = "churn_categories"
+"""Booster attribute (saved with the model) holding the category lists the booster was trained with."""
+
+
+def remember_categories(booster: xgb.Booster, categories: Mapping[str, Sequence[str]]) -> xgb.Booster:
+    """Store the training category lists in the booster itself.
+
+    XGBoost codes a pandas category by its position in the category list; a saved and reloaded
+    model (UBJSON through MLflow) keeps the 'categorical' feature types but not the lists, so
+    serving must rebuild exactly the training lists from this attribute.
+    """
+    booster.set_attr(**{CATEGORIES_ATTR: json.dumps({k: list(v) for k, v in categories.items()})})
+    return booster
+
+
 def booster_categories(booster: xgb.Booster) -> dict[str, list[str]]:
     """The categorical features of a trained booster and the values it was trained with."""
+    stored = booster.attr(CATEGORIES_ATTR)
+    if stored:
+        return {str(k): [str(v) for v in values] for k, values in json.loads(stored).items()}
     pairs = booster.get_categories(export_to_arrow=True).to_arrow() or []
-    return {name: [str(v) for v in values.to_pylist()] for name, values in pairs if values is not None}
+    found = {name: [str(v) for v in values.to_pylist()] for name, values in pairs if values is not None}
+    missing = [
+        f for f, kind in zip(booster.feature_names or [], booster.feature_types or [], strict=False) if kind == "c"
+    ]
+    if set(missing) - set(found):
+        raise ValueError(
+            f"the model has categorical features {sorted(set(missing) - set(found))} without their categories: "
+            "retrain it with this version of the platform"
+        )
+    return found
 
 
 def booster_input(booster: xgb.Booster, frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from features.matrix import booster_categories, dmatrix, model_frame
+from features.matrix import booster_categories, calibrate, dmatrix, model_frame
 
 
 def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
@@ -71,6 +71,10 @@ class Predictor:
         self.categories = booster_categories(booster)
         self.reference: pd.DataFrame | None = None
         """A sample of the training features (quantile cut-offs of CRM layers come from it)."""
+        self.calibration: dict[str, Any] | None = None
+        """The probability calibration training chose (`features.matrix.calibrate`), if any."""
+        self.info: dict[str, Any] = {"version": version}
+        """Registry facts for GET /model: name, version, run, trained_at, metrics, feature_service."""
         self.tiers = dict(tiers)
         self.top_reasons = top_reasons
 
@@ -85,7 +89,7 @@ class Predictor:
         """
         frame = model_frame(rows, self.features, self.categories)
         matrix = dmatrix(frame)
-        proba = self.booster.predict(matrix)
+        proba = calibrate(self.calibration, self.booster.predict(matrix))
         contribs = self.booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
         raw = rows[self.features]
         answers = []

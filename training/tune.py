@@ -27,7 +27,7 @@ from optuna_integration.xgboost import XGBoostPruningCallback
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from churn.settings import SearchSpace, TrainingSettings
-from features.matrix import dmatrix
+from features.matrix import dmatrix, remember_categories
 from features.matrix import predict as predict_matrix
 from training.dataset import Split
 
@@ -108,7 +108,7 @@ def fit(
     best = booster.best_iteration
     trimmed = booster[: best + 1]
     trimmed.set_attr(best_iteration=str(best))
-    return trimmed
+    return remember_categories(trimmed, split.categories)
 
 
 def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,235 @@
+"""The BentoML scoring service over real HTTP, with a real small model trained here and Feast online
+features: every endpoint, every class of bad input, API key, size limit, hot reload, the 503 path
+and the prediction log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from conftest import require_service
+from mlflow import MlflowClient
+from training_fixtures import build_workspace, write_config
+
+from churn import names
+from churn.cli import Context, running_service
+from churn.settings import Settings, parse_settings
+from features.pipeline import latest_snapshot, materialize
+from serving.prediction_log import read_prediction_log
+from training.pipeline import train
+
+
+def _serving_settings(ws: Path, **serving: Any) -> Settings:
+    raw = {
+        "workspace": str(ws),
+        "training": {"n_trials": 2, "max_rounds": 60},
+        "serving": {"reload_interval_s": 1.0, "max_ids": 50, "max_request_bytes": 20_000, **serving},
+    }
+    return parse_settings(raw, "test", env={})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with features in the online store and a champion."""
+    ws = tmp_path_factory.mktemp("serving")
+    build_workspace(ws)
+    settings = _serving_settings(ws)
+    train(settings)
+    materialize(settings)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def service(trained: Path) -> Iterator[tuple[str, Settings]]:
+    settings = _serving_settings(trained)
+    config = write_config(settings, trained / "serving.yaml")
+    with running_service(Context(settings, config), timeout_s=180) as url:
+        yield url, settings
+
+
+def _ids(settings: Settings, n: int) -> list[str]:
+    return latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.CUSTOMER_ID].head(n).tolist()
+
+
+def test_score_known_and_unknown_ids(service: tuple[str, Settings]) -> None:
+    url, settings = service
+    ids = _ids(settings, 3)
+    answer = httpx.post(f"{url}/score", json={"customer_ids": [*ids, "nobody"]}, timeout=30)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [b[names.CUSTOMER_ID] for b in body] == [*ids, "nobody"]
+    for item in body[:3]:
+        assert 0 <= item["churn_probability"] <= 1 and item["risk_tier"] in {"high", "medium", "low"}
+        assert item["segment"] and item["action"] and isinstance(item["rule_hits"], list)
+        assert item["model_version"] and item["feature_freshness"].startswith("20")
+        assert all(r["phrase"] for r in item["reasons"])
+    assert "unknown customer_id 'nobody'" in body[3]["error"]
+
+
+def test_score_features_matches_score_by_id(service: tuple[str, Settings]) -> None:
+    url, settings = service
+    info = httpx.get(f"{url}/model", timeout=10).json()
+    assert info["version"] and info["trained_at"] and "test_roc_auc" in info["metrics"]
+    features = info["features"]
+    (cid,) = _ids(settings, 1)
+    by_id = httpx.post(f"{url}/score", json={"customer_ids": [cid]}, timeout=30).json()[0]
+    snapshot = latest_snapshot(settings)
+    row = snapshot[snapshot[names.CUSTOMER_ID] == cid].iloc[0]
+    days, gap = row["purchases_days_since_last"], row["purchases_gap_mean_90d"]
+    row = row.to_dict() | {"purchases_overdue_ratio": days / gap if gap and gap > 0 else None}
+    payload = {f: (None if pd.isna(row[f]) else row[f]) for f in features}
+    got = httpx.post(f"{url}/score_features", json={"rows": [payload]}, timeout=30)
+    assert got.status_code == 200, got.text
+    assert got.json()[0]["churn_probability"] == pytest.approx(by_id["churn_probability"], abs=1e-6)
+
+
+def test_health_probes(service: tuple[str, Settings]) -> None:
+    url, _ = service
+    assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "needle"),
+    [
+        ("/score", b'{"customer_ids": ["a",', "json"),  # malformed JSON
+        ("/score", b'{"customer_ids": "C1"}', "customer_ids"),  # wrong type
+        ("/score", b'{"customer_ids": [1, 2]}', "customer_ids"),  # numbers, not strings
+        ("/score", b'{"customer_ids": []}', "customer_ids"),  # empty list
+        ("/score", json.dumps({"customer_ids": [f"C{i}" for i in range(51)]}).encode(), "at most 50"),
+        ("/score", b"{}", "customer_ids"),  # missing field
+        ("/score", b'{"customer_ids": [""]}', "customer_ids"),  # empty id
+        ("/score_features", b'{"rows": [{"purchases_count_30d": NaN}]}', "rows"),
+        ("/score_features", b'{"rows": [{"purchases_count_30d": Infinity}]}', "rows"),
+        ("/score_features", b'{"rows": [{"purchases_count_30d": 1.0}]}', "missing field"),
+        ("/score_features", b'{"rows": [{"bogus": 1.0}]}', "unknown field(s) bogus"),
+        ("/score_features", b'{"rows": [{"purchases_count_30d": [1]}]}', "rows"),
+        ("/score_features", b'{"rows": []}', "rows"),
+    ],
+)
+def test_bad_requests_get_4xx_naming_the_field(
+    service: tuple[str, Settings], path: str, body: bytes, needle: str
+) -> None:
+    url, _ = service
+    answer = httpx.post(f"{url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert needle.lower() in answer.text.lower()
+
+
+def test_wrong_types_in_feature_rows_name_the_field(service: tuple[str, Settings]) -> None:
+    url, _ = service
+    features = httpx.get(f"{url}/model", timeout=10).json()["features"]
+    row: dict[str, Any] = dict.fromkeys(features, 1.0)
+    row["purchases_count_30d"] = "many"
+    answer = httpx.post(f"{url}/score_features", json={"rows": [row]}, timeout=30)
+    assert answer.status_code == 400 and "rows[0].purchases_count_30d: expected a number" in answer.text
+    row["purchases_count_30d"] = 1.0
+    row["profile_plan"] = 3.0
+    answer = httpx.post(f"{url}/score_features", json={"rows": [row]}, timeout=30)
+    assert answer.status_code == 400 and "rows[0].profile_plan: expected a string" in answer.text
+
+
+def test_request_size_limit(service: tuple[str, Settings]) -> None:
+    url, _ = service
+    big = json.dumps({"customer_ids": ["x" * 100] * 300}).encode()
+    answer = httpx.post(f"{url}/score", content=big, headers={"content-type": "application/json"}, timeout=30)
+    assert answer.status_code == 413 and "limit of 20000 bytes" in answer.text
+
+
+def test_hot_reload_without_failing_requests(service: tuple[str, Settings]) -> None:
+    url, settings = service
+    client = MlflowClient(settings.mlflow_uri)
+    name = settings.training.model_name
+    before = httpx.get(f"{url}/model", timeout=10).json()["version"]
+    run_id = client.get_model_version(name, before).run_id
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    new = mlflow.register_model(f"runs:/{run_id}/model", name).version
+    ids = _ids(settings, 5)
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            r = httpx.post(f"{url}/score", json={"customer_ids": ids}, timeout=30)
+            if r.status_code != 200:
+                failures.append(r.text)
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        client.set_registered_model_alias(name, names.CHAMPION_ALIAS, str(new))
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/model", timeout=10).json()["version"] != str(new):
+            assert time.monotonic() < deadline, "the service did not pick up the new champion within 30 s"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join()
+        client.set_registered_model_alias(name, names.CHAMPION_ALIAS, before)
+    assert not failures
+    answer = httpx.post(f"{url}/score", json={"customer_ids": ids[:1]}, timeout=30).json()[0]
+    assert answer["model_version"] in {str(new), before}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_api_key_and_unreachable_online_store(trained: Path, tmp_path: Path) -> None:
+    """With a Redis online store of its own, which the test then stops: /score answers 503."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        require_service("redis-server (the Redis binary)", "127.0.0.1", 6379)
+        pytest.skip("needs the redis-server binary to start a Redis the test may stop")
+    port = _free_port()
+    redis = subprocess.Popen(
+        [redis_server, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
+    try:
+        settings = _serving_settings(trained, api_key="s3cret")
+        tree = settings.model_dump(mode="json")
+        tree["feast"]["online_store"] = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
+        settings = parse_settings(tree, "test", env={})
+        newest = latest_snapshot(settings)[names.EVENT_TIMESTAMP].max().to_pydatetime()
+        second = dt.timedelta(seconds=1)
+        materialize(settings, newest - second, newest + second)
+        config = write_config(settings, tmp_path / "secured.yaml")
+        ids = _ids(settings, 2)
+        with running_service(Context(settings, config), timeout_s=180) as url:
+            assert httpx.post(f"{url}/score", json={"customer_ids": ids}, timeout=30).status_code == 401
+            wrong = {"Authorization": "Bearer nope"}
+            assert httpx.post(f"{url}/score", json={"customer_ids": ids}, headers=wrong, timeout=30).status_code == 401
+            key = {"X-API-Key": "s3cret"}
+            assert httpx.post(f"{url}/score", json={"customer_ids": ids}, headers=key, timeout=30).status_code == 200
+            assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200  # probes stay open
+            features = httpx.get(f"{url}/model", headers=key, timeout=10).json()["features"]
+
+            # The online store goes away: /score answers 503, /score_features still scores.
+            redis.terminate()
+            redis.wait(timeout=10)
+            down = httpx.post(f"{url}/score", json={"customer_ids": ids}, headers=key, timeout=60)
+            assert down.status_code == 503 and "online feature store is unavailable" in down.text
+            row = dict.fromkeys(features, None)
+            ok = httpx.post(f"{url}/score_features", json={"rows": [row]}, headers=key, timeout=30)
+            assert ok.status_code == 200
+    finally:
+        redis.kill()
+        redis.wait(timeout=10)
+    # Stopping the service wrote out every scored row.
+    logged = read_prediction_log(settings.path(settings.serving.prediction_log_dir))
+    assert set(ids) <= set(logged[names.CUSTOMER_ID])
+    assert {"model_version", names.PREDICTION, "purchases_count_30d"} <= set(logged.columns)
