@@ -81,7 +81,9 @@ def test_services_profile_postgres_registry_and_redis(tmp_path: Path, postgres_u
         assert open_store(settings).get_feature_service(names.FEATURE_SERVICE).name == names.FEATURE_SERVICE
     finally:
         store = open_store(settings)
-        store.teardown()
+        # Not store.teardown(): in Feast 0.67 it deletes every project of the (shared) registry.
+        provider = store._get_provider()
+        provider.teardown_infra(project, store.list_feature_views(), store.list_entities())
         registry = store.registry
         for fs in registry.list_feature_services(project):
             registry.delete_feature_service(fs.name, project, commit=True)
