@@ -485,6 +485,9 @@ def write_snapshots(
     con, sql = prepare(events, customers, spec)
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
+    # Spill beside the output (the workspace), not into `.tmp` of whatever directory we run in.
+    spill = out.parent / ".duckdb-spill"
+    con.execute("SET temp_directory = '" + str(spill).replace("'", "''") + "'")
     query = sql
     if keep_from is not None and keep_dates:
         con.register("_keep_dates", pd.DataFrame({"ts": pd.to_datetime(list(keep_dates)).tz_localize("UTC")}))
