@@ -209,8 +209,8 @@ def feature_sql(spec: SnapshotSpec) -> str:
     cum_cols.append("day AS last_activity")
     looked_up = [c.rsplit(" AS ", 1)[1] for c in cum_cols]
     edges = _edges(spec)
-    # One ASOF lookup per window edge, each keyed by the population row id `pid`.
-    lookups: list[str] = []
+    # One ASOF join looks up the running totals at every window edge of every (customer, date),
+    # then one GROUP BY on the integer row id `pid` lays the edges out side by side.
     trend_edges = {TREND_DAYS, 2 * TREND_DAYS}
 
     def needed_at(column: str, k: int) -> bool:
@@ -224,17 +224,18 @@ def feature_sql(spec: SnapshotSpec) -> str:
             return k in trend_edges
         return k in spec.windows_days or (k in trend_edges and column in ("n_purchase", "spend"))
 
-    for k in edges:
-        cols = [c for c in looked_up if needed_at(c, k)]
-        lookups.append(
-            f"""e{k} AS (
-    SELECT p.pid, {", ".join(f"cum.{c} AS {c}_{k}" for c in cols)}
-    FROM (SELECT pid, cid, obs_ts - INTERVAL {k} DAY AS edge FROM population) p
-    ASOF LEFT JOIN cum ON cum.cid = p.cid AND p.edge > cum.day
-)"""
-        )
-    edge_columns = ", ".join(f"e{k}.* EXCLUDE (pid)" for k in edges)
-    edge_joins = " ".join(f"JOIN e{k} ON e{k}.pid = p.pid" for k in edges)
+    picks = ", ".join(
+        f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}" for k in edges for c in looked_up if needed_at(c, k)
+    )
+    lookup_sql = f"""probes AS (
+    SELECT pid, cid, e.k, obs_ts - to_days(e.k::INTEGER) AS edge
+    FROM population CROSS JOIN (SELECT unnest({edges}) AS k) e
+),
+at_edges AS (
+    SELECT pr.pid, pr.k, {", ".join(f"cum.{c}" for c in looked_up)}
+    FROM probes pr ASOF LEFT JOIN cum ON cum.cid = pr.cid AND pr.edge > cum.day
+),
+edge_totals AS (SELECT pid, {picks} FROM at_edges GROUP BY pid)"""
     attrs = "".join(f", c.{_quote(a)}::VARCHAR AS attr_{i}" for i, a in enumerate(spec.attributes))
     categories = ""
     category_join = ""
@@ -260,7 +261,6 @@ cat AS (
         category_join = "LEFT JOIN cat ON cat.pid = wide.pid"
     select = ",\n    ".join(f"{expr} AS {alias}" for expr, alias in _feature_exprs(spec))
     rfm_cte, rfm_join = _rfm_sql(spec)
-    lookup_sql = ",\n".join(lookups)
     return f"""
 WITH cust AS (SELECT row_number() OVER () AS cid, * FROM customers),
 ev AS (
@@ -275,7 +275,7 @@ daily_gap AS (SELECT *{gap} FROM daily),
 cum AS (
     SELECT cid, day, {", ".join(cum_cols)}
     FROM daily_gap
-    WINDOW w AS (PARTITION BY cid ORDER BY day ROWS UNBOUNDED PRECEDING)
+    WINDOW w AS (PARTITION BY cid ORDER BY day)
 ),
 population AS (
     SELECT row_number() OVER () AS pid, c.cid, c.customer_id, o.observation_ts AS obs_ts,
@@ -285,14 +285,13 @@ population AS (
      AND (c.churn_date IS NULL OR c.churn_date >= o.observation_ts)
 ),
 {lookup_sql},
-wide AS (SELECT p.*, {edge_columns} FROM population p {edge_joins}){categories},
+wide AS (SELECT p.*, t.* EXCLUDE (pid) FROM population p JOIN edge_totals t ON t.pid = p.pid){categories},
 features AS (
     SELECT wide.pid, wide.customer_id, wide.obs_ts,
     {select}
     FROM wide {category_join}
 ){rfm_cte}
 SELECT f.customer_id, f.obs_ts::TIMESTAMPTZ AS {names.EVENT_TIMESTAMP}, f.* EXCLUDE (pid, customer_id, obs_ts){rfm_join}
-ORDER BY f.obs_ts, f.customer_id
 """
 
 
@@ -431,7 +430,8 @@ def prepare(
         raise ValueError("no observation dates to compute snapshots for")
     con = connect()
     register_inputs(con, events, customers)
-    obs = pd.DataFrame({"observation_ts": pd.to_datetime(list(spec.observation_dates))})
+    # Microseconds, like DuckDB's TIMESTAMP: nanoseconds would make every join cast the event days.
+    obs = pd.DataFrame({"observation_ts": pd.to_datetime(list(spec.observation_dates)).astype("datetime64[us]")})
     con.register("obs", obs)
     return con, feature_sql(spec)
 
@@ -454,7 +454,7 @@ def compute_snapshots(events: Path | pd.DataFrame, customers: Path | pd.DataFram
     con, sql = prepare(events, customers, spec)
     frame = con.execute(sql).df()
     frame[names.EVENT_TIMESTAMP] = pd.to_datetime(frame[names.EVENT_TIMESTAMP], utc=True)
-    return frame
+    return frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
 
 
 def write_snapshots(
@@ -496,7 +496,6 @@ def write_snapshots(
             f"SELECT * FROM ({sql}) UNION ALL BY NAME SELECT * FROM {old}"
             f" WHERE {names.EVENT_TIMESTAMP} IN (SELECT ts FROM _keep_dates)"
         )
-        query = f"SELECT * FROM ({query}) ORDER BY {names.EVENT_TIMESTAMP}, {names.CUSTOMER_ID}"
     target = str(out).replace("'", "''")
     # Materialise first: COPY of the whole query plans its CTEs worse than CREATE TABLE does.
     con.execute(f"CREATE TEMP TABLE snapshots AS {query}")
