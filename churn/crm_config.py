@@ -52,11 +52,15 @@ class Layer(_Frozen):
     missing: str
     """Label for a missing value (e.g. no purchase ever: 'dormant')."""
 
+    def ordered(self) -> list[tuple[str, float]]:
+        """(label, lower bound) pairs from the lowest bound up, whatever order the config lists them in."""
+        return sorted(self.bins.items(), key=lambda kv: kv[1])
+
     @model_validator(mode="after")
     def _bins_valid(self) -> Layer:
-        bounds = list(self.bins.values())
-        if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
-            raise ValueError(f"bins must have strictly increasing lower bounds, got {self.bins}")
+        bounds = sorted(self.bins.values())
+        if len(set(bounds)) != len(bounds):
+            raise ValueError(f"bins must have distinct lower bounds, got {self.bins}")
         if self.method == "quantile" and not (bounds[0] == 0 and bounds[-1] < 1):
             raise ValueError(f"quantile bins start at 0 and stay below 1, got {self.bins}")
         if self.missing not in self.bins:

@@ -109,8 +109,8 @@ def layer_labels(layer: Layer, values: pd.Series, reference: pd.Series | None = 
             request); `values` itself when None.
     """
     numbers = pd.to_numeric(values, errors="coerce")
-    labels = list(layer.bins)
-    bounds = np.array(list(layer.bins.values()), dtype=float)
+    labels = [label for label, _ in layer.ordered()]
+    bounds = np.array([bound for _, bound in layer.ordered()], dtype=float)
     if layer.method == "quantile":
         population = pd.to_numeric(reference if reference is not None else values, errors="coerce").dropna()
         bounds = np.quantile(population, bounds) if len(population) else np.full(len(bounds), np.inf)

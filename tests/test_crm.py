@@ -186,7 +186,7 @@ def _crm(**overrides: Any) -> dict[str, Any]:
             "segment 'late' is unreachable",
         ),
         (_crm(rules=[{"name": "r", "all": [{"feature": "x", "op": "=>", "value": 1}]}]), "crm.rules.0.all.0.op"),
-        (_crm(layers={"value": {"feature": "x", "bins": {"a": 5, "b": 1}, "missing": "a"}}), "strictly increasing"),
+        (_crm(layers={"value": {"feature": "x", "bins": {"a": 5, "b": 5}, "missing": "a"}}), "distinct lower bounds"),
     ],
 )
 def test_bad_rules_and_playbooks_are_errors_naming_the_entry(crm: dict[str, Any], message: str) -> None:
@@ -256,3 +256,10 @@ def test_churn_by_observation_annualises_over_the_horizon() -> None:
     out = churn_by_observation(labels, horizon_days=30)
     assert out["churn_rate"].iloc[0] == 0.25
     assert out["annualised"].iloc[0] == pytest.approx(1 - 0.75 ** (365 / 30))
+
+
+def test_bin_order_in_the_config_does_not_matter() -> None:
+    layers = {"activity": {"feature": "d", "bins": {"dormant": 45, "active": 0, "cooling": 14}, "missing": "dormant"}}
+    crm = parse_settings({"crm": {"layers": layers, "playbook": []}}, "x", env={}).crm
+    days = pd.Series([0, 14, 45, np.nan])
+    assert layer_labels(crm.layers["activity"], days).tolist() == ["active", "cooling", "dormant", "dormant"]

@@ -10,9 +10,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from churn import names
+from churn.cli import app
 from churn.settings import Settings, parse_settings
 from features.generator import generate, write_generated
 from features.ingest import ingest
@@ -135,6 +138,18 @@ def test_training_run_lineage_evaluation_and_registry(workspace: Path) -> None:
     assert history[-1].version == first.version and history[-1].promoted_by == "manual" and history[-1].current
     assert history[-1].reason == "rollback for the test"
     assert [h.promoted_by for h in history][0] == "gate"
+
+    # The same through the CLI: `churn promote` and `churn champions`.
+    config = workspace / "training.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))  # sorted keys: order must not matter
+    runner = CliRunner()
+    done = runner.invoke(app, ["promote", second.version, "--reason", "cli check", "--config", str(config)])
+    assert done.exit_code == 0 and f"v{second.version} is champion" in done.output, done.output
+    assert champion_version(client, "churn-xgb") == second.version
+    listed = runner.invoke(app, ["champions", "--config", str(config)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "cli check" in listed.output and "manual" in listed.output
+    missing = runner.invoke(app, ["promote", "999", "--reason", "x", "--config", str(config)])
+    assert missing.exit_code != 0 and "version 999" in missing.output
 
 
 def test_failed_training_leaves_the_champion(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
