@@ -16,6 +16,9 @@ import xgboost as xgb
 
 from features.matrix import booster_categories, calibrate, dmatrix, model_frame
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest value XGBoost accepts in a feature matrix."""
+
 
 def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
     """The tier whose lower bound is the highest one not above `probability`."""
@@ -88,6 +91,10 @@ class Predictor:
             Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase), model_version.
         """
         frame = model_frame(rows, self.features, self.categories)
+        # XGBoost refuses finite values beyond float32 (1e300): clip them, which for trees is the
+        # same as any value past every split, instead of failing the request with a 500.
+        numbers = [c for c in frame.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        frame[numbers] = frame[numbers].clip(-FLOAT32_MAX, FLOAT32_MAX)
         matrix = dmatrix(frame)
         proba = calibrate(self.calibration, self.booster.predict(matrix))
         contribs = self.booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
