@@ -107,7 +107,9 @@ def test_two_workers_share_one_study_on_postgres(
     trials = trials_of(postgres_url, name)
     done = finished(trials)
     n = settings.training.n_trials
-    assert len(done) == n, [(t.number, t.state.name, t.user_attrs.get(WORKER)) for t in trials]
+    # The cap is checked before each trial starts, not claimed atomically: two workers checking at
+    # the same moment may both start the last trial, so the study can overshoot by workers - 1.
+    assert n <= len(done) <= n + 1, [(t.number, t.state.name, t.user_attrs.get(WORKER)) for t in trials]
     # Both processes worked on the study (`worker` is host:pid of the process that ran the trial).
     workers = {t.user_attrs[WORKER] for t in trials}
     assert len(workers) == 2, workers
