@@ -224,6 +224,20 @@ class TrainingSettings(_Frozen):
     """Cost of one retention contact, for the profit curve and threshold."""
     retention_success: float = Field(0.25, gt=0, le=1)
     """Share of contacted churners a retention action keeps."""
+    as_of: dt.date | None = None
+    """Train as if today were this date: only observation dates whose label horizon ended by then
+    (backtests and drift scenarios); None uses every labelled date."""
+
+
+class BatchingSettings(_Frozen):
+    """Adaptive batching of the model step (probabilities and SHAP contributions) across requests."""
+
+    enabled: bool = True
+    """Run the model step in a batching model service (`bentoml.depends`); off scores in the API process."""
+    max_batch_size: int = Field(256, gt=1)
+    """Most feature rows in one batch; a larger request is split across batches."""
+    max_latency_ms: int = Field(10_000, gt=0)
+    """BentoML's deadline: a row still queued for the model after this long is refused with 503."""
 
 
 class ServingSettings(_Frozen):
@@ -244,14 +258,63 @@ class ServingSettings(_Frozen):
     """How often the service checks whether the champion alias moved (hot reload)."""
     prediction_log_dir: str = "predictions"
     """Every scored row is appended here (Parquet parts), the monitoring input."""
+    batching: BatchingSettings = BatchingSettings()
+
+
+class DriftTests(_Frozen):
+    """Which test or distance each kind of column gets, and where it flags drift.
+
+    Names are Evidently's (`wasserstein`, `jensenshannon`, `ks`, `chisquare`, `psi`, ...). p-value
+    tests flag values below the threshold, distances values at or above it. The defaults are
+    effect sizes: with thousands of rows a p-value test flags differences too small to matter.
+    """
+
+    numeric: str = "wasserstein"
+    numeric_threshold: float = Field(0.15, gt=0)
+    """Wasserstein distance in reference standard deviations. 0.15 flags a shift of 0.2 std and,
+    on windows of ~500 rows, stays above sampling noise (see the drift scenario in tests/)."""
+    categorical: str = "jensenshannon"
+    categorical_threshold: float = Field(0.1, gt=0)
+    prediction: str = "wasserstein"
+    prediction_threshold: float = Field(0.2, gt=0)
+    """Churn probabilities move with the season and the customer mix: a fifth of a std is a real shift."""
+
+
+class DriftPolicy(_Frozen):
+    """When a monitoring run says "retrain": any rule that fires, outside the cool-down."""
+
+    drifted_share: float = Field(0.25, gt=0, le=1)
+    """Share of drifted features at or above which the data counts as drifted."""
+    prediction_drift: bool = True
+    """Retrain when the churn-probability distribution drifted (see `DriftTests.prediction`)."""
+    auc_drop: float | None = Field(0.03, gt=0)
+    """Retrain when the champion's ROC AUC on matured labels fell this far below its test AUC."""
+    auc_min_positives: int = Field(100, gt=0)
+    """The AUC rule needs this many churners among the matured labels: with fewer, an AUC moves by
+    several hundredths from sampling alone (its standard error is about 0.04 with 40 churners)."""
+    cooldown_days: int = Field(14, ge=0)
+    """No retraining within this many days after the window of the last retraining."""
+    min_rows: int = Field(100, gt=0)
+    """A window with fewer current rows is reported but decides nothing (too little to judge)."""
 
 
 class MonitoringSettings(_Frozen):
-    """Evidently drift reports."""
+    """Evidently drift reports, the drift policy and drift-triggered retraining."""
 
     reports_dir: str = "reports"
-    drift_share: float = Field(0.3, gt=0, le=1)
+    """HTML reports, JSON summaries and index.html, one pair per run."""
+    evidently_workspace: str = "evidently"
+    """Evidently workspace (`evidently ui --workspace <workspace>/evidently`): every run's snapshot."""
+    project: str = "churn-monitoring"
+    """Evidently project and MLflow experiment of the monitoring runs."""
     reference_sample: int = Field(5_000, gt=0)
+    """Rows of the training data stored with each model as the monitoring reference."""
+    window_days: int = Field(7, gt=0)
+    """Default window: the last N days before now."""
+    mode: Literal["auto", "serving", "batch"] = "auto"
+    """serving: the prediction log; batch: feature snapshots; auto: the log when it has rows in the window."""
+    tests: DriftTests = DriftTests()
+    policy: DriftPolicy = DriftPolicy()
 
 
 class Settings(_Frozen):

@@ -17,7 +17,7 @@ import xgboost as xgb
 from features.matrix import booster_categories, calibrate, dmatrix, model_frame
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-"""The largest value XGBoost accepts in a feature matrix."""
+"""Largest finite value XGBoost can take (it reads features as float32)."""
 
 
 def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
@@ -90,14 +90,21 @@ class Predictor:
         Returns:
             Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase), model_version.
         """
-        frame = model_frame(rows, self.features, self.categories)
-        # XGBoost refuses finite values beyond float32 (1e300): clip them, which for trees is the
-        # same as any value past every split, instead of failing the request with a 500.
-        numbers = [c for c in frame.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)]
-        frame[numbers] = frame[numbers].clip(-FLOAT32_MAX, FLOAT32_MAX)
-        matrix = dmatrix(frame)
-        proba = calibrate(self.calibration, self.booster.predict(matrix))
-        contribs = self.booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
+        return self.answers(rows, self.model_outputs(rows))
+
+    def model_outputs(self, rows: pd.DataFrame) -> np.ndarray:
+        """The model step alone, the part the service batches across requests (see `model_outputs`)."""
+        return model_outputs(self.booster, self.features, self.categories, rows)
+
+    def answers(self, rows: pd.DataFrame, outputs: np.ndarray) -> list[dict[str, Any]]:
+        """Turn `model_outputs(rows)` into answers: calibrated probability, risk tier, reasons, version.
+
+        Args:
+            rows: The feature rows that were scored, in the same order.
+            outputs: `model_outputs` of `rows` (extra columns past the model's features are ignored).
+        """
+        proba = calibrate(self.calibration, outputs[:, 0])
+        contribs = outputs[:, 1 : 1 + len(self.features)]
         raw = rows[self.features]
         answers = []
         for i, p in enumerate(proba):
@@ -129,3 +136,30 @@ def _plain(value: Any) -> float | str | None:  # noqa: ANN401
     if isinstance(value, str):
         return value
     return float(value)
+
+
+def model_outputs(
+    booster: xgb.Booster, features: Sequence[str], categories: Mapping[str, Sequence[str]], rows: pd.DataFrame
+) -> np.ndarray:
+    """The booster's raw (uncalibrated) probabilities and SHAP contributions for feature rows.
+
+    Args:
+        booster: The model.
+        features: Its features, in its order.
+        categories: Its categorical features and their training values.
+        rows: Feature rows (extra columns are ignored; values as callers send them).
+
+    Returns:
+        An array of shape (rows, 1 + features), in XGBoost's float32: column 0 the probability,
+        then one contribution per feature (the bias column of `pred_contribs` is dropped).
+    """
+    frame = model_frame(rows, features, categories)
+    # XGBoost reads float32: a finite float64 past its range would become inf and make DMatrix
+    # raise. Clipping to the float32 extremes routes such a value down every tree exactly as any
+    # value above (below) every split threshold, which is what a huge value means to the model.
+    numeric = [c for c in frame.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    frame[numeric] = frame[numeric].clip(-FLOAT32_MAX, FLOAT32_MAX)
+    matrix = dmatrix(frame)
+    proba = booster.predict(matrix)
+    contribs = booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
+    return np.column_stack([proba, contribs])

@@ -8,17 +8,34 @@ GET /model (the served version, when it was trained, its metrics and features), 
 own GET /healthz, /livez and /readyz. Every scored row goes to the prediction log. The service
 checks the champion alias every `serving.reload_interval_s` and swaps in a new champion without
 a restart; a request in flight finishes with the model it started with.
+
+Adaptive batching (`serving.batching`, on by default): the model step (probabilities and SHAP
+contributions) runs in a second service, `ChurnModel`, that `ChurnService` depends on
+(`bentoml.depends`); `bentoml serve` starts it as its own process and its batchable API merges the
+rows of concurrent requests into one XGBoost call. A batchable API only batches when it is called
+through BentoML's server (HTTP or the dependency's socket), not as a method of the same service,
+hence the second service. Each row carries the model version the request started with, so a hot
+reload never mixes versions. Batch sizes appear at GET /metrics as the histogram
+`bentoml_service_adaptive_batch_size` (method `outputs`). With batching off, everything runs in
+the API process as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import math
 import threading
-from typing import Annotated, Any
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, TypeVar
 
+import aiohttp
 import bentoml
 import mlflow
+import numpy as np
 import pandas as pd
 from bentoml.exceptions import InvalidArgument
 from mlflow import MlflowClient
@@ -30,7 +47,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from churn import names
-from churn.settings import Settings, load_settings, resolved_yaml
+from churn.settings import BatchingSettings, ConfigError, Settings, load_settings, resolved_yaml
 from features.matrix import CALIBRATION_ARTIFACT
 from features.pipeline import open_store
 from serving.batch import with_early_warning
@@ -39,6 +56,7 @@ from serving.prediction_log import PredictionLog
 from serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA_MAX_ITEMS = 10_000
 """Hard cap in the request schema; `serving.max_ids` (default 1000) is the configured limit."""
@@ -46,6 +64,25 @@ SCHEMA_MAX_ITEMS = 10_000
 CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 FeatureValue = FiniteNumber | Annotated[str, StringConstraints(max_length=256)] | None
+
+MODELS_KEPT = 3
+"""Model versions `ChurnModel` keeps loaded (the champion and the ones before a hot reload)."""
+MODEL_CALL_ATTEMPTS = 3
+"""Tries of one call to the model service when its connection drops (see `_model_outputs`)."""
+
+
+def batching_settings() -> BatchingSettings:
+    """`serving.batching` of `$CHURN_CONFIG`, read at import: BentoML fixes a batchable API's limits then.
+
+    A config that does not load gives the defaults here; the services' `__init__` report it.
+    """
+    try:
+        return load_settings().serving.batching
+    except ConfigError:
+        return BatchingSettings()
+
+
+BATCHING = batching_settings()
 
 
 class NoChampionError(RuntimeError):
@@ -155,14 +192,87 @@ async def model_info(request: Request) -> JSONResponse:
 info_app = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
 
 
+@bentoml.service(name="churn_model", traffic={"timeout": 30})
+class ChurnModel:
+    """The model step of `ChurnService`, batched across concurrent requests (BentoML adaptive batching).
+
+    Not public: `bentoml serve` starts it behind `ChurnService` on a local socket. It loads model
+    versions from the registry by the version each row names, so it needs no reload loop of its own.
+    """
+
+    def __init__(self) -> None:
+        """Load settings and the current champion (fails fast without one, as `ChurnService` does)."""
+        self.settings = load_settings()
+        mlflow.set_tracking_uri(self.settings.mlflow_uri)
+        self._models: OrderedDict[str, Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+        self._predictor(champion_info(self.settings)[0])
+
+    def _predictor(self, version: str) -> Predictor:
+        """The loaded model of `version`, loading it from the registry the first time."""
+        with self._lock:
+            found = self._models.get(version)
+            if found is not None:
+                self._models.move_to_end(version)
+                return found
+        name = self.settings.training.model_name
+        booster = mlflow.xgboost.load_model(f"models:/{name}/{version}")
+        predictor = Predictor(booster, version, self.settings.serving.risk_tiers, self.settings.serving.top_reasons)
+        with self._lock:
+            self._models[version] = predictor
+            while len(self._models) > MODELS_KEPT:
+                self._models.popitem(last=False)
+        log.info("model service: loaded v%s", version)
+        return predictor
+
+    @bentoml.api(batchable=True, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms)
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """`Predictor.model_outputs` of feature rows from any number of requests, in one XGBoost call per version.
+
+        Args:
+            rows: `model_rows` of one or more requests: per row, (model version, feature values).
+
+        Returns:
+            float32 array, one line per row: the raw probability, then the contributions. When rows of
+            two versions meet in a batch (a hot reload), it is as wide as the widest model, NaN beyond
+            a narrower model's features.
+        """
+        groups: dict[str, list[int]] = {}
+        for i, (version, _) in enumerate(rows):
+            groups.setdefault(version, []).append(i)
+        parts: dict[str, np.ndarray] = {}
+        for version, where in groups.items():
+            predictor = self._predictor(version)
+            frame = pd.DataFrame([rows[i][1] for i in where], columns=predictor.features)
+            parts[version] = predictor.model_outputs(frame)
+        if len(parts) == 1:
+            return next(iter(parts.values()))
+        out = np.full((len(rows), max(p.shape[1] for p in parts.values())), np.nan, dtype=np.float32)
+        for version, where in groups.items():
+            out[where, : parts[version].shape[1]] = parts[version]
+        return out
+
+    @bentoml.api
+    def load(self, version: str) -> int:
+        """Load a registered version before its first rows arrive (hot reload); returns its feature count."""
+        return len(self._predictor(version).features)
+
+
 @bentoml.asgi_app(info_app, path="/")
 @bentoml.service(name="churn_scoring", traffic={"timeout": 30})
 class ChurnService:
     """Churn scoring for CRM systems."""
 
+    model = bentoml.depends(ChurnModel) if BATCHING.enabled else None
+    """The batching model service (`serving.batching.enabled`); None scores in this process."""
+
     def __init__(self) -> None:
         """Load settings, the champion model and the Feast store (fails fast without a champion)."""
         self.settings = load_settings()
+        # One thread for the blocking work (Feast lookups, pandas, the prediction log), as BentoML
+        # runs a sync API; the handlers are async so that requests wait for the model together.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        self._loop: asyncio.AbstractEventLoop | None = None
         log.info("serving with resolved config:\n%s", resolved_yaml(self.settings))
         self.predictor = load_champion(self.settings)
         self.store = open_store(self.settings)
@@ -179,26 +289,69 @@ class ChurnService:
                 version, run_id = champion_info(self.settings)
                 if version != self.predictor.version:
                     fresh = load_version(self.settings, version, run_id)
+                    self._preload(version)
                     self.feature_service = self.store.get_feature_service(fresh.info["feature_service"])
                     self.predictor = fresh  # one assignment: a request holds the predictor it started with
                     log.info("hot reload: now serving champion v%s", version)
             except Exception:  # keep serving the current model whatever the registry does
                 log.exception("hot reload check failed; still serving v%s", self.predictor.version)
 
+    @bentoml.on_startup
+    async def _remember_loop(self) -> None:
+        """Keep the server's event loop: the reload thread calls the model service through it."""
+        self._loop = asyncio.get_running_loop()
+
+    def _preload(self, version: str) -> None:
+        """Have the model service load `version` before requests name it (else their first batch waits).
+
+        Runs on the reload thread; the dependency client belongs to the server's event loop.
+        """
+        model, loop = self.model, self._loop
+        if model is None or loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(model.to_async.load(version), loop).result(timeout=60)
+        except Exception:  # it loads the version on demand anyway
+            log.warning("the model service did not preload v%s; it will load it on first use", version, exc_info=True)
+
     @bentoml.on_shutdown
     def close(self) -> None:
         """Stop the reload thread and write out the prediction log."""
         self._stop.set()
+        self._worker.shutdown(wait=True)
         self.prediction_log.close()
 
-    def _score_rows(self, predictor: Predictor, rows: pd.DataFrame, ids: list[str]) -> list[dict[str, Any]]:
-        scored = with_early_warning(self.settings, predictor, rows, predictor.score(rows))
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the scoring thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(fn, *args))
+
+    async def _score_rows(self, predictor: Predictor, rows: pd.DataFrame, ids: list[str]) -> list[dict[str, Any]]:
+        """Score rows with `predictor`'s version: the model step batched in the model service when there is one."""
+        model = self.model
+        if model is None:
+            return await self._blocking(self._answer, predictor, rows, ids, None)
+        outputs = await _model_outputs(model, model_rows(predictor, rows))
+        return await self._blocking(self._answer, predictor, rows, ids, outputs)
+
+    def _answer(
+        self, predictor: Predictor, rows: pd.DataFrame, ids: list[str], outputs: np.ndarray | None
+    ) -> list[dict[str, Any]]:
+        """Answers for scored rows (`outputs` from the model service, or None to score here), logged."""
+        scored = predictor.score(rows) if outputs is None else predictor.answers(rows, outputs)
+        scored = with_early_warning(self.settings, predictor, rows, scored)
         features = rows[predictor.features].to_dict("records")
         self.prediction_log.append(ids, predictor.version, features, [s["churn_probability"] for s in scored])
         return scored
 
+    def _online(self, customer_ids: list[str]) -> pd.DataFrame:
+        """The online features of `customer_ids` with their snapshot times (`__ts` columns)."""
+        response = self.store.get_online_features(
+            features=self.feature_service, entity_rows=[{names.CUSTOMER_ID: c} for c in customer_ids]
+        )
+        return response.to_df(include_event_timestamps=True)
+
     @bentoml.api
-    def score(
+    async def score(
         self,
         customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=SCHEMA_MAX_ITEMS)],
         ctx: bentoml.Context,
@@ -215,10 +368,7 @@ class ChurnService:
             )
         predictor = self.predictor
         try:
-            response = self.store.get_online_features(
-                features=self.feature_service, entity_rows=[{names.CUSTOMER_ID: c} for c in customer_ids]
-            )
-            online = response.to_df(include_event_timestamps=True)
+            online = await self._blocking(self._online, customer_ids)
         except Exception as exc:  # the online store (SQLite file, Redis) is unreachable or broken
             log.exception("online store lookup failed")
             # Set the status here: BentoML hides the message of a raised 5xx error, and the caller
@@ -236,14 +386,13 @@ class ChurnService:
             rows = online.loc[known].reset_index(drop=True)
             ids = [customer_ids[i] for i in known[known].index]
             stamps = _freshness(online.loc[known], predictor.features)
-            for i, answer, fresh in zip(
-                known[known].index, self._score_rows(predictor, rows, ids), stamps, strict=True
-            ):
+            scored = await self._score_rows(predictor, rows, ids)
+            for i, answer, fresh in zip(known[known].index, scored, stamps, strict=True):
                 answers[i] = {names.CUSTOMER_ID: customer_ids[i], **answer, "feature_freshness": fresh}
         return answers
 
     @bentoml.api
-    def score_features(
+    async def score_features(
         self, rows: Annotated[list[dict[str, FeatureValue]], Field(min_length=1, max_length=SCHEMA_MAX_ITEMS)]
     ) -> list[dict[str, Any]]:
         """Score rows of features the caller supplies, validated against the model's signature.
@@ -254,13 +403,44 @@ class ChurnService:
         if len(rows) > limit:
             raise InvalidArgument(f"rows: {len(rows)} rows, at most {limit} per request (serving.max_ids)")
         predictor = self.predictor
-        frame = validate_feature_rows(predictor, rows)
+        frame = await self._blocking(validate_feature_rows, predictor, rows)
         ids = (
             frame[names.CUSTOMER_ID].fillna("").astype(str).tolist()
             if names.CUSTOMER_ID in frame
             else [""] * len(frame)
         )
-        return self._score_rows(predictor, frame, ids)
+        return await self._score_rows(predictor, frame, ids)
+
+
+async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:
+    """`ChurnModel.outputs(rows)` through the dependency client `model`, retried when the connection drops.
+
+    BentoML 1.4.39's client replaces its HTTP session every 100 calls and closes the old one
+    under the calls still running on it, which then fail with `ServerDisconnectedError`; under
+    concurrency that is a few calls in every hundred. The model step has no side effects, so
+    such a call is simply made again.
+    """
+    for attempt in range(1, MODEL_CALL_ATTEMPTS):
+        try:
+            outputs: np.ndarray = await model.to_async.outputs(rows)
+            return outputs
+        except aiohttp.ClientConnectionError:
+            log.debug("model service call dropped (attempt %d), retrying", attempt, exc_info=True)
+    last: np.ndarray = await model.to_async.outputs(rows)
+    return last
+
+
+def model_rows(predictor: Predictor, rows: pd.DataFrame) -> np.ndarray:
+    """What `ChurnModel.outputs` takes: per row, (the predictor's version, its feature values as sent).
+
+    A one-dimensional object array, so requests of models with different features can share a
+    batch. (BentoML 1.4.39 cannot batch DataFrame inputs: its container's `get_batch_size` returns
+    the shape tuple, which breaks the dispatcher.)
+    """
+    out = np.empty(len(rows), dtype=object)
+    for i, values in enumerate(rows[predictor.features].itertuples(index=False, name=None)):
+        out[i] = (predictor.version, values)
+    return out
 
 
 def _freshness(online: pd.DataFrame, features: list[str]) -> list[str | None]:

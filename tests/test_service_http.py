@@ -4,6 +4,7 @@ and the prediction log."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import shutil
@@ -181,6 +182,65 @@ def test_hot_reload_without_failing_requests(service: tuple[str, Settings]) -> N
     assert not failures
     answer = httpx.post(f"{url}/score", json={"customer_ids": ids[:1]}, timeout=30).json()[0]
     assert answer["model_version"] in {str(new), before}
+
+
+def _batch_histogram(url: str) -> dict[str, float]:
+    """The model service's `bentoml_service_adaptive_batch_size` histogram (method `outputs`) at GET /metrics.
+
+    Returns:
+        "sum", "count" and one "le=<bound>" entry per bucket (cumulative counts), summed over workers.
+    """
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("bentoml_service_adaptive_batch_size") or 'method_name="outputs"' not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        name = series.split("{", 1)[0].removeprefix("bentoml_service_adaptive_batch_size_")
+        if name == "bucket":
+            bound = series.split('le="', 1)[1].split('"', 1)[0]
+            name = f"le={bound}"
+        out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+def test_adaptive_batching_merges_concurrent_requests(service: tuple[str, Settings]) -> None:
+    """Concurrent one-row /score_features requests share model batches and get the answers they get alone.
+
+    Runs before the test below starts a second service on the same workspace: a BentoML server
+    starting clears the Prometheus files of its BENTOML_HOME (`<workspace>/bentoml`), after which
+    the first service's /metrics no longer shows its own batches.
+    """
+    url, settings = service
+    features = httpx.get(f"{url}/model", timeout=10).json()["features"]
+    snapshot = latest_snapshot(settings).head(48)
+    days, gap = snapshot["purchases_days_since_last"], snapshot["purchases_gap_mean_90d"]
+    snapshot = snapshot.assign(purchases_overdue_ratio=(days / gap).where(gap > 0))
+    rows = [{f: (None if pd.isna(r[f]) else r[f]) for f in features} for r in snapshot.to_dict("records")]
+    alone = []
+    for row in rows:
+        answer = httpx.post(f"{url}/score_features", json={"rows": [row]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        alone.append(answer.json()[0]["churn_probability"])
+
+    async def together() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(rows), max_keepalive_connections=len(rows))
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            return await asyncio.gather(*(client.post(f"{url}/score_features", json={"rows": [r]}) for r in rows))
+
+    before = _batch_histogram(url)
+    answers = asyncio.run(together())
+    after = _batch_histogram(url)
+    assert [a.status_code for a in answers] == [200] * len(rows), [a.text for a in answers if a.status_code != 200]
+    got = [a.json()[0]["churn_probability"] for a in answers]
+    assert got == pytest.approx(alone, abs=1e-9)
+    batches = after.get("count", 0.0) - before.get("count", 0.0)
+    assert batches >= 1, f"no model batches recorded at /metrics: {after}"
+    # The histogram counts calls: one per request, plus any the service retried after a dropped
+    # connection (see `serving.service._model_outputs`).
+    assert after["sum"] - before["sum"] >= len(rows)
+    singles = after.get("le=1.0", 0.0) - before.get("le=1.0", 0.0)
+    assert batches - singles >= 1, f"{len(rows)} concurrent requests went in {batches:.0f} batches of one call each"
 
 
 def _free_port() -> int:
