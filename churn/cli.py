@@ -327,16 +327,24 @@ def features_materialize(
 def train(
     trials: Annotated[int | None, typer.Option(help="Optuna trials in all (default: from the config).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes working on the study, this one included.")] = 1,
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date (backtests)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Tune XGBoost with Optuna, track every trial in MLflow, evaluate, register and gate the best model.
 
     With --workers N, N - 1 `churn tune-worker` processes join the study beside this one (the
-    study lives in training.optuna_storage: PostgreSQL in configs/services.yaml).
+    study lives in training.optuna_storage: PostgreSQL in configs/services.yaml). --as-of uses
+    only the labels known on that date (training.as_of).
 
     Example: churn train --trials 30 --workers 2
     """
-    ctx = _load(config, "train", **{"training.n_trials": trials})
+    if as_of is not None and workers > 1:
+        raise _fail("--as-of applies to this process only", "set training.as_of in the config to use --workers")
+    day = as_of.date().isoformat() if as_of else None
+    ctx = _load(config, "train", **{"training.n_trials": trials, "training.as_of": day})
     result = _train(ctx.settings, workers=workers, config=ctx.config_path, trials=trials)
     console.print(
         f"model {result.model_name} v{result.version}: "
@@ -610,20 +618,102 @@ def report(
 
 
 @app.command()
-def monitor(config: ConfigOption = None) -> None:
-    """Compare the newest feature snapshot and its scores with the champion's training data (Evidently).
+def monitor(
+    window: Annotated[
+        str | None,
+        typer.Option(help="Window length before --end (or now): 7d, 36h, 2w. Default: monitoring.window_days."),
+    ] = None,
+    start: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Window start (UTC midnight); default: end - window."),
+    ] = None,
+    end: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Window end (UTC midnight): the run acts as of this date (backtest)."),
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="serving (prediction log), batch (feature snapshots) or auto.")
+    ] = None,
+    retrain_on_drift: Annotated[
+        bool, typer.Option("--retrain-on-drift", help="On a retrain decision: fresh features, a challenger, the gate.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Drift of a window's data and scores vs the champion's training sample (Evidently), and the policy's verdict.
 
-    Example: churn monitor
+    Writes an HTML report and a JSON summary per run to the reports folder, refreshes its
+    index.html, adds the run to the Evidently workspace and records it in MLflow. With
+    --retrain-on-drift, a "retrain" decision trains a challenger and runs the promotion gate.
+
+    Example: churn monitor --window 7d --retrain-on-drift
     """
     ctx = _load(config, "monitor")
-    from monitoring.jobs import monitor_batch
+    settings = ctx.settings
+    from churn.loop import retrainer_for
+    from monitoring.jobs import NoChampionError, Window, run_monitor
+    from monitoring.policy import parse_window
 
-    with console.status("running the Evidently drift report"):
-        result = monitor_batch(ctx.settings)
+    if mode is not None and mode not in ("auto", "serving", "batch"):
+        raise _fail(f"--mode {mode!r}: expected serving, batch or auto")
+    try:
+        length = parse_window(window) if window else dt.timedelta(days=settings.monitoring.window_days)
+    except ValueError as exc:
+        raise _fail(f"--window: {exc}") from None
+    backtest = end is not None
+    stop = end.replace(tzinfo=dt.UTC) if end else dt.datetime.now(dt.UTC)
+    begin = start.replace(tzinfo=dt.UTC) if start else stop - length
+    if begin >= stop:
+        raise _fail(f"--start {begin:%Y-%m-%d} is not before the window's end {stop:%Y-%m-%d %H:%M}")
+    with console.status("monitoring") as status:
+        try:
+            result = run_monitor(
+                settings,
+                Window(begin, stop),
+                mode=mode,  # type: ignore[arg-type]
+                retrainer=retrainer_for(settings) if retrain_on_drift else None,
+                backtest=backtest,
+                on_step=lambda text: status.update(text),
+            )
+        except NoChampionError as exc:
+            raise _fail(str(exc), "run `churn train` first") from None
+        except (FileNotFoundError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+    _print_monitor(result)
+
+
+def _print_monitor(result: Any) -> None:  # noqa: ANN401
+    s = result.summary
+    colour = {"ok": "green", "warning": "yellow", "drift": "red"}[s.status]
     console.print(
-        f"drift status {result.summary.status}: {result.summary.drifted_columns}/{result.summary.n_columns} columns "
-        f"drifted; report {result.html}"
+        f"[bold {colour}]{s.status}[/] {s.mode} mode, "
+        f"{s.window_start:%Y-%m-%d %H:%M} .. {s.window_end:%Y-%m-%d %H:%M}, "
+        f"champion v{s.model_version}: {s.current_rows:,} rows; {s.features.drifted_columns}/{s.features.n_columns} "
+        "features drifted"
+        + (f"; prediction drift {s.prediction.value:.3f}" if s.prediction else "")
+        + (
+            f"; AUC on matured labels {s.performance.roc_auc:.3f}"
+            if s.performance and s.performance.roc_auc is not None
+            else ""
+        )
     )
+    d = s.decision
+    verdict = (
+        "retrain"
+        if d.retrain
+        else (f"cool-down until {d.cooldown_until:%Y-%m-%d}" if d.cooldown_until else "no action")
+    )
+    console.print(f"decision: {verdict}" + (f" ({'; '.join(d.reasons)})" if d.reasons else ""))
+    if s.retraining is not None:
+        r = s.retraining
+        if r.error:
+            console.print(f"[red]retraining failed:[/] {r.error}; champion stays v{r.champion_after}")
+        else:
+            console.print(
+                f"retrained: run {r.training_run_id} -> v{r.challenger_version}: "
+                f"{'promoted to champion' if r.promoted else 'champion kept'} ({r.gate_reason}); "
+                f"champion v{r.champion_before} -> v{r.champion_after}"
+            )
+    console.print(f"report {result.html}\nsummary {result.summary_json}\nindex {result.index}")
 
 
 # ---------------------------------------------------------------- config
@@ -707,14 +797,20 @@ def quickstart(
         scores = response.json()
     step("serve", f"POST {url}/score answered {len(scores)} scores")
 
-    from monitoring.jobs import monitor_batch
+    from monitoring.jobs import Window, run_monitor
 
-    with console.status("Evidently drift report"):
-        monitored = monitor_batch(settings)
+    newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
+    with console.status("Evidently drift report") as status:
+        monitored = run_monitor(
+            settings,
+            Window(newest, newest + dt.timedelta(days=1)),
+            mode="batch",
+            on_step=lambda text: status.update(text),
+        )
     step(
         "monitor",
-        f"drift status {monitored.summary.status} ({monitored.summary.drifted_columns}/"
-        f"{monitored.summary.n_columns} columns drifted)",
+        f"drift status {monitored.summary.status} ({monitored.summary.features.drifted_columns}/"
+        f"{monitored.summary.features.n_columns} features drifted)",
     )
 
     alerts = _alerts(settings, None)
@@ -739,6 +835,7 @@ def quickstart(
         "drift_report": str(monitored.html),
         "drift_summary": str(monitored.summary_json),
         "drift_status": monitored.summary.status,
+        "monitoring_index": str(monitored.index),
         "scores": scores,
         "alerts": str(alerts_path),
         "ops_report": str(ops_path),

@@ -95,3 +95,18 @@ def compute_labels(
     merged = frame.merge(labelled, on=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP], how="left")
     merged[names.LABEL] = merged[names.LABEL].astype("int64")
     return merged
+
+
+def known_at(labels: pd.DataFrame, as_of: dt.date, horizon_days: int) -> pd.DataFrame:
+    """The labels someone standing at the start of day `as_of` could know: horizon ended by then.
+
+    A label at observation date t covers days t .. t + horizon - 1, so it is known on day
+    t + horizon. Backtests and drift scenarios use this to train "as of" a past date.
+
+    Args:
+        labels: Columns customer_id, event_timestamp (observation date, UTC midnight), churned.
+        as_of: The simulated today.
+        horizon_days: The label horizon.
+    """
+    cutoff = pd.Timestamp(as_of, tz="UTC") - pd.Timedelta(days=horizon_days)
+    return labels.loc[labels[names.EVENT_TIMESTAMP] <= cutoff].reset_index(drop=True)

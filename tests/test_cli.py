@@ -60,3 +60,24 @@ def test_generate_then_ingest(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "clean/events.parquet").exists()
     assert "events" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "7 days"], "--window: window '7 days'"),
+        (["--window", "0d"], "--window"),
+        (["--start", "2025-09-08", "--end", "2025-09-01"], "is not before the window's end"),
+        (["--mode", "stream"], "--mode 'stream'"),
+    ],
+)
+def test_monitor_bad_options_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["monitor", *args], env={"CHURN_WORKSPACE": str(tmp_path), "COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert message in result.output.replace("\n", "")
+
+
+def test_monitor_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["monitor"], env={"CHURN_WORKSPACE": str(tmp_path), "COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "no champion" in result.output and "churn train" in result.output

@@ -59,8 +59,9 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     # Evidently wrote an HTML report and a JSON summary with per-column tests.
     assert Path(summary["drift_report"]).stat().st_size > 10_000
     drift = json.loads(Path(summary["drift_summary"]).read_text())
-    assert drift["n_columns"] > 10 and drift["status"] in {"ok", "warning", "drift"}
-    assert any(c["column"] == "churn_probability" for c in drift["columns"])
+    assert drift["features"]["n_columns"] > 10 and drift["status"] in {"ok", "warning", "drift"}
+    assert drift["prediction"]["method"] == "wasserstein"
+    assert drift["html"] in Path(summary["monitoring_index"]).read_text()
 
     # The CRM alert list (every active customer, highest expected loss first) and the ops report.
     alerts = pd.read_csv(summary["alerts"])

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -21,6 +21,7 @@ from mlflow.models import infer_signature
 
 from churn import names
 from churn.settings import Settings, resolved_yaml
+from features.labels import known_at
 from features.matrix import CALIBRATION_ARTIFACT, calibrate
 from features.pipeline import FeaturePaths, open_store
 from training.dataset import Split, historical_frame, out_of_time_split
@@ -116,8 +117,13 @@ def prepare(settings: Settings) -> Prepared:
     if not paths.labels.exists():
         raise FileNotFoundError(f"{paths.labels} does not exist: run `churn features build` and `apply` first")
     labels = pd.read_parquet(paths.labels)
+    if cfg.as_of is not None:
+        labels = known_at(labels, cfg.as_of, settings.labels.horizon_days)
     if labels.empty:
-        raise ValueError("no labelled observation dates: generate or ingest a longer history than the label horizon")
+        when = f" known at training.as_of={cfg.as_of}" if cfg.as_of is not None else ""
+        raise ValueError(
+            f"no labelled observation dates{when}: generate or ingest a longer history than the label horizon"
+        )
     frame = historical_frame(open_store(settings), labels, cfg.feature_service)
     features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
     embargo = cfg.split.embargo_days if cfg.split.embargo_days is not None else settings.labels.horizon_days
@@ -137,6 +143,7 @@ def train(
     settings: Settings,
     on_trial: Callable[[int], None] | None = None,
     run_workers: Callable[[str], Callable[[], None]] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Tune, train, evaluate, log and register a churn model; promote it through the gate.
 
@@ -148,6 +155,8 @@ def train(
         on_trial: Called after each Optuna trial of this process with its number (progress bars).
         run_workers: Called with the study name once the study exists; starts other processes
             that join it (`churn train --workers N`) and returns a function that waits for them.
+        tags: Extra tags for the training run and the registered version (e.g. the monitoring
+            run that asked for this retraining).
 
     Returns:
         The registered version, its metrics and the gate decision.
@@ -164,9 +173,9 @@ def train(
     # Under `mlflow run` the project's run id arrives in MLFLOW_RUN_ID; start_run would resume that
     # run (in another experiment) instead of starting ours, so take it out and keep it as a tag.
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)
-    tags = {"churn.launched_by_run": launcher} if launcher else {}
+    run_tags = {"churn.launched_by_run": launcher} if launcher else {}
     study_name = f"{cfg.model_name}-{stamp}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}", tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{stamp}", tags=run_tags) as run:
         with TemporaryDirectory() as tmp:
             cfg_path = Path(tmp) / "config.yaml"
             cfg_path.write_text(resolved_yaml(settings))
@@ -178,6 +187,7 @@ def train(
             "data.last_date": str(frame[names.EVENT_TIMESTAMP].max().date()),
             "git.commit": git_commit(),
             "optuna.study": study_name,
+            **(tags or {}),
         }
         mlflow.set_tags(lineage)
         mlflow.log_params({"n_features": len(features), **split.describe()})

@@ -1,0 +1,226 @@
+"""The drift scenario, end to end on real components: generated data with and without drift,
+Feast, a champion in MLflow (SQLite), Evidently reports, the policy, retraining and the gate.
+
+Two small workspaces share seed, size and dates; one has the generator's drift from day
+`DRIFT_AT`. Each trains a champion as of day `AS_OF` (before the drift) and is monitored over
+the same weekly windows, each run acting as of its window's end (`monitoring.backtest`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from churn import names
+from churn.loop import MONITOR_TAG, retrain_champion, retrainer_for
+from churn.settings import Settings, parse_settings
+from monitoring.backtest import backtest, detection_figures
+from monitoring.jobs import MonitorResult, Window, batch_rows, load_champion, run_monitor, snapshot_keys
+from monitoring.summary import read_summaries
+from serving.prediction_log import PredictionLog
+
+START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+CUSTOMERS, DAYS, SEED = 800, 330, 5
+DRIFT_AT, AS_OF = 240, 210
+WEEK = dt.timedelta(days=7)
+# Window ends: three before the drift starts, three from two weeks after it.
+CLEAN_ENDS = (224, 231, 238)
+DRIFTED_ENDS = (259, 273, 287)
+
+
+def day(n: int) -> dt.datetime:
+    """Midnight UTC of day `n` of the generated period."""
+    return START + dt.timedelta(days=n)
+
+
+def scenario_settings(ws: Path, **training: object) -> Settings:
+    """Small, fast settings: weekly snapshots from day 90 (past the 90-day window), a champion as of AS_OF."""
+    raw = {
+        "workspace": str(ws),
+        "features": {"first_observation_after_days": 90},
+        "training": {
+            "n_trials": 2,
+            "max_rounds": 60,
+            "as_of": day(AS_OF).date().isoformat(),
+            **training,
+        },
+        "monitoring": {"reference_sample": 3000},
+    }
+    return parse_settings(raw, source="test", env={})
+
+
+def build(ws: Path, drift: bool) -> Settings:
+    """Generate, ingest, featurize and apply; train the champion as of AS_OF."""
+    from features.generator import generate, write_generated
+    from features.ingest import ingest
+    from features.pipeline import apply_features, build_features
+    from training.pipeline import train
+
+    # The first champion is deliberately weak (depth 1, 3 trees), so that a retrained challenger is
+    # better on held-out data and the gate's "promote" outcome can be tested.
+    settings = scenario_settings(ws, max_rounds=3, search={"max_depth": (1, 1)})
+    customers, events = write_generated(
+        generate(CUSTOMERS, DAYS, seed=SEED, drift_at=DRIFT_AT if drift else None), ws / "raw"
+    )
+    ingest(settings, customers_path=customers, events_path=events)
+    build_features(settings)
+    apply_features(settings)
+    result = train(settings)
+    assert result.decision.promote, "the first model becomes champion"
+    return scenario_settings(ws)
+
+
+def monitored(settings: Settings) -> list[MonitorResult]:
+    ends = [day(d) for d in (*CLEAN_ENDS, *DRIFTED_ENDS)]
+    return backtest(settings, [Window(e - WEEK, e) for e in ends])
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[MonitorResult]]:
+    settings = build(tmp_path_factory.mktemp("drifted"), drift=True)
+    return settings, monitored(settings)
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[MonitorResult]]:
+    settings = build(tmp_path_factory.mktemp("steady"), drift=False)
+    return settings, monitored(settings)
+
+
+def statuses(results: list[MonitorResult]) -> dict[int, str]:
+    return {(r.summary.window_end - START).days: r.summary.status for r in results}
+
+
+def test_drift_is_flagged_after_it_starts_and_not_before(drifted: tuple[Settings, list[MonitorResult]]) -> None:
+    _, results = drifted
+    seen = statuses(results)
+    assert all(seen[d] != "drift" for d in CLEAN_ENDS), seen
+    assert all(seen[d] == "drift" for d in DRIFTED_ENDS), seen
+    figures = detection_figures([r.summary for r in results], day(DRIFT_AT))
+    assert figures.false_alarm_rate == 0
+    assert figures.delay_days is not None and figures.delay_days <= DRIFTED_ENDS[0] - DRIFT_AT
+    # The drift is in behaviour the generator changed: baskets and the event mix.
+    drifted_columns = {c.column for c in results[-1].summary.features.columns if c.drifted}
+    assert drifted_columns & {"purchases_avg_order_value_30d", "engagement_clicks_30d", "engagement_visits_30d"}
+
+
+def test_no_drift_raises_no_alarm_over_the_same_windows(steady: tuple[Settings, list[MonitorResult]]) -> None:
+    _, results = steady
+    seen = statuses(results)
+    assert all(s != "drift" for s in seen.values()), seen
+    assert not any(r.summary.decision.retrain for r in results)
+    assert detection_figures([r.summary for r in results], None).false_alarm_rate == 0
+
+
+def test_every_run_leaves_a_report_a_summary_an_index_entry_and_an_evidently_snapshot(
+    drifted: tuple[Settings, list[MonitorResult]],
+) -> None:
+    settings, results = drifted
+    reports = settings.path(settings.monitoring.reports_dir)
+    summaries = read_summaries(reports)
+    assert [s.run_id for s in summaries] == [r.summary.run_id for r in results]
+    index = (reports / "index.html").read_text()
+    for r in results:
+        assert r.html.stat().st_size > 10_000, "an Evidently report, not an empty page"
+        assert json.loads(r.summary_json.read_text())["status"] == r.summary.status
+        assert r.html.name in index
+        assert r.summary.mode == "batch"
+        assert r.summary.current_rows > 300
+        assert r.summary.features.n_columns > 30
+        assert r.summary.prediction is not None
+    # Labels mature 30 days after a window: the later windows get the champion's performance.
+    assert results[-1].summary.performance is not None
+    assert results[-1].summary.performance.labelled_rows > 300
+
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace(str(settings.path(settings.monitoring.evidently_workspace)))
+    (project,) = workspace.search_project(settings.monitoring.project)
+    assert len(workspace.list_runs(project.id)) == len(results)
+
+    client = MlflowClient(settings.mlflow_uri)
+    experiment = client.get_experiment_by_name(settings.monitoring.project)
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.info.run_id for r in runs} == {r.summary.mlflow_run_id for r in results}
+    assert {r.data.tags["churn.monitor.status"] for r in runs} == {r.summary.status for r in results}
+
+
+def test_serving_mode_reads_the_prediction_log_and_scores_matured_labels(
+    drifted: tuple[Settings, list[MonitorResult]],
+) -> None:
+    """What the service logged is the current data; labels of a window one horizon back are scored."""
+    settings, _ = drifted
+    champion = load_champion(settings)
+    log = PredictionLog(settings.path(settings.serving.prediction_log_dir))
+
+    def log_snapshot(observed: int, logged: dt.datetime) -> int:
+        rows = batch_rows(settings, champion, snapshot_keys(settings, Window(day(observed), day(observed + 1))))
+        features = rows[champion.features].to_dict("records")
+        log.append(rows[names.CUSTOMER_ID].tolist(), champion.version, features, rows[names.PREDICTION], now=logged)
+        return len(rows)
+
+    # Snapshots are weekly, on Mondays: day 271 (2025-09-29) lies in the window one horizon (30 days)
+    # before the monitored one, day 299 (2025-10-27) in it.
+    matured = log_snapshot(271, day(271) + dt.timedelta(hours=10))
+    current = log_snapshot(299, day(299) + dt.timedelta(hours=10))
+    log.close()
+    assert matured > 300 and current > 300
+
+    summary = run_monitor(settings, Window(day(298), day(305)), backtest=True).summary  # mode auto
+    assert summary.mode == "serving"
+    assert summary.current_rows == current
+    assert summary.status == "drift", "post-drift behaviour, as logged by the service"
+    perf = summary.performance
+    assert perf is not None and perf.window_end == day(305) - dt.timedelta(days=30)
+    assert perf.labelled_rows == matured and 0 < perf.positives < matured
+    # The deliberately weak champion (3 stumps) ranks poorly; what matters is that it was measured.
+    assert perf.roc_auc is not None and perf.reference_roc_auc is not None
+    assert perf.auc_drop == pytest.approx(perf.reference_roc_auc - perf.roc_auc)
+
+
+def test_drift_retrains_promotes_only_a_better_challenger_then_cools_down(
+    drifted: tuple[Settings, list[MonitorResult]],
+) -> None:
+    settings, _ = drifted
+    client = MlflowClient(settings.mlflow_uri)
+    model = settings.training.model_name
+    weak = str(client.get_model_version_by_alias(model, names.CHAMPION_ALIAS).version)
+
+    # 1. Drift after the window ending at day 289: a challenger trained on what was known then
+    #    beats the weak champion on the same held-out rows, so the gate promotes it.
+    first = run_monitor(settings, Window(day(282), day(289)), retrainer=retrainer_for(settings), backtest=True).summary
+    assert first.decision.retrain and first.retraining is not None
+    r = first.retraining
+    assert r.error is None, r.error
+    assert r.champion_before == weak
+    assert r.challenger_score is not None and r.champion_score is not None
+    assert r.promoted == (r.challenger_score > r.champion_score), r
+    assert r.promoted, f"a depth-1, 3-tree champion should lose: {r}"
+    assert str(client.get_model_version_by_alias(model, names.CHAMPION_ALIAS).version) == r.challenger_version
+    # The chain is in MLflow: monitoring run -> training run -> gate -> alias.
+    monitor_run = client.get_run(first.mlflow_run_id or "")
+    assert monitor_run.data.tags["churn.retrain.training_run_id"] == r.training_run_id
+    assert monitor_run.data.tags["churn.retrain.gate"] == "promoted"
+    assert monitor_run.data.tags["churn.retrain.champion_after"] == r.challenger_version
+    assert client.get_run(r.training_run_id or "").data.tags[MONITOR_TAG] == first.mlflow_run_id
+
+    # 2. A week later it still drifts (against the new champion's reference too), but the
+    #    cool-down holds retraining back.
+    second = run_monitor(settings, Window(day(289), day(296)), retrainer=retrainer_for(settings), backtest=True).summary
+    if second.status == "drift":
+        assert not second.decision.retrain and second.decision.cooldown_until is not None
+    assert second.retraining is None
+
+    # 3. With a gate margin no challenger can meet, a retraining keeps the champion.
+    strict = scenario_settings(settings.path("."), gate={"margin": 0.5}, n_trials=1)
+    kept = retrain_champion(strict, monitor_run=first.mlflow_run_id or "", as_of=day(303).date())
+    assert kept.error is None, kept.error
+    assert not kept.promoted and "margin" in kept.gate_reason
+    assert kept.champion_before == kept.champion_after == r.challenger_version
+    assert str(client.get_model_version_by_alias(model, names.CHAMPION_ALIAS).version) == r.challenger_version
+    index = (settings.path(settings.monitoring.reports_dir) / "index.html").read_text()
+    assert r.training_run_id in index
