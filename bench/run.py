@@ -28,6 +28,23 @@ Rows (group in brackets, for `--only`):
   in-process dict lookup (customer_id -> feature row) of the same customers. Only the newest
   snapshot date is materialized. 200 timed calls after 20 warm-up calls. The Redis rows use a
   throwaway Feast project and registry file, torn down afterwards.
+- [serving] The BentoML scoring service (`serving.service:ChurnService`) and batch scoring, on a
+  300-tree XGBoost (depth 6) over the 43 features of a small workspace the step builds itself
+  (600 customers x 220 days; independent of --customers/--days). Closed loop with wrk (needs the
+  `wrk` binary; 1 and 8 connections, `--serving-connections`; 15 s per run after a 3 s warm-up):
+  POST /score with one customer id, adaptive batching on and off, beside a minimal BentoML 1.4
+  endpoint that only predicts the same customers' online features (target: /score keeps >= 70 %
+  of its requests/s), that endpoint beside the same in FastAPI + uvicorn, and the /score path in
+  process; batch sizes from the service's histogram. Open loop (aiohttp, requests sent on
+  schedule, latency from the scheduled time): /score at 100 requests/s for 60 s, batching on
+  beside off (target: no errors, p99 <= 50 ms). /score_features with 1,000 rows per request
+  (30 sequential requests) beside in-process `Predictor.score` of the rows (target: p50 <= 50 ms),
+  and that beside `Booster.inplace_predict`, with the time per stage. Batch scoring
+  (`serving.batch.score_alerts` after the Feast read) of 1,000,000 customers
+  (`--serving-batch-rows`; workspace feature rows drawn with replacement, new ids) beside a bare
+  `Booster.predict` of the same rows, each in a fresh process with its peak memory (target: >= half
+  the bare rows/s), with the time per stage. Load generators share the cores with the servers.
+  Script: `bench/serving.py`; its raw figures stay in `<workdir>/serving/result.json`.
 
 Each step runs in a fresh Python process (`bench/steps.py`), and its peak memory is that process's
 resident high-water mark (`VmHWM`) right after the timed part: earlier steps do not count, and
@@ -60,13 +77,15 @@ from rich.table import Table
 from churn import names
 
 STEPS_SCRIPT = Path(__file__).resolve().parent / "steps.py"
-GROUPS = ("generate", "ingest", "features", "retrieval", "online")
+SERVING_SCRIPT = Path(__file__).resolve().parent / "serving.py"
+GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving")
 NEEDS: dict[str, tuple[str, ...]] = {
     "generate": (),
     "ingest": ("generate",),
     "features": ("ingest",),
     "retrieval": ("features",),
     "online": ("features",),
+    "serving": (),
 }
 """Group -> groups whose output it reads."""
 GIB = 1024.0
@@ -131,15 +150,16 @@ class Runner:
         self.console = console
 
     def __call__(self, step: str, **kwargs: Any) -> dict[str, Any]:
-        """Run `step` of bench/steps.py with `kwargs` and return its JSON result.
+        """Run `step` of bench/steps.py (step "serving": bench/serving.py) with `kwargs`; return its JSON result.
 
         Raises:
             RuntimeError: The step failed; the message holds the end of its output.
         """
         result_path = self.workdir / f".bench-{step}-{time.monotonic_ns()}.json"
         started = time.perf_counter()
+        command = [str(SERVING_SCRIPT)] if step == "serving" else [str(STEPS_SCRIPT), step]
         proc = subprocess.run(
-            [sys.executable, str(STEPS_SCRIPT), step, json.dumps(kwargs), str(result_path)],
+            [sys.executable, *command, json.dumps(kwargs), str(result_path)],
             cwd=self.workdir,
             capture_output=True,
             text=True,
@@ -330,6 +350,254 @@ def bench_online(run: Runner, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def rate(res: dict[str, Any]) -> str:
+    """'812 req/s, p50 1.234 ms / p99 5.678 ms' of a wrk result of `bench/serving.py`."""
+    return f"{res['rps']:,.0f} req/s, {latency(res)}"
+
+
+def open_figure(res: dict[str, Any]) -> str:
+    """'p50 12.3 / p99 1,234 ms, 5 errors' of an open-loop result of `bench/serving.py`."""
+
+    def ms(value: float) -> str:
+        return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+    return f"p50 {ms(res['p50'])} / p99 {ms(res['p99'])} ms, {sum(res['errors'].values()):,} errors"
+
+
+def _errors(*results: dict[str, Any]) -> str:
+    """'no errors', or the non-2xx answers and socket errors of wrk results."""
+    bad = sum(r["non_2xx"] for r in results)
+    sockets = sum(r["socket_errors"] for r in results)
+    return "no errors" if bad + sockets == 0 else f"{bad} non-2xx answers, {sockets} socket errors"
+
+
+def _batches(stats: dict[str, float]) -> str:
+    """'1,234 model batches of 2.50 calls on average, 80% of them 2+ calls' (BentoML's histogram counts calls)."""
+    return (
+        f"{stats['batches']:,.0f} model batches of {stats['mean']:.2f} calls on average, "
+        f"{stats['merged_share']:.0%} of them merging 2+ calls"
+    )
+
+
+STEPS = {
+    "online": "Feast online lookup",
+    "model_frame": "model frame",
+    "dmatrix": "DMatrix",
+    "predict": "predict",
+    "contribs": "SHAP pred_contribs",
+    "answers": "answers (reasons)",
+    "crm": "CRM layers",
+    "log": "prediction log",
+    "freshness": "freshness",
+}
+"""Stages of the one-customer /score path `bench/serving.py` times, and their labels."""
+BIG_STEPS = {
+    "parse": "JSON parse + pydantic",
+    "validate": "validate_feature_rows",
+    "model_frame": "model frame",
+    "dmatrix": "DMatrix",
+    "predict": "predict",
+    "contribs": "SHAP pred_contribs",
+    "answers": "answers (reasons)",
+    "crm": "CRM layers",
+    "log": "prediction log",
+    "json": "JSON answer",
+}
+"""Stages of a /score_features request `bench/serving.py` times on 1,000 rows, and their labels."""
+
+
+def stages(timed: dict[str, dict[str, float]], labels: dict[str, str]) -> str:
+    """'model frame 5.1 ms (12%), ...': p50 of each stage and its share of their sum."""
+    total = sum(timed[k]["p50"] for k in labels)
+    return ", ".join(f"{label} {timed[k]['p50']:.1f} ms ({timed[k]['p50'] / total:.0%})" for k, label in labels.items())
+
+
+def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
+    """The scoring service over HTTP and batch scoring, beside their baselines (see the module docstring)."""
+    res = run(
+        "serving",
+        workdir=str(run.workdir),
+        seed=args.seed,
+        connections=args.serving_connections,
+        wrk_seconds=args.serving_seconds,
+        open_rate=args.serving_open_rate,
+        open_seconds=args.serving_open_seconds,
+        big_requests=args.serving_big_requests,
+        batch_rows=args.serving_batch_rows,
+    )
+    (run.workdir / "serving" / "result.json").write_text(json.dumps(res, indent=1))
+    model, local = res["model"], res["in_process"]
+    rows: list[Row] = []
+
+    def p50_ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+        return a["p50"] / b["p50"] if b["p50"] > 0 else None
+
+    one = local["single"]["score_path"]
+    for c in args.serving_connections:
+        conn = f"{c} connection{'s' if c > 1 else ''}"
+        on, off, bento, fast = (res[f"wrk_{k}_c{c}"] for k in ("score_on", "score_off", "bento", "fastapi"))
+        scale = f"wrk, {c} conn., {off['seconds']:.0f} s"
+        for mode, result, base, base_name in (
+            ("off", off, bento, "minimal BentoML 1.4 endpoint (predict only, same customers' features)"),
+            ("on", on, off, "same, batching off"),
+        ):
+            share = result["rps"] / bento["rps"]
+            notes = f"{result['requests']:,} requests, {_errors(result, base)}"
+            if mode == "on":
+                notes += f"; {_batches(result['batching'])}"
+            elif c == 1:
+                notes += (
+                    f"; the same path in process, no HTTP (Feast online lookup, predict, SHAP reasons, CRM layers, "
+                    f"log): {latency(one)}, ~{1e3 / one['p50']:,.0f} calls/s on one thread (row below)"
+                )
+            rows.append(
+                Row(
+                    f"POST /score, 1 customer per request, batching {mode}, {conn}",
+                    scale,
+                    rate(result),
+                    baseline=base_name,
+                    baseline_figure=rate(base),
+                    ratio=p50_ratio(result, base),
+                    target=f">= 70% of minimal BentoML req/s (got {share:.0%})",
+                    met=share >= 0.7,
+                    notes=notes,
+                )
+            )
+        rows.append(
+            Row(
+                f"minimal BentoML 1.4 endpoint (predict only: model frame, DMatrix, predict; 1 feature row per "
+                f"request), {conn}",
+                scale,
+                rate(bento),
+                baseline="same endpoint in FastAPI + uvicorn",
+                baseline_figure=rate(fast),
+                ratio=p50_ratio(bento, fast),
+                notes=f"{bento['requests']:,} and {fast['requests']:,} requests, {_errors(bento, fast)}",
+            )
+        )
+    rows.append(
+        Row(
+            "/score path in process (Feast online lookup, predict, SHAP reasons, CRM layers, log), no HTTP",
+            "1 customer per call",
+            latency(one),
+            baseline="in-process predict of the JSON row as the minimal endpoints do (DataFrame, model frame, "
+            "DMatrix, predict)",
+            baseline_figure=latency(local["single"]["predict"]),
+            ratio=p50_ratio(one, local["single"]["predict"]),
+            notes=f"p50 per stage: {stages(local['steps'], STEPS)}; with the booster at nthread=1 the whole path "
+            f"takes {latency(local['single']['score_path_1thread'])}. {model['trees']}-tree XGBoost (depth 6) on "
+            f"{model['features']} features ({model['categorical']} categorical), trained on {model['train_rows']:,} "
+            f"rows of a 600-customer x 220-day workspace, champion v{model['version']}; service startup until "
+            f"ready: {res['startup_on']:.0f} s batching on (two processes), {res['startup_off']:.0f} s off; "
+            f"workspace + training {res['setup_seconds']:.0f} s",
+        )
+    )
+
+    for mode, other in (("on", "off"), ("off", "on")):
+        loop, base = res[f"open_{mode}"], res[f"open_{other}"]
+        ok = not loop["errors"] and loop["p99"] <= 50
+        figure = open_figure(loop)
+        notes = (
+            f"{loop['requests']:,} requests sent at {loop['sent_rate']:.1f}/s (generator at most "
+            f"{loop['max_send_lag_ms']:.1f} ms late), {loop['ok_rate']:.1f} answers 200/s; "
+            f"errors: {loop['errors'] or 'none'}; latency (of the answered requests, max {loop['max']:,.0f} ms) "
+            "from each request's scheduled send time; "
+            f"the server then took {loop['settle_seconds']:.0f} s to answer a request within 0.5 s again"
+        )
+        if mode == "on":
+            notes += f"; {_batches(loop['batching'])}"
+        rows.append(
+            Row(
+                f"POST /score open loop, 1 customer per request, batching {mode}",
+                f"{args.serving_open_rate:g} req/s x {args.serving_open_seconds:g} s",
+                figure,
+                baseline=f"same, batching {other}",
+                baseline_figure=open_figure(base),
+                ratio=p50_ratio(loop, base),
+                target="no errors, p99 <= 50 ms",
+                met=ok,
+                notes=notes,
+            )
+        )
+
+    big, n = local["big"], local["big_rows"]
+    for mode, other in (("on", "off"), ("off", "on")):
+        http = res[f"big_{mode}"]
+        notes = (
+            f"{args.serving_big_requests} sequential requests, 1 connection; statuses {http['statuses']}; "
+            f"request {res['big_body_bytes'] / 1e6:.1f} MB (serving.max_request_bytes raised to 8 MB: the "
+            f"default 1 MB refuses it), answer {http['answer_bytes'] / 1e6:.1f} MB; batching {other}: "
+            f"{latency(res[f'big_{other}'])}"
+        )
+        if mode == "on":
+            notes += f"; {_batches(http['batching'])}"
+        rows.append(
+            Row(
+                f"POST /score_features, {n:,} rows per request, batching {mode}",
+                f"{n:,} rows/request",
+                latency(http),
+                baseline="in-process Predictor.score of the same rows (probabilities + SHAP reasons)",
+                baseline_figure=latency(big["score"]),
+                ratio=p50_ratio(http, big["score"]),
+                target="p50 <= 50 ms",
+                met=http["p50"] <= 50,
+                notes=notes,
+            )
+        )
+    total = sum(big[p]["p50"] for p in BIG_STEPS)
+    rows.append(
+        Row(
+            f"in-process Predictor.score, {n:,} rows",
+            f"{n:,} rows/call",
+            latency(big["score"]),
+            baseline="Booster.inplace_predict of the same rows (prepared frame)",
+            baseline_figure=latency(big["inplace"]),
+            ratio=p50_ratio(big["score"], big["inplace"]),
+            notes=f"where a {n:,}-row /score_features request goes in process (p50 per stage, {total:.0f} ms in all): "
+            f"{stages(big, BIG_STEPS)}; with batching on, the model service's input (model_rows) "
+            f"{big['model_rows']['p50']:.1f} ms more",
+        )
+    )
+
+    alerts, bare, profile = res["batch_alerts"], res["batch_bare"], res["batch_profile"]
+    n = alerts["rows"]
+    share = (n / alerts["seconds"]) / (n / bare["seconds"])
+    frame = res["batch_frame"]
+    spent = profile["stages"]
+    main_stages = ("model_frame_dmatrix", "predict", "contribs", "answers", "early_warning", "sort")
+    total = sum(spent[s] for s in main_stages)
+    us = {s: spent[s] / profile["rows"] * 1e6 for s in spent}
+    parts = {s: f"{s} {us[s]:.1f} us ({spent[s] / total:.0%})" for s in main_stages}
+    parts["early_warning"] += (
+        f" (evaluate_rules {us['evaluate_rules']:.1f} us, choose_actions {us['choose_actions']:.1f} us)"
+    )
+    where = ", ".join(parts.values())
+    rows.append(
+        Row(
+            "batch scoring: serving.batch.score_alerts after the Feast read (probability, tier, SHAP reasons, "
+            "CRM layers, expected loss, sorted alert list)",
+            f"{n:,} customers",
+            throughput(alerts["seconds"], n, "rows"),
+            alerts["peak_rss_mib"],
+            "bare Booster.predict of the same rows (DMatrix built beforehand)",
+            throughput(bare["seconds"], n, "rows"),
+            bare["peak_rss_mib"],
+            alerts["seconds"] / bare["seconds"],
+            f">= 50% of bare predict's rows/s (got {share:.1%})",
+            share >= 0.5,
+            f"rows drawn with replacement from the {frame['source_rows']:,} Feast feature rows of the workspace's "
+            f"{frame['dates']} snapshot dates, given new customer ids, one date; {alerts['unique_customers']:,} "
+            f"customers in the alert list, sorted by expected loss: {alerts['sorted']}; risk tiers "
+            f"{', '.join(f'{t} {v:.0%}' for t, v in alerts['tiers'].items())}; CPU time "
+            f"{alerts['cpu_seconds']:.0f} s (bare {bare['cpu_seconds']:.1f} s; its DMatrix took "
+            f"{bare['dmatrix_seconds']:.1f} s); per row on the first {profile['rows']:,} rows: {where}; "
+            f"alternatives there: approximate SHAP (approx_contribs) {us['approx_contribs']:.1f} us, top "
+            f"reasons by one vectorized argsort {us['top_reasons_vectorized']:.1f} us",
+        )
+    )
+    return rows
+
+
 def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bool = False) -> list[Row]:
     """Run the selected groups (and the groups they need, unreported) and return the table rows.
 
@@ -371,8 +639,10 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
             new = bench_features(run, args, report)
         elif group == "retrieval":
             new = bench_retrieval(run, args)
-        else:
+        elif group == "online":
             new = bench_online(run, args)
+        else:
+            new = bench_serving(run, args)
         rows += new
         ran.add(group)
         marker.write_text(json.dumps({"params": params, "result": gen if group == "generate" else {}}))
@@ -456,6 +726,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="untimed online lookups before timing")
     parser.add_argument("--redis", default="127.0.0.1:6379", help="host:port of the Redis online store")
     parser.add_argument(
+        "--serving-connections",
+        type=lambda text: [int(c) for c in text.split(",") if c.strip()],
+        default=[1, 8],
+        help="comma-separated wrk connection counts of the closed-loop serving figures",
+    )
+    parser.add_argument(
+        "--serving-seconds", type=float, default=15, help="timed seconds per wrk run (after 3 s warm-up)"
+    )
+    parser.add_argument(
+        "--serving-open-rate", type=float, default=100, help="requests/s of the open-loop /score figure"
+    )
+    parser.add_argument("--serving-open-seconds", type=float, default=60, help="duration of the open-loop figure")
+    parser.add_argument("--serving-big-requests", type=int, default=30, help="timed 1,000-row /score_features requests")
+    parser.add_argument(
+        "--serving-batch-rows", type=int, default=1_000_000, help="customers in the batch-scoring figure"
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="keep the data here instead of in a temporary directory; a later run with the same "
@@ -478,8 +765,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
             rows = run_all(args, Path(tmp), progress)
+    data = f"{args.customers:,} customers x {args.days} days, " if set(args.only) - {"serving"} else ""
     title = (
-        f"churn bench: {args.customers:,} customers x {args.days} days, seed {args.seed}, "
+        f"churn bench: {data}seed {args.seed}, "
         f"{len(os.sched_getaffinity(0))} cores, {', '.join(g for g in GROUPS if g in args.only)}"
     )
     Console(width=max(200, shutil.get_terminal_size().columns)).print(render(rows, title))
