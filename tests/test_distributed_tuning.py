@@ -18,7 +18,9 @@ import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.pool import NullPool
 from training_fixtures import (
     build_workspace,
     churn_command,
@@ -75,9 +77,17 @@ def start_study(settings: Settings, name: str, fingerprint: str) -> str:
     return run.info.run_id
 
 
-def trials_of(storage: str, name: str) -> list[FrozenTrial]:
-    """Every trial of the study, read fresh from the storage."""
-    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+def trials_of(url: str, name: str) -> list[FrozenTrial]:
+    """Every trial of the study, read fresh from the storage.
+
+    Tests poll this ten times a second: each call opens one connection and closes it (no pool), so
+    polling cannot use up the server's connection slots (`FATAL: sorry, too many clients already`).
+    """
+    storage = RDBStorage(url, engine_kwargs={"poolclass": NullPool}, skip_table_creation=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()
 
 
 def finished(trials: list[FrozenTrial]) -> list[FrozenTrial]:
