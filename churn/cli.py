@@ -536,17 +536,25 @@ def score(
     as_of: Annotated[
         dt.datetime | None, typer.Option("--as-of", help="Score the newest snapshot on or before this date.")
     ] = None,
+    reasons_top: Annotated[
+        str | None,
+        typer.Option(
+            "--reasons-top",
+            help="How many rows from the top of the list get reasons, or 'all' (default: serving.batch_reasons_top).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Score every active customer with the champion and write the CRM alert list, sorted by expected loss.
 
-    Each row: churn probability, risk tier, top reasons, warning rules hit, segment and layers,
-    recommended action, customer value and expected loss (probability x value).
+    Each row: churn probability, risk tier, top reasons (for the top of the list), warning rules
+    hit, segment and layers, recommended action, customer value and expected loss (probability x value).
 
     Example: churn score --as-of 2025-06-30 --out workspace/alerts.csv
     """
+    _reasons_top(reasons_top)  # a bad value fails before anything loads
     ctx = _load(config, "score")
-    alerts = _alerts(ctx.settings, as_of.date() if as_of else None)
+    alerts = _alerts(ctx.settings, as_of.date() if as_of else None, reasons_top)
     from serving.batch import write_alerts
 
     try:
@@ -570,7 +578,24 @@ def score(
     console.print(f"{len(alerts):,} customers scored -> {out}")
 
 
-def _alerts(settings: Settings, as_of: dt.date | None) -> Any:
+def _reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (all) or serving.batch.DEFAULT
+    """`--reasons-top`: a count, 'all' (None) or, when not given, the settings' value."""
+    from serving.batch import DEFAULT
+
+    if text is None:
+        return DEFAULT
+    if text.strip().lower() == "all":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise _fail(f"--reasons-top: expected a count of rows (0 or more) or 'all', got '{text}'")
+    return count
+
+
+def _alerts(settings: Settings, as_of: dt.date | None, reasons_top: str | None = None) -> Any:
     from features.crm import CrmConfigError
     from serving.batch import score_alerts
     from serving.service import NoChampionError, load_champion
@@ -584,6 +609,7 @@ def _alerts(settings: Settings, as_of: dt.date | None) -> Any:
                 predictor,
                 as_of,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                reasons_top=_reasons_top(reasons_top),
             )
     except (NoChampionError, FileNotFoundError, ValueError, CrmConfigError) as exc:
         raise _fail(str(exc)) from None

@@ -13,19 +13,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churn import names
 from churn.settings import Settings
-from features.crm import EXPECTED_LOSS, RISK_TIER, early_warning
+from features.crm import EXPECTED_LOSS, RISK_TIER, early_warning, layer_bounds
 from features.io import write_atomic_csv, write_atomic_parquet
 from features.pipeline import FeaturePaths, historical_features, open_store
-from serving.predictor import Predictor
+from serving.predictor import Predictor, risk_tiers
 
-CHUNK = 5_000
+CHUNK = 100_000
+"""Rows per probability step (one progress update each)."""
+EXPLAIN_CHUNK = 2_000
+"""Rows per reasons step: contributions cost a few hundred times a prediction."""
 REASONS = "reasons"
 AS_OF = "as_of"
 MODEL_VERSION = "model_version"
+
+
+class Default:
+    """The type of `DEFAULT`: "take the value from the settings" where None means something else."""
+
+
+DEFAULT = Default()
 
 
 def snapshot_date(settings: Settings, as_of: dt.date | None) -> pd.Timestamp:
@@ -58,37 +69,81 @@ def score_alerts(
     predictor: Predictor,
     as_of: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reasons_top: int | None | Default = DEFAULT,
 ) -> pd.DataFrame:
     """The alert list for every active customer at `as_of` (default: the newest snapshot).
+
+    Probabilities for everyone, then reasons (the costly part) for the top of the list only.
 
     Args:
         settings: The profile (CRM rules, segments and playbook come from it).
         predictor: The champion.
         as_of: Score the newest snapshot on or before this date.
-        progress: Called with (rows done, rows in all) after each chunk.
+        progress: Called with (work done, work in all) after each chunk: one unit per row scored
+            and one per row explained.
+        reasons_top: How many rows from the top get reasons; None: all. Default:
+            `serving.batch_reasons_top`.
 
     Returns:
         One row per customer, sorted by expected loss (highest first): customer_id, as_of,
-        churn_probability, risk_tier, reasons, segment, the layers, rule_hits, action,
-        action_priority, customer_value, expected_loss, model_version.
+        churn_probability, risk_tier, reasons (null below the top `reasons_top` rows), segment,
+        the layers, rule_hits, action, action_priority, customer_value, expected_loss, model_version.
     """
     date = snapshot_date(settings, as_of)
     keys = active_customers(settings, date)
-    features = historical_features(open_store(settings), keys)
-    scored: list[dict[str, Any]] = []
-    for start in range(0, len(features), CHUNK):
-        scored += predictor.score(features.iloc[start : start + CHUNK])
+    features = historical_features(open_store(settings), keys).reset_index(drop=True)
+    return alert_list(settings, predictor, features, date, progress, reasons_top)
+
+
+def alert_list(
+    settings: Settings,
+    predictor: Predictor,
+    features: pd.DataFrame,
+    date: pd.Timestamp,
+    progress: Callable[[int, int], None] | None = None,
+    reasons_top: int | None | Default = DEFAULT,
+) -> pd.DataFrame:
+    """`score_alerts` of feature rows already read (one per customer, with customer_id)."""
+    n = len(features)
+    top = settings.serving.batch_reasons_top if isinstance(reasons_top, Default) else reasons_top
+    explained = n if top is None else min(top, n)
+    total = n + explained
+    proba = np.empty(n, dtype=float)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        proba[start:stop] = predictor.probabilities(features.iloc[start:stop])
         if progress:
-            progress(min(start + CHUNK, len(features)), len(features))
-    proba = [s["churn_probability"] for s in scored]
-    tiers = [s["risk_tier"] for s in scored]
-    alerts = early_warning(settings.crm, features, proba, tiers, reference=predictor.reference)
+            progress(stop, total)
+    tiers = risk_tiers(proba, predictor.tiers)
+    alerts = early_warning(
+        settings.crm, features, proba, tiers, reference=predictor.reference, bounds=crm_bounds(settings, predictor)
+    )
     alerts.insert(1, AS_OF, date.date())
-    alerts[REASONS] = [s["reasons"] for s in scored]
     alerts[MODEL_VERSION] = predictor.version
+    alerts = alerts.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable")
+    reasons: list[Any] = [None] * n
+    rows = alerts.index[:explained].to_numpy()  # positions in `features` of the top rows
+    for start in range(0, explained, EXPLAIN_CHUNK):
+        stop = min(start + EXPLAIN_CHUNK, explained)
+        reasons[start:stop] = predictor.reasons(features.iloc[rows[start:stop]])
+        if progress:
+            progress(n + stop, total)
+    alerts = alerts.reset_index(drop=True)
+    alerts[REASONS] = reasons
     order = [names.CUSTOMER_ID, AS_OF, names.PREDICTION, RISK_TIER, REASONS]
-    alerts = alerts[order + [c for c in alerts.columns if c not in order]]
-    return alerts.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable").reset_index(drop=True)
+    return alerts[order + [c for c in alerts.columns if c not in order]]
+
+
+def crm_bounds(settings: Settings, predictor: Predictor) -> dict[str, np.ndarray] | None:
+    """The CRM layers' bin edges against the model's training sample, computed once per model.
+
+    None when the model has no training sample: quantile layers then come from the scored rows.
+    """
+    if predictor.reference is None:
+        return None
+    if predictor.crm_bounds is None:
+        predictor.crm_bounds = layer_bounds(settings.crm, predictor.reference)
+    return predictor.crm_bounds
 
 
 def with_early_warning(
@@ -110,7 +165,9 @@ def with_early_warning(
         frame = frame.assign(**{names.CUSTOMER_ID: [str(i) for i in range(len(frame))]})
     proba = [s["churn_probability"] for s in scored]
     tiers = [s["risk_tier"] for s in scored]
-    crm = early_warning(settings.crm, frame, proba, tiers, reference=predictor.reference)
+    crm = early_warning(
+        settings.crm, frame, proba, tiers, reference=predictor.reference, bounds=crm_bounds(settings, predictor)
+    )
     keep = [*settings.crm.layers, "segment", "rule_hits", "action", "customer_value", "expected_loss"]
     for answer, extra in zip(scored, crm[keep].to_dict("records"), strict=True):
         answer.update(extra)
@@ -118,9 +175,15 @@ def with_early_warning(
 
 
 def write_alerts(alerts: pd.DataFrame, out: Path) -> Path:
-    """Write the alert list atomically: Parquet (nested reasons and hits) or CSV (them as JSON text)."""
+    """Write the alert list atomically: Parquet or CSV.
+
+    Parquet keeps rule hits nested; reasons go in as JSON text (null where a row has none), since a
+    reason's value is a number or, for an attribute, a string, which one Parquet column cannot hold.
+    CSV holds both as JSON text.
+    """
     if out.suffix == ".parquet":
-        return write_atomic_parquet(alerts, out)
+        reasons = alerts[REASONS].map(lambda v: None if v is None else json.dumps(v, default=str))
+        return write_atomic_parquet(alerts.assign(**{REASONS: reasons}), out)
     if out.suffix != ".csv":
         raise ValueError(f"--out must end in .csv or .parquet, got '{out.name}'")
     flat = alerts.copy()

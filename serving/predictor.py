@@ -1,23 +1,27 @@
 """The plain predictor behind the service: probabilities, risk tiers and top reasons.
 
-It knows nothing of HTTP or BentoML, so tests build it from a small real booster.
+It knows nothing of HTTP or BentoML, so tests build it from a small real booster. Probabilities
+cost a fraction of reasons (per-feature contributions: exact TreeSHAP, or XGBoost's approximation),
+so batch scoring asks for them separately.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from features.matrix import booster_categories, calibrate, dmatrix, model_frame
+from features.matrix import booster_categories, calibrate
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest finite value XGBoost can take (it reads features as float32)."""
+
+Explainer = Literal["shap", "approx"]
 
 
 def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
@@ -26,6 +30,14 @@ def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
         if probability >= floor:
             return name
     return min(tiers.items(), key=lambda kv: kv[1])[0]
+
+
+def risk_tiers(probabilities: np.ndarray, tiers: Mapping[str, float]) -> np.ndarray:
+    """`risk_tier` of many probabilities at once (an object array of tier names)."""
+    ordered = sorted(tiers.items(), key=lambda kv: kv[1])
+    floors = np.array([floor for _, floor in ordered], dtype=float)
+    index = np.searchsorted(floors, np.asarray(probabilities, dtype=float), side="right") - 1
+    return np.array([name for name, _ in ordered], dtype=object)[np.maximum(index, 0)]
 
 
 def phrase(feature: str, value: float | str | None) -> str:
@@ -55,9 +67,16 @@ class Reason:
 
 
 class Predictor:
-    """Scores feature rows with a booster and explains each score by SHAP contributions."""
+    """Scores feature rows with a booster and explains each score by per-feature contributions."""
 
-    def __init__(self, booster: xgb.Booster, version: str, tiers: Mapping[str, float], top_reasons: int) -> None:
+    def __init__(
+        self,
+        booster: xgb.Booster,
+        version: str,
+        tiers: Mapping[str, float],
+        top_reasons: int,
+        explainer: Explainer = "shap",
+    ) -> None:
         """Wrap a trained booster.
 
         Args:
@@ -65,6 +84,7 @@ class Predictor:
             version: The registry version, echoed in every answer.
             tiers: Risk tier -> lowest probability in it.
             top_reasons: How many reasons to give per customer.
+            explainer: `shap` (exact TreeSHAP) or `approx` (XGBoost's approximate contributions).
         """
         if not booster.feature_names:
             raise ValueError("the model has no feature names: train it on a DataFrame")
@@ -74,12 +94,40 @@ class Predictor:
         self.categories = booster_categories(booster)
         self.reference: pd.DataFrame | None = None
         """A sample of the training features (quantile cut-offs of CRM layers come from it)."""
+        self.crm_bounds: dict[str, np.ndarray] | None = None
+        """The CRM layers' bin edges against `reference`, computed on first use (`serving.batch`)."""
         self.calibration: dict[str, Any] | None = None
         """The probability calibration training chose (`features.matrix.calibrate`), if any."""
         self.info: dict[str, Any] = {"version": version}
         """Registry facts for GET /model: name, version, run, trained_at, metrics, feature_service."""
         self.tiers = dict(tiers)
         self.top_reasons = top_reasons
+        self.explainer = explainer
+        self._codes = {f: {v: float(i) for i, v in enumerate(cats)} for f, cats in self.categories.items()}
+        self._numeric = [f for f in self.features if f not in self.categories]
+        self._numeric_at = np.array([self.features.index(f) for f in self._numeric], dtype=int)
+        self._types = ["c" if f in self.categories else "float" for f in self.features]
+
+    def matrix(self, rows: pd.DataFrame) -> xgb.DMatrix:
+        """The model's input for feature rows, built straight from the columns (no typed DataFrame).
+
+        Numbers are clipped to float32's range: XGBoost reads float32, and a finite float64 past
+        its range would become inf and make it raise; clipped, such a value goes down every tree
+        as any value above (below) every threshold, which is what a huge value means to the model.
+        A category is its code in the training category list, so an unknown or missing one is
+        missing to the model, exactly as `features.matrix.model_frame` makes it.
+
+        Args:
+            rows: Feature rows (extra columns are ignored; values as callers send them).
+        """
+        out = np.empty((len(rows), len(self.features)), dtype=np.float32)
+        if self._numeric:
+            out[:, self._numeric_at] = np.clip(_numbers(rows[self._numeric]), -FLOAT32_MAX, FLOAT32_MAX)
+        for j, feature in enumerate(self.features):
+            codes = self._codes.get(feature)
+            if codes is not None:
+                out[:, j] = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in rows[feature].tolist()]
+        return xgb.DMatrix(out, feature_names=self.features, feature_types=self._types, enable_categorical=True)
 
     def score(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
         """Score feature rows.
@@ -92,9 +140,58 @@ class Predictor:
         """
         return self.answers(rows, self.model_outputs(rows))
 
-    def model_outputs(self, rows: pd.DataFrame) -> np.ndarray:
-        """The model step alone, the part the service batches across requests (see `model_outputs`)."""
-        return model_outputs(self.booster, self.features, self.categories, rows)
+    def model_outputs(self, rows: pd.DataFrame, contributions: bool = True) -> np.ndarray:
+        """The model step alone, the part the service batches across requests.
+
+        Returns:
+            float32, shape (rows, 1 + features): column 0 the raw (uncalibrated) probability, then
+            one contribution per feature (`explainer`'s; the bias term dropped). With
+            `contributions=False`, only column 0.
+        """
+        matrix = self.matrix(rows)
+        proba = self.booster.predict(matrix)
+        if not contributions:
+            return proba.reshape(-1, 1)
+        contribs = self.booster.predict(matrix, pred_contribs=True, approx_contribs=self.explainer == "approx")
+        return np.column_stack([proba, contribs[:, :-1]])
+
+    def probabilities(self, rows: pd.DataFrame) -> np.ndarray:
+        """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring)."""
+        return calibrate(self.calibration, self.model_outputs(rows, contributions=False)[:, 0])
+
+    def tier(self, probability: float) -> str:
+        """The risk tier of one probability."""
+        return risk_tier(probability, self.tiers)
+
+    def reasons(self, rows: pd.DataFrame, contribs: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
+        """Per row, the features that pushed its churn score up most, largest first (at most `top_reasons`).
+
+        Args:
+            rows: Feature rows.
+            contribs: Their contributions (`model_outputs(rows)[:, 1:]`); computed here when None.
+
+        Returns:
+            Per row, a list of Reason dicts: feature, value, contribution, phrase.
+        """
+        if contribs is None:
+            contribs = self.model_outputs(rows)[:, 1:]
+        contribs = contribs[:, : len(self.features)]
+        top = min(self.top_reasons, len(self.features))
+        if top == 0 or len(rows) == 0:
+            return [[] for _ in range(len(rows))]
+        order = np.argsort(-contribs, axis=1, kind="stable")[:, :top]
+        picked = np.take_along_axis(contribs, order, axis=1)
+        values = {j: rows[self.features[j]].tolist() for j in np.unique(order[picked > 0]).tolist()}
+        out: list[list[dict[str, Any]]] = []
+        for i, (where, amounts) in enumerate(zip(order.tolist(), picked.tolist(), strict=True)):
+            row: list[dict[str, Any]] = []
+            for j, amount in zip(where, amounts, strict=True):
+                if amount <= 0:
+                    break
+                feature, value = self.features[j], _plain(values[j][i])
+                row.append(Reason(feature, value, float(amount), phrase(feature, value)).__dict__)
+            out.append(row)
+        return out
 
     def answers(self, rows: pd.DataFrame, outputs: np.ndarray) -> list[dict[str, Any]]:
         """Turn `model_outputs(rows)` into answers: calibrated probability, risk tier, reasons, version.
@@ -103,63 +200,28 @@ class Predictor:
             rows: The feature rows that were scored, in the same order.
             outputs: `model_outputs` of `rows` (extra columns past the model's features are ignored).
         """
-        proba = calibrate(self.calibration, outputs[:, 0])
-        contribs = outputs[:, 1 : 1 + len(self.features)]
-        raw = rows[self.features]
-        answers = []
-        for i, p in enumerate(proba):
-            answers.append(
-                {
-                    "churn_probability": float(p),
-                    "risk_tier": risk_tier(float(p), self.tiers),
-                    "reasons": [r.__dict__ for r in self._reasons(raw.iloc[i].tolist(), contribs[i])],
-                    "model_version": self.version,
-                }
-            )
-        return answers
+        proba = calibrate(self.calibration, outputs[:, 0]).tolist()
+        reasons = self.reasons(rows, outputs[:, 1 : 1 + len(self.features)])
+        return [
+            {"churn_probability": p, "risk_tier": self.tier(p), "reasons": r, "model_version": self.version}
+            for p, r in zip(proba, reasons, strict=True)
+        ]
 
-    def _reasons(self, values: list[Any], contribs: np.ndarray) -> Sequence[Reason]:
-        order = np.argsort(-contribs)[: self.top_reasons]
-        reasons = []
-        for j in order:
-            if contribs[j] <= 0:
-                break
-            value = _plain(values[j])
-            reasons.append(Reason(self.features[j], value, float(contribs[j]), phrase(self.features[j], value)))
-        return reasons
+
+def _numbers(frame: pd.DataFrame) -> np.ndarray:
+    """The numeric features as float64, missing values NaN; a value that is no number becomes NaN."""
+    try:
+        return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):  # a string or an odd object somewhere: column by column, coercing
+        return np.column_stack(
+            [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in frame]
+        )
 
 
 def _plain(value: Any) -> float | str | None:  # noqa: ANN401
     """A feature value as JSON wants it: a float, a string (attributes) or None when missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, str):
         return value
     return float(value)
-
-
-def model_outputs(
-    booster: xgb.Booster, features: Sequence[str], categories: Mapping[str, Sequence[str]], rows: pd.DataFrame
-) -> np.ndarray:
-    """The booster's raw (uncalibrated) probabilities and SHAP contributions for feature rows.
-
-    Args:
-        booster: The model.
-        features: Its features, in its order.
-        categories: Its categorical features and their training values.
-        rows: Feature rows (extra columns are ignored; values as callers send them).
-
-    Returns:
-        An array of shape (rows, 1 + features), in XGBoost's float32: column 0 the probability,
-        then one contribution per feature (the bias column of `pred_contribs` is dropped).
-    """
-    frame = model_frame(rows, features, categories)
-    # XGBoost reads float32: a finite float64 past its range would become inf and make DMatrix
-    # raise. Clipping to the float32 extremes routes such a value down every tree exactly as any
-    # value above (below) every split threshold, which is what a huge value means to the model.
-    numeric = [c for c in frame.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    frame[numeric] = frame[numeric].clip(-FLOAT32_MAX, FLOAT32_MAX)
-    matrix = dmatrix(frame)
-    proba = booster.predict(matrix)
-    contribs = booster.predict(matrix, pred_contribs=True)[:, :-1]  # last column is the bias
-    return np.column_stack([proba, contribs])

@@ -37,6 +37,7 @@ import bentoml
 import mlflow
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -118,11 +119,17 @@ def load_champion(settings: Settings) -> Predictor:
     return load_version(settings, version, run_id)
 
 
+def new_predictor(settings: Settings, booster: xgb.Booster, version: str) -> Predictor:
+    """A `Predictor` of `booster` with the serving settings' tiers, reasons and explainer."""
+    cfg = settings.serving
+    return Predictor(booster, version, cfg.risk_tiers, cfg.top_reasons, cfg.explainer)
+
+
 def load_version(settings: Settings, version: str, run_id: str) -> Predictor:
     """Load one registered version as a `Predictor`."""
     name = settings.training.model_name
     booster = mlflow.xgboost.load_model(f"models:/{name}/{version}")
-    predictor = Predictor(booster, version, settings.serving.risk_tiers, settings.serving.top_reasons)
+    predictor = new_predictor(settings, booster, version)
     run = MlflowClient(settings.mlflow_uri).get_run(run_id)
     predictor.info = {
         "name": name,
@@ -217,7 +224,7 @@ class ChurnModel:
                 return found
         name = self.settings.training.model_name
         booster = mlflow.xgboost.load_model(f"models:/{name}/{version}")
-        predictor = Predictor(booster, version, self.settings.serving.risk_tiers, self.settings.serving.top_reasons)
+        predictor = new_predictor(self.settings, booster, version)
         with self._lock:
             self._models[version] = predictor
             while len(self._models) > MODELS_KEPT:
@@ -328,7 +335,9 @@ class ChurnService:
     async def _score_rows(self, predictor: Predictor, rows: pd.DataFrame, ids: list[str]) -> list[dict[str, Any]]:
         """Score rows with `predictor`'s version: the model step batched in the model service when there is one."""
         model = self.model
-        if model is None:
+        # A request as large as a whole batch gains nothing from joining others: it skips the
+        # model service's queue and the copy of its rows between processes.
+        if model is None or len(rows) >= BATCHING.max_batch_size:
             return await self._blocking(self._answer, predictor, rows, ids, None)
         outputs = await _model_outputs(model, model_rows(predictor, rows))
         return await self._blocking(self._answer, predictor, rows, ids, outputs)

@@ -23,12 +23,15 @@ import pytest
 from conftest import require_service
 from mlflow import MlflowClient
 from training_fixtures import build_workspace, write_config
+from typer.testing import CliRunner
 
 from churn import names
-from churn.cli import Context, running_service
+from churn.cli import Context, app, running_service
 from churn.settings import Settings, parse_settings
-from features.pipeline import latest_snapshot, materialize
+from features.pipeline import historical_features, latest_snapshot, materialize, open_store
+from serving.batch import alert_list, with_early_warning
 from serving.prediction_log import read_prediction_log
+from serving.service import load_champion
 from training.pipeline import train
 
 
@@ -293,3 +296,35 @@ def test_api_key_and_unreachable_online_store(trained: Path, tmp_path: Path) -> 
     logged = read_prediction_log(settings.path(settings.serving.prediction_log_dir))
     assert set(ids) <= set(logged[names.CUSTOMER_ID])
     assert {"model_version", names.PREDICTION, "purchases_count_30d"} <= set(logged.columns)
+
+
+def test_batch_alert_list_explains_the_top_rows(trained: Path, tmp_path: Path) -> None:
+    settings = _serving_settings(trained)
+    config = write_config(settings, tmp_path / "batch.yaml")
+    out = tmp_path / "alerts.parquet"
+    env = {"COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["score", "--out", str(out), "--reasons-top", "5", "-c", str(config)], env=env)
+    assert result.exit_code == 0, result.output
+    alerts = pd.read_parquet(out)
+    snapshot = latest_snapshot(settings)
+    assert sorted(alerts[names.CUSTOMER_ID]) == sorted(snapshot[names.CUSTOMER_ID])
+    assert alerts["expected_loss"].is_monotonic_decreasing
+    assert alerts["reasons"].head(5).map(lambda r: len(json.loads(r)) > 0).all()
+    assert alerts["reasons"].iloc[5:].isna().all()
+
+    bad = CliRunner().invoke(app, ["score", "--out", str(out), "--reasons-top", "-2", "-c", str(config)], env=env)
+    assert bad.exit_code == 1 and "--reasons-top: expected a count" in bad.output
+
+    # With reasons for every row, the vectorized batch path answers as the endpoint's per-request path.
+    predictor = load_champion(settings)
+    date = snapshot[names.EVENT_TIMESTAMP].iloc[0]
+    features = historical_features(open_store(settings), snapshot[[names.CUSTOMER_ID, names.EVENT_TIMESTAMP]])
+    every = alert_list(settings, predictor, features, date, reasons_top=None).set_index(names.CUSTOMER_ID)
+    single = with_early_warning(settings, predictor, features, predictor.score(features))
+    for customer, answer in zip(features[names.CUSTOMER_ID], single, strict=True):
+        row = every.loc[customer]
+        assert row["churn_probability"] == pytest.approx(answer["churn_probability"])
+        assert row["risk_tier"] == answer["risk_tier"]
+        assert row["reasons"] == answer["reasons"]
+        assert (row["segment"], row["action"]) == (answer["segment"], answer["action"])
+        assert row["rule_hits"] == answer["rule_hits"]
