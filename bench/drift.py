@@ -1,6 +1,9 @@
 """Benchmark of the drift engine (`monitoring.drift.drift_report`) beside two baselines, in one run.
 
-Run with `.venv/bin/python bench/drift.py [--rows 100000] [--columns 40] [--seed 7] [--repeats 3]`.
+Run with `.venv/bin/python bench/drift.py [--rows 100000] [--columns 40] [--seed 7] [--repeats 3]`,
+or as the group `drift` of `bench/run.py` (`--only drift`, `--drift-rows`, `--drift-columns`), which
+runs it in a fresh process as `python bench/drift.py step ARGS_JSON RESULT_JSON_PATH` (the keyword
+arguments of `measure` in, `{"rows": [...], "peak_rss_mib": ...}` out) and adds its rows to its table.
 
 Data: seeded synthetic reference and current frames of `--rows` rows each and `--columns` feature
 columns shaped like churn features: normal, log-normal (spend), Poisson (event counts), exponential
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import sys
 import tempfile
@@ -260,10 +264,31 @@ def render(rows: Sequence[dict[str, object]], title: str) -> Any:
     return table
 
 
+def peak_rss_mib() -> float:
+    """This process's resident high-water mark (`VmHWM`, Linux) in MiB; NaN where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def step(args_json: str, result_path: str) -> None:
+    """`drift.py step ARGS_JSON RESULT_JSON_PATH`: `measure(**ARGS)` for `bench/run.py`, as JSON."""
+    rows = measure(**json.loads(args_json))
+    Path(result_path).write_text(json.dumps({"rows": rows, "peak_rss_mib": peak_rss_mib()}))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the command line, measure, print the table."""
+    """Parse the command line, measure, print the table (or run as a `bench/run.py` step)."""
     from rich.console import Console
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["step"]:
+        step(*argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000, help="rows per frame (reference and current)")
     parser.add_argument("--columns", type=int, default=40, help="feature columns")

@@ -38,15 +38,28 @@ Rows (group in brackets, for `--only`):
   process; batch sizes from the service's histogram. Open loop (aiohttp, requests sent on
   schedule, latency from the scheduled time): /score at 100 requests/s for 60 s, batching on
   beside off (target: no errors, p99 <= 50 ms). /score_features with 1,000 rows per request
-  (30 sequential requests) beside in-process `Predictor.score` of the rows (target: p50 <= 50 ms),
-  and that beside `Booster.inplace_predict`, with the time per stage. Batch scoring
-  (`serving.batch.score_alerts` after the Feast read) of 1,000,000 customers
-  (`--serving-batch-rows`; workspace feature rows drawn with replacement, new ids) beside a bare
+  (30 sequential requests; requests of >= 256 rows skip the batching model service, so batching
+  on and off both score them in the API process) beside in-process `Predictor.score` of the rows
+  (exact SHAP reasons; target: p50 <= 50 ms), and that beside `Booster.inplace_predict` and
+  `Predictor.score` with `explainer="approx"`, with the time per stage (`Predictor.matrix`, predict,
+  SHAP, ...; XGBoost's approximate contributions and `Predictor.probabilities` in the notes).
+  Batch scoring (`serving.batch.score_alerts` after the Feast read) of 1,000,000 customers
+  (`--serving-batch-rows`; workspace feature rows drawn with replacement, new ids) with reasons for
+  the top 20,000 rows of the alert list (`serving.batch_reasons_top`, the default) beside a bare
   `Booster.predict` of the same rows, each in a fresh process with its peak memory (target: >= half
-  the bare rows/s), with the time per stage. Load generators share the cores with the servers.
-  Script: `bench/serving.py`; its raw figures stay in `<workdir>/serving/result.json`.
+  the bare rows/s), with the time per stage; the same with reasons for no row (`reasons_top=0`)
+  and with reasons for every row (`reasons_top=None`, on the first 100,000 rows only), each beside
+  bare predict. Load generators share the cores with the servers. Script: `bench/serving.py`; its
+  raw figures stay in `<workdir>/serving/result.json`.
+- [drift] the drift engine (`monitoring.drift.drift_report`) beside a SciPy `ks_2samp` loop over
+  the same columns, and Evidently's `DataDriftPreset` (run and save_html) beside it, on seeded
+  synthetic reference and current frames of `--drift-rows` rows (100,000) x `--drift-columns`
+  columns (40), one column shifted by 0.2 sd (target: <= 5x the KS loop, flagging only that
+  column); medians of 3 interleaved runs. Needs no generated data or workspace. Script:
+  `bench/drift.py` (also runnable alone).
 
-Each step runs in a fresh Python process (`bench/steps.py`), and its peak memory is that process's
+Each step runs in a fresh Python process (`bench/steps.py`; the serving and drift groups:
+`bench/serving.py`, `bench/drift.py`), and its peak memory is that process's
 resident high-water mark (`VmHWM`) right after the timed part: earlier steps do not count, and
 neither do the checks that follow. "x baseline" is time / baseline time (p50 / p50 for latency).
 The notes under the table give the CPU time of the feature build and the retrieval, and the caption
@@ -67,7 +80,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +91,10 @@ from churn import names
 
 STEPS_SCRIPT = Path(__file__).resolve().parent / "steps.py"
 SERVING_SCRIPT = Path(__file__).resolve().parent / "serving.py"
-GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving")
+DRIFT_SCRIPT = Path(__file__).resolve().parent / "drift.py"
+SCRIPTS: dict[str, list[str]] = {"serving": [str(SERVING_SCRIPT)], "drift": [str(DRIFT_SCRIPT), "step"]}
+"""Steps run by a script of their own (command line before ARGS_JSON RESULT_JSON_PATH); the rest: steps.py STEP."""
+GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift")
 NEEDS: dict[str, tuple[str, ...]] = {
     "generate": (),
     "ingest": ("generate",),
@@ -86,6 +102,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "retrieval": ("features",),
     "online": ("features",),
     "serving": (),
+    "drift": (),
 }
 """Group -> groups whose output it reads."""
 GIB = 1024.0
@@ -150,14 +167,14 @@ class Runner:
         self.console = console
 
     def __call__(self, step: str, **kwargs: Any) -> dict[str, Any]:
-        """Run `step` of bench/steps.py (step "serving": bench/serving.py) with `kwargs`; return its JSON result.
+        """Run `step` of bench/steps.py (steps "serving", "drift": their scripts) with `kwargs`; return its JSON result.
 
         Raises:
             RuntimeError: The step failed; the message holds the end of its output.
         """
         result_path = self.workdir / f".bench-{step}-{time.monotonic_ns()}.json"
         started = time.perf_counter()
-        command = [str(SERVING_SCRIPT)] if step == "serving" else [str(STEPS_SCRIPT), step]
+        command = SCRIPTS.get(step, [str(STEPS_SCRIPT), step])
         proc = subprocess.run(
             [sys.executable, *command, json.dumps(kwargs), str(result_path)],
             cwd=self.workdir,
@@ -381,8 +398,7 @@ def _batches(stats: dict[str, float]) -> str:
 
 STEPS = {
     "online": "Feast online lookup",
-    "model_frame": "model frame",
-    "dmatrix": "DMatrix",
+    "matrix": "Predictor.matrix (DMatrix)",
     "predict": "predict",
     "contribs": "SHAP pred_contribs",
     "answers": "answers (reasons)",
@@ -394,8 +410,7 @@ STEPS = {
 BIG_STEPS = {
     "parse": "JSON parse + pydantic",
     "validate": "validate_feature_rows",
-    "model_frame": "model frame",
-    "dmatrix": "DMatrix",
+    "matrix": "Predictor.matrix (DMatrix)",
     "predict": "predict",
     "contribs": "SHAP pred_contribs",
     "answers": "answers (reasons)",
@@ -477,7 +492,8 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
         )
     rows.append(
         Row(
-            "/score path in process (Feast online lookup, predict, SHAP reasons, CRM layers, log), no HTTP",
+            "/score path in process (Feast online lookup, Predictor.matrix, predict, SHAP reasons, CRM layers, "
+            "log), no HTTP",
             "1 customer per call",
             latency(one),
             baseline="in-process predict of the JSON row as the minimal endpoints do (DataFrame, model frame, "
@@ -525,18 +541,21 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
         http = res[f"big_{mode}"]
         notes = (
             f"{args.serving_big_requests} sequential requests, 1 connection; statuses {http['statuses']}; "
-            f"request {res['big_body_bytes'] / 1e6:.1f} MB (serving.max_request_bytes raised to 8 MB: the "
-            f"default 1 MB refuses it), answer {http['answer_bytes'] / 1e6:.1f} MB; batching {other}: "
-            f"{latency(res[f'big_{other}'])}"
+            f"request {res['big_body_bytes'] / 1e6:.1f} MB (within the default serving.max_request_bytes, "
+            f"{res['max_request_bytes'] / 1e6:g} MB), answer {http['answer_bytes'] / 1e6:.1f} MB; batching "
+            f"{other}: {latency(res[f'big_{other}'])}"
         )
         if mode == "on":
-            notes += f"; {_batches(http['batching'])}"
+            notes += (
+                f"; requests of >= {res['max_batch_size']} rows (serving.batching.max_batch_size) skip the model "
+                f"service and score in the API process: {_batches(http['batching'])}"
+            )
         rows.append(
             Row(
                 f"POST /score_features, {n:,} rows per request, batching {mode}",
                 f"{n:,} rows/request",
                 latency(http),
-                baseline="in-process Predictor.score of the same rows (probabilities + SHAP reasons)",
+                baseline="in-process Predictor.score of the same rows (probabilities + exact SHAP reasons)",
                 baseline_figure=latency(big["score"]),
                 ratio=p50_ratio(http, big["score"]),
                 target="p50 <= 50 ms",
@@ -547,35 +566,66 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
     total = sum(big[p]["p50"] for p in BIG_STEPS)
     rows.append(
         Row(
-            f"in-process Predictor.score, {n:,} rows",
+            f"in-process Predictor.score, {n:,} rows (explainer shap)",
             f"{n:,} rows/call",
             latency(big["score"]),
             baseline="Booster.inplace_predict of the same rows (prepared frame)",
             baseline_figure=latency(big["inplace"]),
             ratio=p50_ratio(big["score"], big["inplace"]),
             notes=f"where a {n:,}-row /score_features request goes in process (p50 per stage, {total:.0f} ms in all): "
-            f"{stages(big, BIG_STEPS)}; with batching on, the model service's input (model_rows) "
-            f"{big['model_rows']['p50']:.1f} ms more",
+            f"{stages(big, BIG_STEPS)}; with the model service (requests under {res['max_batch_size']} rows), its "
+            f"input (model_rows) {big['model_rows']['p50']:.1f} ms more. Alternatives: XGBoost approx_contribs "
+            f"{big['approx_contribs']['p50']:.1f} ms instead of SHAP pred_contribs {big['contribs']['p50']:.1f} ms; "
+            f"Predictor.score with explainer approx {latency(big['score_approx'])} (row below); "
+            f"Predictor.probabilities (no reasons) {latency(big['probabilities'])}",
+        )
+    )
+    rows.append(
+        Row(
+            f"in-process Predictor.score, {n:,} rows, explainer approx (XGBoost approx_contribs)",
+            f"{n:,} rows/call",
+            latency(big["score_approx"]),
+            baseline="Booster.inplace_predict of the same rows (prepared frame)",
+            baseline_figure=latency(big["inplace"]),
+            ratio=p50_ratio(big["score_approx"], big["inplace"]),
+            notes=f"{big['score']['p50'] / big['score_approx']['p50']:.1f}x faster than explainer shap at p50; "
+            f"Predictor.probabilities (matrix, predict, calibration; no reasons) {latency(big['probabilities'])}",
         )
     )
 
     alerts, bare, profile = res["batch_alerts"], res["batch_bare"], res["batch_profile"]
+    none, every = res["batch_alerts_none"], res["batch_alerts_all"]
     n = alerts["rows"]
-    share = (n / alerts["seconds"]) / (n / bare["seconds"])
+    bare_rate = n / bare["seconds"]
+
+    def bare_share(result: dict[str, Any]) -> float:
+        """Rows/s of a batch figure as a share of bare predict's rows/s."""
+        return (result["rows"] / result["seconds"]) / bare_rate
+
+    def per_row_ratio(result: dict[str, Any]) -> float:
+        """Seconds per row of a batch figure / bare predict's seconds per row."""
+        return (result["seconds"] / result["rows"]) / (bare["seconds"] / n)
+
     frame = res["batch_frame"]
     spent = profile["stages"]
-    main_stages = ("model_frame_dmatrix", "predict", "contribs", "answers", "early_warning", "sort")
-    total = sum(spent[s] for s in main_stages)
     us = {s: spent[s] / profile["rows"] * 1e6 for s in spent}
-    parts = {s: f"{s} {us[s]:.1f} us ({spent[s] / total:.0%})" for s in main_stages}
+    every_row = ("probabilities", "tiers", "early_warning", "sort")
+    total = sum(spent[s] for s in every_row)
+    parts = {s: f"{s} {us[s]:.1f} us ({spent[s] / total:.0%})" for s in every_row}
+    parts["probabilities"] += f" (Predictor.matrix {us['matrix']:.1f} us, predict {us['predict']:.1f} us)"
     parts["early_warning"] += (
         f" (evaluate_rules {us['evaluate_rules']:.1f} us, choose_actions {us['choose_actions']:.1f} us)"
     )
     where = ", ".join(parts.values())
+    explain = (
+        f"exact SHAP pred_contribs {us['contribs']:.1f} us + Predictor.reasons {us['reasons']:.1f} us; "
+        f"XGBoost approx_contribs instead of SHAP {us['approx_contribs']:.1f} us"
+    )
     rows.append(
         Row(
-            "batch scoring: serving.batch.score_alerts after the Feast read (probability, tier, SHAP reasons, "
-            "CRM layers, expected loss, sorted alert list)",
+            f"batch scoring: serving.batch.score_alerts after the Feast read (probability, tier, CRM layers, "
+            f"expected loss, sorted alert list; SHAP reasons for the top {alerts['explained']:,} rows, "
+            f"serving.batch_reasons_top {alerts['reasons_top']})",
             f"{n:,} customers",
             throughput(alerts["seconds"], n, "rows"),
             alerts["peak_rss_mib"],
@@ -583,18 +633,62 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             throughput(bare["seconds"], n, "rows"),
             bare["peak_rss_mib"],
             alerts["seconds"] / bare["seconds"],
-            f">= 50% of bare predict's rows/s (got {share:.1%})",
-            share >= 0.5,
+            f">= 50% of bare predict's rows/s (got {bare_share(alerts):.1%})",
+            bare_share(alerts) >= 0.5,
             f"rows drawn with replacement from the {frame['source_rows']:,} Feast feature rows of the workspace's "
             f"{frame['dates']} snapshot dates, given new customer ids, one date; {alerts['unique_customers']:,} "
             f"customers in the alert list, sorted by expected loss: {alerts['sorted']}; risk tiers "
             f"{', '.join(f'{t} {v:.0%}' for t, v in alerts['tiers'].items())}; CPU time "
             f"{alerts['cpu_seconds']:.0f} s (bare {bare['cpu_seconds']:.1f} s; its DMatrix took "
-            f"{bare['dmatrix_seconds']:.1f} s); per row on the first {profile['rows']:,} rows: {where}; "
-            f"alternatives there: approximate SHAP (approx_contribs) {us['approx_contribs']:.1f} us, top "
-            f"reasons by one vectorized argsort {us['top_reasons_vectorized']:.1f} us",
+            f"{bare['dmatrix_seconds']:.1f} s); reasons for no row (reasons_top=0): "
+            f"{throughput(none['seconds'], none['rows'], 'rows')} ({bare_share(none):.1%} of bare); for every row "
+            f"(reasons_top=None, first {every['rows']:,} rows): {throughput(every['seconds'], every['rows'], 'rows')} "
+            f"({bare_share(every):.1%} of bare; rows below). Per row on the first {profile['rows']:,} rows, every row: "
+            f"{where}; per explained row: {explain}",
         )
     )
+    rows.append(
+        Row(
+            "batch scoring, reasons for no row (score_alerts with reasons_top=0)",
+            f"{none['rows']:,} customers",
+            throughput(none["seconds"], none["rows"], "rows"),
+            none["peak_rss_mib"],
+            "bare Booster.predict of the same rows (DMatrix built beforehand)",
+            throughput(bare["seconds"], n, "rows"),
+            bare["peak_rss_mib"],
+            per_row_ratio(none),
+            notes=f"{bare_share(none):.1%} of bare predict's rows/s; {none['explained']:,} rows with reasons; CPU time "
+            f"{none['cpu_seconds']:.1f} s; sorted by expected loss: {none['sorted']}",
+        )
+    )
+    rows.append(
+        Row(
+            "batch scoring, SHAP reasons for every row (score_alerts with reasons_top=None)",
+            f"{every['rows']:,} customers",
+            throughput(every["seconds"], every["rows"], "rows"),
+            every["peak_rss_mib"],
+            f"bare Booster.predict ({n:,} rows, rows/s compared)",
+            throughput(bare["seconds"], n, "rows"),
+            bare["peak_rss_mib"],
+            per_row_ratio(every),
+            notes=(
+                f"only the first {every['rows']:,} rows of the frame (SHAP of all {n:,} would take many minutes); "
+                if every["rows"] < n
+                else "the whole frame; "
+            )
+            + f"x baseline is time per row / bare's; {bare_share(every):.1%} of bare predict's rows/s; "
+            f"{every['explained']:,} rows with reasons; CPU time {every['cpu_seconds']:.0f} s",
+        )
+    )
+    return rows
+
+
+def bench_drift(run: Runner, args: argparse.Namespace) -> list[Row]:
+    """The drift engine beside a SciPy KS loop and Evidently's DataDriftPreset (`bench/drift.py`)."""
+    res = run("drift", rows=args.drift_rows, columns=args.drift_columns, seed=args.seed)
+    rows = [Row(**row) for row in res["rows"]]
+    note = f"; peak RSS of the process (all three contenders) {res['peak_rss_mib']:,.0f} MiB"
+    rows[0] = replace(rows[0], notes=rows[0].notes + note)
     return rows
 
 
@@ -641,8 +735,10 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
             new = bench_retrieval(run, args)
         elif group == "online":
             new = bench_online(run, args)
-        else:
+        elif group == "serving":
             new = bench_serving(run, args)
+        else:
+            new = bench_drift(run, args)
         rows += new
         ran.add(group)
         marker.write_text(json.dumps({"params": params, "result": gen if group == "generate" else {}}))
@@ -742,6 +838,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--serving-batch-rows", type=int, default=1_000_000, help="customers in the batch-scoring figure"
     )
+    parser.add_argument("--drift-rows", type=int, default=100_000, help="rows per frame of the drift benchmark")
+    parser.add_argument("--drift-columns", type=int, default=40, help="feature columns of the drift benchmark")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -765,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
             rows = run_all(args, Path(tmp), progress)
-    data = f"{args.customers:,} customers x {args.days} days, " if set(args.only) - {"serving"} else ""
+    data = f"{args.customers:,} customers x {args.days} days, " if set(args.only) - {"serving", "drift"} else ""
     title = (
         f"churn bench: {data}seed {args.seed}, "
         f"{len(os.sched_getaffinity(0))} cores, {', '.join(g for g in GROUPS if g in args.only)}"

@@ -10,20 +10,25 @@ What it does:
 1. Builds a small workspace in `workdir/serving` (600 customers x 220 days, the tests' size),
    trains a champion with `training.pipeline.train` (1 trial: calibration and reference sample),
    materializes the online store, then trains a 300-tree XGBoost (depth 6, eta 0.05) on the same
-   split and features and makes it the champion: every figure uses this model. The services get
-   `serving.max_request_bytes` raised to 8 MB, since a 1,000-row /score_features body is ~1.4 MB.
+   split and features and makes it the champion: every figure uses this model. The services run
+   with the default settings but for batching on/off (`serving.max_request_bytes`, 4 MB, takes a
+   1,000-row /score_features body of ~1.4 MB; checked before the servers start).
 2. In this process: the /score path without HTTP (`ChurnService`'s own online lookup and answer
    code on one customer: Feast online features, probability, SHAP reasons, CRM layers, prediction
    log), whole and stage by stage, the minimal endpoints' predict; and on 1,000 feature rows the
-   stages of /score_features one by one (request parsing, validation, model frame, DMatrix,
-   predict, SHAP contributions, answers, CRM layers, log, JSON) beside `Predictor.score` and
-   `Booster.inplace_predict` of a prepared frame.
+   stages of /score_features one by one (request parsing, validation, `Predictor.matrix`, predict,
+   SHAP contributions, answers, CRM layers, log, JSON) beside `Predictor.score` (exact SHAP and
+   `explainer="approx"`) and `Booster.inplace_predict` of a prepared frame, plus two alternatives:
+   XGBoost's approximate contributions and `Predictor.probabilities` (no reasons).
 3. Batch scoring (`serving.batch.score_alerts`, what `churn score` runs once Feast has returned the
    offline features; Feast's read is replaced by a prepared frame) of `batch_rows` customers:
    rows drawn with replacement from the workspace's feature rows at every snapshot date (Feast
-   historical features), given new customer ids and one date. Beside a bare `Booster.predict` of
-   the same rows (DMatrix built beforehand), each in a fresh process; then a third process times
-   the stages of the batch path on `profile_rows` of those rows.
+   historical features), given new customer ids and one date. Probabilities for every row, reasons
+   for the top `serving.batch_reasons_top` (20,000) rows of the sorted list; also with reasons for
+   none (`reasons_top=0`, whole frame) and for all rows (`reasons_top=None`, the first
+   `ALL_REASONS_ROWS` = 100,000 rows only: exact SHAP of 1M rows takes many minutes). Beside a bare
+   `Booster.predict` of the same rows (DMatrix built beforehand), each in a fresh process; then a
+   last process times the stages of the batch path on `profile_rows` of those rows.
 4. Starts four servers: `serving.service:ChurnService` with adaptive batching on and off
    (`serving.batching.enabled`), a minimal BentoML 1.4 service that only predicts
    (`MinimalBento`) and the same in FastAPI + uvicorn (`make_fastapi_app`); the minimal endpoints
@@ -36,7 +41,9 @@ What it does:
    - open loop (`open_loop`, aiohttp): /score at a fixed request rate, requests sent on schedule
      whatever the answers, latency from the scheduled send time, batching on and off (each
      followed by `settle`, so a backlog left behind does not slow the next figure);
-   - /score_features with 1,000 rows per request, one connection, batching on and off.
+   - /score_features with 1,000 rows per request, one connection, batching on and off (a request
+     of >= `serving.batching.max_batch_size` rows skips the model service, so both score in the
+     API process).
 
 wrk and the open-loop generator share the machine's cores with the servers.
 """
@@ -76,8 +83,8 @@ TREES = 300
 CUSTOMERS, DAYS = 600, 220
 BIG_ROWS = 1_000
 """Feature rows per /score_features request in the large-request figure."""
-MAX_REQUEST_BYTES = 8_000_000
-"""`serving.max_request_bytes` of the benchmarked services (the default 1 MB refuses 1,000 rows)."""
+ALL_REASONS_ROWS = 100_000
+"""Rows of the batch figure with reasons for every row (exact SHAP is the costly part)."""
 
 Rows = Annotated[list[dict[str, float | str | None]], Field(min_length=1, max_length=BIG_ROWS)]
 
@@ -152,7 +159,7 @@ def _settings(ws: Path, batching: bool = True) -> Any:
     raw = {
         "workspace": str(ws),
         "training": {"n_trials": 1, "max_rounds": 60},
-        "serving": {"batching": {"enabled": batching}, "max_request_bytes": MAX_REQUEST_BYTES},
+        "serving": {"batching": {"enabled": batching}},
     }
     return parse_settings(raw, source="bench", env={})
 
@@ -565,15 +572,19 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     (the minimal endpoints' `_predict` of the JSON row).
 
     steps, the stages of score_path on the same customers, each on inputs prepared beforehand
-    (up to 200 timed calls): online (Feast lookup), model_frame, dmatrix, predict (a bare
-    `Booster.predict` of a prepared DMatrix), contribs (SHAP), answers, crm, log, freshness.
+    (up to 200 timed calls): online (Feast lookup), matrix (`Predictor.matrix`: the DMatrix
+    straight from the columns), predict (a bare `Booster.predict` of that DMatrix), contribs
+    (SHAP), answers, crm, log, freshness.
 
     `big` (a /score_features body of 1,000 rows), 10 timed calls per stage: parse (pydantic, as
-    BentoML validates the body), validate (`validate_feature_rows`), model_frame (with the float32
-    clip), dmatrix, predict, contribs (SHAP, `pred_contribs=True`), answers (`Predictor.answers`),
-    crm (`with_early_warning`), log (prediction log rows and append), json (encoding the answers),
-    model_rows (the batching service's input); and the baselines score (`Predictor.score`) and
-    inplace (`Booster.inplace_predict` of the prepared model frame).
+    BentoML validates the body), validate (`validate_feature_rows`), matrix (`Predictor.matrix`),
+    predict, contribs (exact SHAP, `pred_contribs=True`), answers (`Predictor.answers`), crm
+    (`with_early_warning`), log (prediction log rows and append), json (encoding the answers),
+    model_rows (the batching service's input); the alternatives approx_contribs (XGBoost's
+    `approx_contribs=True`) and probabilities (`Predictor.probabilities`: matrix, predict,
+    calibration, no reasons); and the baselines score (`Predictor.score`), score_approx (the same
+    with `explainer="approx"`) and inplace (`Booster.inplace_predict` of a prepared typed model
+    frame, float32-clipped).
     """
     import copy
 
@@ -582,7 +593,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     import pydantic_core
 
     from churn import names
-    from features.matrix import dmatrix, model_frame
+    from features.matrix import model_frame
     from features.pipeline import open_store
     from serving.batch import with_early_warning
     from serving.prediction_log import PredictionLog
@@ -612,6 +623,8 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     one_thread = copy.copy(predictor)
     one_thread.booster = booster.copy()
     one_thread.booster.set_param({"nthread": 1})
+    approx = copy.copy(predictor)
+    approx.explainer = "approx"
 
     def score_path(customer_ids: list[str], model: Predictor = predictor) -> list[dict[str, Any]]:
         """The body of `ChurnService.score` for known ids, in this thread."""
@@ -636,16 +649,14 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     # The same customers stage by stage, each stage on inputs prepared beforehand.
     onlines = [api._online(service, [c]) for c in ids]
     frames = [o.reset_index(drop=True) for o in onlines]
-    typed_rows = [model_frame(f, features, categories) for f in frames]
-    matrices = [dmatrix(t) for t in typed_rows]
+    matrices = [predictor.matrix(f) for f in frames]
     outs = [predictor.model_outputs(f) for f in frames]
     scored = [predictor.answers(f, o) for f, o in zip(frames, outs, strict=True)]
     n = len(ids)
     steps = interleaved(
         {
             "online": lambda i: api._online(service, [ids[i % n]]),
-            "model_frame": lambda i: model_frame(frames[i % n], features, categories),
-            "dmatrix": lambda i: dmatrix(typed_rows[i % n]),
+            "matrix": lambda i: predictor.matrix(frames[i % n]),
             "predict": lambda i: booster.predict(matrices[i % n]),
             "contribs": lambda i: booster.predict(matrices[i % n], pred_contribs=True),
             "answers": lambda i: predictor.answers(frames[i % n], outs[i % n]),
@@ -672,17 +683,18 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
         return out
 
     prepared = typed()
-    matrix = dmatrix(prepared)
+    matrix = predictor.matrix(frame)
     outputs = predictor.model_outputs(frame)
     answers = predictor.answers(frame, outputs)
     stages = interleaved(
         {
             "parse": lambda _: Big.model_validate_json(big),
             "validate": lambda _: validate_feature_rows(predictor, parsed),
-            "model_frame": lambda _: typed(),
-            "dmatrix": lambda _: dmatrix(prepared),
+            "matrix": lambda _: predictor.matrix(frame),
             "predict": lambda _: booster.predict(matrix),
             "contribs": lambda _: booster.predict(matrix, pred_contribs=True),
+            "approx_contribs": lambda _: booster.predict(matrix, pred_contribs=True, approx_contribs=True),
+            "probabilities": lambda _: predictor.probabilities(frame),
             "answers": lambda _: predictor.answers(frame, outputs),
             "crm": lambda _: with_early_warning(settings, predictor, frame, answers),
             "log": lambda _: service.prediction_log.append(
@@ -691,6 +703,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
             "json": lambda _: pydantic_core.to_json(answers),
             "model_rows": lambda _: model_rows(predictor, frame),
             "score": lambda _: predictor.score(frame),
+            "score_approx": lambda _: approx.score(frame),
             "inplace": lambda _: booster.inplace_predict(prepared),
         },
         calls=10,
@@ -704,18 +717,24 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
 
 
 def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 20_000) -> dict[str, Any]:
-    """One batch-scoring figure, in this (fresh) process; `kind` is alerts, bare or profile.
+    """One batch-scoring figure, in this (fresh) process; `kind` is alerts, alerts_all, alerts_none, bare or profile.
 
-    alerts: `serving.batch.score_alerts` of the whole frame, with Feast's offline read (and the
-    snapshot-date lookups before it) replaced by the frame; checks one sorted row per customer.
+    alerts: `serving.batch.score_alerts` of the whole frame with the default reasons (the top
+    `serving.batch_reasons_top` rows), Feast's offline read (and the snapshot-date lookups before
+    it) replaced by the frame; checks one sorted row per customer.
+    alerts_all: the same with reasons for every row (`reasons_top=None`), on the first
+    `ALL_REASONS_ROWS` rows only.
+    alerts_none: the same with reasons for no row (`reasons_top=0`), whole frame.
     bare: `Booster.predict` of the frame's DMatrix, built beforehand (untimed, reported).
-    profile: the stages of `score_alerts` on the first `profile_rows` rows, as `Predictor.score`
-    and `early_warning` run them, two parts of `early_warning` (evaluate_rules, choose_actions:
-    loops over rows) and two alternatives (approximate SHAP, vectorized top reasons).
+    profile: the stages of the batch path on the first `profile_rows` rows, as
+    `serving.batch.alert_list` runs them: matrix (`Predictor.matrix`), predict, probabilities
+    (matrix, predict, calibration), tiers, early_warning and two parts of it (evaluate_rules,
+    choose_actions: loops over rows), sort; then the reasons of explained rows: contribs (exact
+    SHAP), reasons (`Predictor.reasons` of them), and the alternative approx_contribs.
 
     Returns:
-        rows, seconds, cpu_seconds and peak_rss_mib (VmHWM right after the timed part), or for
-        profile the seconds per stage.
+        rows, seconds, cpu_seconds and peak_rss_mib (VmHWM right after the timed part), for the
+        alerts kinds also explained (rows given reasons), or for profile the seconds per stage.
     """
     from unittest import mock
 
@@ -727,12 +746,16 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
     from features.crm import EXPECTED_LOSS, RISK_TIER, SEGMENT, choose_actions, early_warning, evaluate_rules
     from features.matrix import dmatrix, model_frame
     from serving import batch
+    from serving.predictor import risk_tiers
     from serving.service import load_champion
 
     settings = _settings(Path(workspace))
     predictor = load_champion(settings)
     frame = pd.read_parquet(frame_path)
-    if kind == "alerts":
+    reasons_top: dict[str, Any] = {"alerts": {}, "alerts_all": {"reasons_top": None}, "alerts_none": {"reasons_top": 0}}
+    if kind in reasons_top:
+        if kind == "alerts_all":
+            frame = frame.iloc[:ALL_REASONS_ROWS].reset_index(drop=True)
         date = frame[names.EVENT_TIMESTAMP].iloc[0]
         keys = frame[[names.CUSTOMER_ID, names.EVENT_TIMESTAMP]]
         with (
@@ -742,7 +765,7 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
             mock.patch.object(batch, "historical_features", return_value=frame),
         ):
             cpu, started = cpu_seconds(), time.perf_counter()
-            alerts = batch.score_alerts(settings, predictor)
+            alerts = batch.score_alerts(settings, predictor, **reasons_top[kind])
             seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         peak = peak_rss_mib()
         loss = alerts[EXPECTED_LOSS].to_numpy()
@@ -752,12 +775,14 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
             "cpu_seconds": cpu,
             "peak_rss_mib": peak,
             "alerts": len(alerts),
+            "explained": int(alerts[batch.REASONS].notna().sum()),
+            "reasons_top": settings.serving.batch_reasons_top,
             "unique_customers": int(alerts[names.CUSTOMER_ID].nunique()),
             "sorted": bool((np.diff(loss) <= 0).all()),
             "tiers": {str(k): float(v) for k, v in alerts["risk_tier"].value_counts(normalize=True).items()},
         }
-    typed = model_frame(frame, predictor.features, predictor.categories)
     if kind == "bare":
+        typed = model_frame(frame, predictor.features, predictor.categories)
         started = time.perf_counter()
         matrix = dmatrix(typed)
         build = time.perf_counter() - started
@@ -784,21 +809,23 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
         stages[name] = time.perf_counter() - started
         return out
 
-    matrix = timed("model_frame_dmatrix", lambda: dmatrix(model_frame(part, predictor.features, predictor.categories)))
-    proba = timed("predict", lambda: booster.predict(matrix))
-    contribs = timed("contribs", lambda: booster.predict(matrix, pred_contribs=True))
-    outputs = np.column_stack([proba, contribs[:, :-1]])
-    scored = timed("answers", lambda: predictor.answers(part, outputs))
-    tiers = [s["risk_tier"] for s in scored]
-    crm = timed("early_warning", lambda: early_warning(settings.crm, part, proba, tiers, predictor.reference))
+    matrix = timed("matrix", lambda: predictor.matrix(part))
+    timed("predict", lambda: booster.predict(matrix))
+    proba = timed("probabilities", lambda: predictor.probabilities(part))
+    tiers = timed("tiers", lambda: risk_tiers(proba, predictor.tiers))
+    bounds = batch.crm_bounds(settings, predictor)  # computed once per model, untimed
+    crm = timed(
+        "early_warning",
+        lambda: early_warning(settings.crm, part, proba, tiers, reference=predictor.reference, bounds=bounds),
+    )
     hits = timed("evaluate_rules", lambda: evaluate_rules(settings.crm.rules, part))
     dims = crm[[*settings.crm.layers, SEGMENT]].rename(columns={SEGMENT: RFM_DIMENSION})
     dims[TIER_DIMENSION] = crm[RISK_TIER]
     timed("choose_actions", lambda: choose_actions(settings.crm, dims, hits))
     timed("sort", lambda: crm.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable"))
+    contribs = timed("contribs", lambda: booster.predict(matrix, pred_contribs=True))
+    timed("reasons", lambda: predictor.reasons(part, contribs[:, :-1]))
     timed("approx_contribs", lambda: booster.predict(matrix, pred_contribs=True, approx_contribs=True))
-    top = predictor.top_reasons
-    timed("top_reasons_vectorized", lambda: np.argsort(-contribs[:, :-1], axis=1)[:, :top])
     return {"rows": len(part), "stages": stages}
 
 
@@ -852,9 +879,14 @@ def run(
     big_rows = pd.read_parquet(batch_frame["path"], columns=features).head(BIG_ROWS)
     big = json.dumps({"rows": [{f: _plain(v) for f, v in row.items()} for row in big_rows.to_dict("records")]}).encode()
     result["big_body_bytes"] = len(big)
+    limits = _settings(ws).serving
+    result["max_request_bytes"] = limits.max_request_bytes
+    result["max_batch_size"] = limits.batching.max_batch_size
+    if len(big) > limits.max_request_bytes:
+        raise RuntimeError(f"a {BIG_ROWS:,}-row body ({len(big):,} bytes) exceeds serving.max_request_bytes")
 
     result["in_process"] = in_process(ws, ids, rows, big, calls=500)
-    for kind in ("alerts", "bare", "profile"):
+    for kind in ("alerts", "alerts_all", "alerts_none", "bare", "profile"):
         result[f"batch_{kind}"] = _in_fresh_process(workspace=str(ws), frame_path=batch_frame["path"], kind=kind)
 
     env = {**os.environ, MODEL_ENV: model["model_path"], "BENTOML_DO_NOT_TRACK": "true"}
