@@ -480,7 +480,7 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             )
         rows.append(
             Row(
-                f"minimal BentoML 1.4 endpoint (predict only: model frame, DMatrix, predict; 1 feature row per "
+                f"minimal BentoML 1.4 endpoint (predict only: float32 array, DMatrix, predict; 1 feature row per "
                 f"request), {conn}",
                 scale,
                 rate(bento),
@@ -496,8 +496,7 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             "log), no HTTP",
             "1 customer per call",
             latency(one),
-            baseline="in-process predict of the JSON row as the minimal endpoints do (DataFrame, model frame, "
-            "DMatrix, predict)",
+            baseline="in-process predict of the JSON row as the minimal endpoints do (float32 array, DMatrix, predict)",
             baseline_figure=latency(local["single"]["predict"]),
             ratio=p50_ratio(one, local["single"]["predict"]),
             notes=f"p50 per stage: {stages(local['steps'], STEPS)}; with the booster at nthread=1 the whole path "

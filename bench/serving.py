@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -103,13 +104,35 @@ def _load_booster() -> Any:
 
 
 def _predict(booster: Any, features: list[str], categories: dict[str, list[str]], rows: list[dict[str, Any]]) -> Any:
-    """Probabilities of JSON feature rows: DataFrame, model frame, DMatrix, predict."""
-    import pandas as pd
+    """Probabilities of JSON feature rows, the leanest way: one float32 array (category codes), DMatrix, predict."""
+    import math
 
-    from features.matrix import dmatrix, model_frame
+    import numpy as np
+    import xgboost as xgb
 
-    frame = model_frame(pd.DataFrame(rows, columns=features), features, categories)
-    return booster.predict(dmatrix(frame)).tolist()
+    codes = _codes(tuple(features), tuple((k, tuple(v)) for k, v in categories.items()))
+    matrix = np.array(
+        [
+            [
+                codes[f].get(row.get(f), math.nan) if f in codes else (math.nan if row.get(f) is None else row[f])
+                for f in features
+            ]
+            for row in rows
+        ],
+        dtype=np.float32,
+    )
+    types = ["c" if f in codes else "float" for f in features]
+    return booster.predict(
+        xgb.DMatrix(matrix, feature_names=features, feature_types=types, enable_categorical=True)
+    ).tolist()
+
+
+@functools.lru_cache(maxsize=4)
+def _codes(
+    features: tuple[str, ...], categories: tuple[tuple[str, tuple[str, ...]], ...]
+) -> dict[str, dict[Any, float]]:
+    """Category -> its training code, per categorical feature (built once per model)."""
+    return {name: {v: float(i) for i, v in enumerate(values)} for name, values in categories}
 
 
 @bentoml.service(name="bench_minimal", traffic={"timeout": 30})
