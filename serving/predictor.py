@@ -152,8 +152,12 @@ class Predictor:
         proba = self.booster.predict(matrix)
         if not contributions:
             return proba.reshape(-1, 1)
+        return np.column_stack([proba, self._contributions(matrix)])
+
+    def _contributions(self, matrix: xgb.DMatrix) -> np.ndarray:
+        """Per row, one contribution per feature (`explainer`'s), the bias term dropped."""
         contribs = self.booster.predict(matrix, pred_contribs=True, approx_contribs=self.explainer == "approx")
-        return np.column_stack([proba, contribs[:, :-1]])
+        return np.asarray(contribs[:, :-1])
 
     def probabilities(self, rows: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring)."""
@@ -174,7 +178,7 @@ class Predictor:
             Per row, a list of Reason dicts: feature, value, contribution, phrase.
         """
         if contribs is None:
-            contribs = self.model_outputs(rows)[:, 1:]
+            contribs = self._contributions(self.matrix(rows))
         contribs = contribs[:, : len(self.features)]
         top = min(self.top_reasons, len(self.features))
         if top == 0 or len(rows) == 0:
