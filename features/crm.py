@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -89,8 +89,18 @@ class RuleHit:
 _Numeric = tuple[np.ndarray, np.ndarray]
 """A feature as floats and where it is missing (what `pd.to_numeric(errors='coerce')` makes of it)."""
 
+Frame: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
+"""Feature rows: a DataFrame, or columns (feature -> one value per row)."""
+
 _Dimension = tuple[np.ndarray, Sequence[Any]]
 """A playbook dimension as codes into its distinct values; code -1 is a missing value (None)."""
+
+
+def _height(frame: Frame) -> int:
+    """How many rows `frame` holds."""
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if frame else 0
 
 
 def _plain(values: pd.Series) -> bool:
@@ -98,8 +108,14 @@ def _plain(values: pd.Series) -> bool:
     return isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf"
 
 
-def _numeric(values: pd.Series) -> _Numeric:
+def _numeric(values: pd.Series | Sequence[Any]) -> _Numeric:
     """The column as floats and its missing rows, as `pd.to_numeric(values, errors="coerce")` reads it."""
+    if not isinstance(values, pd.Series):  # a column of plain values (the request path)
+        try:
+            x = np.array(values, dtype=float)
+            return x, np.isnan(x)
+        except (TypeError, ValueError):
+            values = pd.Series(values, dtype=object)
     if _plain(values):
         x = values.to_numpy(dtype=float)
         return x, np.isnan(x)
@@ -107,7 +123,7 @@ def _numeric(values: pd.Series) -> _Numeric:
     return numbers.to_numpy(dtype=float, na_value=np.nan), numbers.isna().to_numpy()
 
 
-def _numeric_columns(frame: pd.DataFrame, features: Iterable[str]) -> dict[str, _Numeric]:
+def _numeric_columns(frame: Frame, features: Iterable[str]) -> dict[str, _Numeric]:
     """Each named feature of `frame` as numbers, converted once however many rules use it."""
     return {feature: _numeric(frame[feature]) for feature in dict.fromkeys(features)}
 
@@ -233,12 +249,12 @@ def layer_labels(
     return pd.Series(_take(labels, codes), index=values.index, dtype="object")
 
 
-def _rfm_codes(crm: CrmSettings, frame: pd.DataFrame, columns: Mapping[str, _Numeric]) -> tuple[np.ndarray, list[str]]:
+def _rfm_codes(crm: CrmSettings, frame: Frame, columns: Mapping[str, _Numeric]) -> tuple[np.ndarray, list[str]]:
     """Each row's index into the segment names (the configured segments, then the catch-all)."""
     segments = crm.rfm_segments
     names_ = [s.name for s in segments] + [crm.other_segment]
     if not segments or RFM_RECENCY not in frame or RFM_FREQUENCY not in frame:
-        return np.full(len(frame), len(segments), dtype=np.intp), names_
+        return np.full(_height(frame), len(segments), dtype=np.intp), names_
     r, f = columns[RFM_RECENCY][0], columns[RFM_FREQUENCY][0]
     lows_r, highs_r, lows_f, highs_f = (
         np.array(bounds, dtype=float)[:, None]
@@ -337,8 +353,12 @@ def customer_value(crm: CrmSettings, frame: pd.DataFrame) -> pd.Series:
     return value * 365.0 / cfg.window_days
 
 
-def _customer_ids(ids: pd.Series) -> np.ndarray:
+def _customer_ids(ids: pd.Series | Sequence[Any]) -> np.ndarray:
     """`ids.astype(str)` as an array (a copy), without the conversion when every id is already a string."""
+    if not isinstance(ids, pd.Series):
+        out = np.empty(len(ids), dtype=object)
+        out[:] = [str(i) for i in ids]
+        return out
     values = ids.to_numpy()
     if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
         return values.copy()
@@ -374,8 +394,27 @@ def early_warning(
     Raises:
         CrmConfigError: A rule or layer names a feature the data lacks.
     """
-    check_features(crm, list(features.columns))
-    n = len(features)
+    out = early_warning_columns(crm, features, probability, tiers, reference, bounds=bounds)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(features)))
+
+
+def early_warning_columns(
+    crm: CrmSettings,
+    features: Frame,
+    probability: Sequence[float] | np.ndarray | None = None,
+    tiers: Sequence[str] | np.ndarray | None = None,
+    reference: pd.DataFrame | None = None,
+    *,
+    bounds: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """`early_warning` as columns (arrays or lists, one entry per row), without building a DataFrame.
+
+    The request path takes its answers from these straight away, and may pass `features` as
+    columns (feature -> one value per row) instead of a DataFrame; see `early_warning` for the
+    other arguments, the columns and the errors.
+    """
+    check_features(crm, list(features))
+    n = _height(features)
     value_feature = crm.customer_value.feature
     rfm = [c for c in (RFM_RECENCY, RFM_FREQUENCY) if c in features]
     columns = _numeric_columns(
@@ -387,7 +426,7 @@ def early_warning(
         edges = bounds.get(name) if bounds is not None else None
         if edges is None:
             population = reference[layer.feature] if reference is not None and layer.feature in reference else None
-            edges = _edges(layer, population if population is not None else features[layer.feature])
+            edges = _edges(layer, population if population is not None else pd.Series(features[layer.feature]))
         codes, labels = _layer_codes(layer, columns[layer.feature], edges)
         out[name] = _take(labels, codes)
         dims[name] = (codes, labels)
@@ -401,7 +440,7 @@ def early_warning(
             hits[i].append({"rule": rule.name, "description": rule.description, "values": v})
     # Rule hits and actions of no rows are an empty list, which pandas types float64 (as it always did).
     out[RULE_HITS] = np.fromiter(hits, dtype=object, count=n) if n else []
-    if _plain(features[value_feature]):
+    if not isinstance(features, pd.DataFrame) or _plain(features[value_feature]):
         x, missing = columns[value_feature]
         value: Any = np.where(missing, 0.0, x) * 365.0 / crm.customer_value.window_days
     else:
@@ -422,4 +461,4 @@ def early_warning(
     out[ACTION] = _take([e.action for e in entries] + [crm.default_action], chosen) if n else []
     priority = np.array([e.priority for e in entries] + [0], dtype=np.int64)[chosen]
     out[ACTION_PRIORITY] = pd.arrays.IntegerArray(priority, chosen < 0)
-    return pd.DataFrame(out, index=pd.RangeIndex(n))
+    return out

@@ -18,10 +18,10 @@ import pandas as pd
 
 from churn import names
 from churn.settings import Settings
-from features.crm import EXPECTED_LOSS, RISK_TIER, early_warning, layer_bounds
+from features.crm import EXPECTED_LOSS, RISK_TIER, Frame, early_warning, early_warning_columns, layer_bounds
 from features.io import write_atomic_csv, write_atomic_parquet
 from features.pipeline import FeaturePaths, historical_features, open_store
-from serving.predictor import Predictor, risk_tiers
+from serving.predictor import Predictor, Rows, risk_tiers
 
 CHUNK = 100_000
 """Rows per probability step (one progress update each)."""
@@ -147,31 +147,47 @@ def crm_bounds(settings: Settings, predictor: Predictor) -> dict[str, np.ndarray
 
 
 def with_early_warning(
-    settings: Settings, predictor: Predictor, rows: pd.DataFrame, scored: list[dict[str, Any]]
+    settings: Settings, predictor: Predictor, rows: Rows, scored: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Add segment, layers, rule hits, action, customer value and expected loss to scored answers.
 
     Args:
         settings: The profile with the CRM config.
         predictor: The model that scored `rows` (its training sample sets quantile layers).
-        rows: The feature rows that were scored (customer_id optional).
+        rows: The feature rows that were scored (customer_id optional): a DataFrame or columns.
         scored: `predictor.score(rows)`, one answer per row.
 
     Returns:
         The answers, each extended in place and returned.
     """
-    frame = rows.reset_index(drop=True)
+    frame: Frame
+    if isinstance(rows, pd.DataFrame):
+        plain_index = isinstance(rows.index, pd.RangeIndex) and rows.index.start == 0 and rows.index.step == 1
+        frame = rows if plain_index else rows.reset_index(drop=True)
+    else:  # columns, as the request path has them
+        frame = rows
     if names.CUSTOMER_ID not in frame:
-        frame = frame.assign(**{names.CUSTOMER_ID: [str(i) for i in range(len(frame))]})
+        ids = [str(i) for i in range(len(scored))]
+        frame = (
+            frame.assign(**{names.CUSTOMER_ID: ids})
+            if isinstance(frame, pd.DataFrame)
+            else {**frame, names.CUSTOMER_ID: ids}
+        )
     proba = [s["churn_probability"] for s in scored]
     tiers = [s["risk_tier"] for s in scored]
-    crm = early_warning(
+    crm = early_warning_columns(
         settings.crm, frame, proba, tiers, reference=predictor.reference, bounds=crm_bounds(settings, predictor)
     )
     keep = [*settings.crm.layers, "segment", "rule_hits", "action", "customer_value", "expected_loss"]
-    for answer, extra in zip(scored, crm[keep].to_dict("records"), strict=True):
-        answer.update(extra)
+    columns = [_plain_list(crm[k]) for k in keep]
+    for answer, values in zip(scored, zip(*columns, strict=True), strict=True):
+        answer.update(zip(keep, values, strict=True))
     return scored
+
+
+def _plain_list(values: Any) -> list[Any]:  # noqa: ANN401
+    """A column as a list of plain Python values (what `DataFrame.to_dict` would give)."""
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def write_alerts(alerts: pd.DataFrame, out: Path) -> Path:

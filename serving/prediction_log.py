@@ -10,15 +10,18 @@ service loses nothing it accepted.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
+import numpy as np
 import pandas as pd
 
 from churn import names
@@ -44,7 +47,7 @@ class PredictionLog:
         self.root = Path(root)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[_Scored | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closed = False
         self.written = 0
@@ -54,24 +57,38 @@ class PredictionLog:
         self,
         customer_ids: Sequence[str],
         model_version: str,
-        features: Sequence[Mapping[str, Any]],
+        features: pd.DataFrame | Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
         probabilities: Sequence[float],
         now: dt.datetime | None = None,
+        columns: Sequence[str] | None = None,
     ) -> None:
-        """Queue scored rows (returns at once)."""
+        """Queue scored rows (returns at once; the rows become JSON on the writer thread, in bulk).
+
+        Args:
+            customer_ids: One per row.
+            model_version: The version that scored them.
+            features: The scored feature rows: a DataFrame or columns (feature -> one value per
+                row), neither to be changed afterwards, or one dict per row.
+            probabilities: One per row.
+            now: The log time (default: now, UTC).
+            columns: The columns of a `features` DataFrame or columns to log (default: all of them).
+        """
         if self._closed:
             raise RuntimeError("the prediction log is closed")
-        stamp = now or dt.datetime.now(dt.UTC)
-        for cid, row, p in zip(customer_ids, features, probabilities, strict=True):
-            self._queue.put(
-                {
-                    LOGGED_AT: stamp,
-                    names.CUSTOMER_ID: str(cid),
-                    MODEL_VERSION: model_version,
-                    names.PREDICTION: float(p),
-                    FEATURES: json.dumps({k: _plain(v) for k, v in row.items()}),
-                }
-            )
+        ids = [str(c) for c in customer_ids]
+        if isinstance(features, Mapping):
+            features = {c: features[c] for c in columns or features}
+            rows = len(next(iter(features.values()))) if features else len(ids)
+        elif isinstance(features, pd.DataFrame):
+            rows = len(features)
+        else:
+            features = list(features)
+            rows = len(features)
+        if len(ids) != rows or len(ids) != len(probabilities):
+            raise ValueError(f"{len(ids)} customer ids, {rows} feature rows and {len(probabilities)} probabilities")
+        self._queue.put(
+            _Scored(now or dt.datetime.now(dt.UTC), ids, model_version, features, list(columns or []), probabilities)
+        )
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the thread."""
@@ -82,32 +99,92 @@ class PredictionLog:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        pending: list[dict[str, Any]] = []
+        pending: list[_Scored] = []
+        waiting = 0
         deadline = time.monotonic() + self.flush_seconds
         while True:
             try:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                item = {}
+                item = _Scored.NOTHING
             if item is None:
                 self._flush(pending)
                 return
-            if item:
+            if item.customer_ids:
                 pending.append(item)
-            if len(pending) >= self.flush_rows or time.monotonic() >= deadline:
+                waiting += len(item.customer_ids)
+            if waiting >= self.flush_rows or time.monotonic() >= deadline:
                 self._flush(pending)
-                pending = []
+                pending, waiting = [], 0
                 deadline = time.monotonic() + self.flush_seconds
 
-    def _flush(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def _flush(self, batches: list[_Scored]) -> None:
+        if not batches:
             return
-        frame = pd.DataFrame(rows)
-        frame[LOGGED_AT] = pd.to_datetime(frame[LOGGED_AT], utc=True)
+        frame = pd.DataFrame(
+            {
+                LOGGED_AT: pd.to_datetime([b.logged_at for b in batches for _ in b.customer_ids], utc=True),
+                names.CUSTOMER_ID: [c for b in batches for c in b.customer_ids],
+                MODEL_VERSION: [b.model_version for b in batches for _ in b.customer_ids],
+                names.PREDICTION: np.concatenate([np.asarray(b.probabilities, dtype=float) for b in batches]),
+                FEATURES: _json_rows(batches),
+            }
+        )
         for day, part in frame.groupby(frame[LOGGED_AT].dt.date):
             name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             write_atomic_parquet(part.reset_index(drop=True), self.root / f"date={day}" / name)
-        self.written += len(rows)
+        self.written += len(frame)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One `append` call's rows, waiting for the writer thread."""
+
+    logged_at: dt.datetime
+    customer_ids: list[str]
+    model_version: str
+    features: pd.DataFrame | Mapping[str, Sequence[Any]] | list[Mapping[str, Any]]
+    columns: list[str]
+    probabilities: Sequence[float]
+
+    NOTHING: ClassVar[_Scored]
+
+    def shape(self) -> tuple[str, tuple[str, ...]]:
+        """What `_json_rows` can turn into JSON together with this batch: the kind and the columns."""
+        if isinstance(self.features, pd.DataFrame):
+            return "frame", tuple(self.columns or self.features.columns)
+        if isinstance(self.features, Mapping):
+            return "columns", tuple(self.features)
+        return "dicts", ()
+
+
+def _json_rows(batches: list[_Scored]) -> list[str]:
+    """Each feature row of `batches` as JSON text, NaN and missing values as null (numbers to 15
+    significant digits); batches of the same columns in one `DataFrame.to_json` call."""
+    out: list[str] = []
+    for (kind, columns), run in itertools.groupby(batches, key=_Scored.shape):
+        group = list(run)
+        if kind == "dicts":
+            out += [
+                json.dumps({k: _plain(v) for k, v in row.items()})
+                for b in group
+                for row in cast(list[Mapping[str, Any]], b.features)
+            ]
+            continue
+        if kind == "frame":
+            frame = pd.concat([cast(pd.DataFrame, b.features)[list(columns)] for b in group], ignore_index=True)
+        else:
+            merged = {c: [v for b in group for v in cast(Mapping[str, Sequence[Any]], b.features)[c]] for c in columns}
+            frame = pd.DataFrame(merged, columns=list(columns))
+        if columns:
+            text: str = frame.to_json(orient="records", lines=True, double_precision=15)
+            out += text.splitlines()
+        else:
+            out += ["{}"] * sum(len(b.customer_ids) for b in group)
+    return out
+
+
+_Scored.NOTHING = _Scored(dt.datetime.min, [], "", [], [], [])
 
 
 def _plain(value: Any) -> Any:  # noqa: ANN401

@@ -8,9 +8,9 @@ so batch scoring asks for them separately.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest finite value XGBoost can take (it reads features as float32)."""
 
 Explainer = Literal["shap", "approx"]
+Rows: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
+"""Feature rows: a DataFrame, or columns (feature -> one value per row), which the request path
+builds without pandas."""
 
 
 def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
@@ -108,7 +111,7 @@ class Predictor:
         self._numeric_at = np.array([self.features.index(f) for f in self._numeric], dtype=int)
         self._types = ["c" if f in self.categories else "float" for f in self.features]
 
-    def matrix(self, rows: pd.DataFrame) -> xgb.DMatrix:
+    def matrix(self, rows: Rows) -> xgb.DMatrix:
         """The model's input for feature rows, built straight from the columns (no typed DataFrame).
 
         Numbers are clipped to float32's range: XGBoost reads float32, and a finite float64 past
@@ -120,16 +123,21 @@ class Predictor:
         Args:
             rows: Feature rows (extra columns are ignored; values as callers send them).
         """
-        out = np.empty((len(rows), len(self.features)), dtype=np.float32)
+        out = np.empty((row_count(rows), len(self.features)), dtype=np.float32)
         if self._numeric:
-            out[:, self._numeric_at] = np.clip(_numbers(rows[self._numeric]), -FLOAT32_MAX, FLOAT32_MAX)
+            numbers = (
+                _numbers(rows[self._numeric])
+                if isinstance(rows, pd.DataFrame)
+                else _column_numbers(rows, self._numeric)
+            )
+            out[:, self._numeric_at] = np.clip(numbers, -FLOAT32_MAX, FLOAT32_MAX)
         for j, feature in enumerate(self.features):
             codes = self._codes.get(feature)
             if codes is not None:
-                out[:, j] = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in rows[feature].tolist()]
+                out[:, j] = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in column(rows, feature)]
         return xgb.DMatrix(out, feature_names=self.features, feature_types=self._types, enable_categorical=True)
 
-    def score(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    def score(self, rows: Rows) -> list[dict[str, Any]]:
         """Score feature rows.
 
         Args:
@@ -140,7 +148,7 @@ class Predictor:
         """
         return self.answers(rows, self.model_outputs(rows))
 
-    def model_outputs(self, rows: pd.DataFrame, contributions: bool = True) -> np.ndarray:
+    def model_outputs(self, rows: Rows, contributions: bool = True) -> np.ndarray:
         """The model step alone, the part the service batches across requests.
 
         Returns:
@@ -149,17 +157,19 @@ class Predictor:
             `contributions=False`, only column 0.
         """
         matrix = self.matrix(rows)
-        proba = self.booster.predict(matrix)
+        proba = self.booster.predict(matrix, validate_features=False)  # the matrix has the model's features
         if not contributions:
             return proba.reshape(-1, 1)
         return np.column_stack([proba, self._contributions(matrix)])
 
     def _contributions(self, matrix: xgb.DMatrix) -> np.ndarray:
         """Per row, one contribution per feature (`explainer`'s), the bias term dropped."""
-        contribs = self.booster.predict(matrix, pred_contribs=True, approx_contribs=self.explainer == "approx")
+        contribs = self.booster.predict(
+            matrix, pred_contribs=True, approx_contribs=self.explainer == "approx", validate_features=False
+        )
         return np.asarray(contribs[:, :-1])
 
-    def probabilities(self, rows: pd.DataFrame) -> np.ndarray:
+    def probabilities(self, rows: Rows) -> np.ndarray:
         """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring)."""
         return calibrate(self.calibration, self.model_outputs(rows, contributions=False)[:, 0])
 
@@ -167,7 +177,7 @@ class Predictor:
         """The risk tier of one probability."""
         return risk_tier(probability, self.tiers)
 
-    def reasons(self, rows: pd.DataFrame, contribs: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
+    def reasons(self, rows: Rows, contribs: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
         """Per row, the features that pushed its churn score up most, largest first (at most `top_reasons`).
 
         Args:
@@ -181,11 +191,12 @@ class Predictor:
             contribs = self._contributions(self.matrix(rows))
         contribs = contribs[:, : len(self.features)]
         top = min(self.top_reasons, len(self.features))
-        if top == 0 or len(rows) == 0:
-            return [[] for _ in range(len(rows))]
+        n = row_count(rows)
+        if top == 0 or n == 0:
+            return [[] for _ in range(n)]
         order = np.argsort(-contribs, axis=1, kind="stable")[:, :top]
         picked = np.take_along_axis(contribs, order, axis=1)
-        values = {j: rows[self.features[j]].tolist() for j in np.unique(order[picked > 0]).tolist()}
+        values = {j: column(rows, self.features[j]) for j in np.unique(order[picked > 0]).tolist()}
         out: list[list[dict[str, Any]]] = []
         for i, (where, amounts) in enumerate(zip(order.tolist(), picked.tolist(), strict=True)):
             row: list[dict[str, Any]] = []
@@ -197,7 +208,7 @@ class Predictor:
             out.append(row)
         return out
 
-    def answers(self, rows: pd.DataFrame, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def answers(self, rows: Rows, outputs: np.ndarray) -> list[dict[str, Any]]:
         """Turn `model_outputs(rows)` into answers: calibrated probability, risk tier, reasons, version.
 
         Args:
@@ -210,6 +221,27 @@ class Predictor:
             {"churn_probability": p, "risk_tier": self.tier(p), "reasons": r, "model_version": self.version}
             for p, r in zip(proba, reasons, strict=True)
         ]
+
+
+def row_count(rows: Rows) -> int:
+    """How many rows `rows` holds."""
+    if isinstance(rows, pd.DataFrame):
+        return len(rows)
+    return len(next(iter(rows.values()))) if rows else 0
+
+
+def column(rows: Rows, feature: str) -> list[Any]:
+    """One column of `rows` as a list."""
+    values = rows[feature]
+    return values.tolist() if isinstance(values, pd.Series | np.ndarray) else list(values)
+
+
+def _column_numbers(rows: Mapping[str, Sequence[Any]], features: list[str]) -> np.ndarray:
+    """`features` of columns as float64, one line per row; a value that is no number becomes NaN."""
+    try:
+        return np.array([rows[f] for f in features], dtype=np.float64).T.copy()
+    except (TypeError, ValueError):  # a string or an odd object somewhere
+        return _numbers(pd.DataFrame({f: rows[f] for f in features}, columns=features))
 
 
 def _numbers(frame: pd.DataFrame) -> np.ndarray:

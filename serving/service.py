@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
+from bentoml.validators import ContentType
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import Field, StringConstraints
@@ -50,11 +51,12 @@ from starlette.routing import Route
 from churn import names
 from churn.settings import BatchingSettings, ConfigError, Settings, load_settings, resolved_yaml
 from features.matrix import CALIBRATION_ARTIFACT
+from features.online import OnlineReader
 from features.pipeline import open_store
 from serving.batch import with_early_warning
 from serving.guard import RequestGuard
 from serving.prediction_log import PredictionLog
-from serving.predictor import Predictor
+from serving.predictor import Predictor, Rows, column, row_count
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +67,10 @@ SCHEMA_MAX_ITEMS = 10_000
 CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 FeatureValue = FiniteNumber | Annotated[str, StringConstraints(max_length=256)] | None
+
+Answers = Annotated[list[dict[str, Any]], ContentType("application/json")]
+"""What the scoring endpoints return. The content type is stated so that BentoML 1.4.39 does not
+derive it from the type's JSON schema on every response (that took a third of the event loop's time)."""
 
 MODELS_KEPT = 3
 """Model versions `ChurnModel` keeps loaded (the champion and the ones before a hot reload)."""
@@ -84,6 +90,21 @@ def batching_settings() -> BatchingSettings:
 
 
 BATCHING = batching_settings()
+
+
+def settle_heap() -> None:
+    """Collect once, then move every object alive after start-up out of the garbage collector's sight.
+
+    The imports (MLflow, Feast, BentoML, pandas) leave about a million objects that live as long as
+    the process; each full collection walked all of them, a pause of 100-250 ms that a request
+    now and then waited out (the p99 of /score). Frozen, they are never scanned again.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+class OnlineStoreDown(RuntimeError):
+    """The online feature store did not answer; the message is the 503 answer's."""
 
 
 class NoChampionError(RuntimeError):
@@ -151,16 +172,21 @@ def load_version(settings: Settings, version: str, run_id: str) -> Predictor:
     return predictor
 
 
-def validate_feature_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Check caller-supplied rows against the model's signature.
+def validate_feature_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Check caller-supplied rows against the model's signature, and turn them into columns.
+
+    Returns:
+        Feature -> one value per row (None for null), plus customer_id when any row sends one
+        (None where a row does not).
 
     Raises:
         InvalidArgument: Naming the row, the field and the problem (unknown, missing, wrong type).
     """
     expected = set(predictor.features)
     allowed = expected | {names.CUSTOMER_ID}
-    categorical = set(predictor.categories)
     for i, row in enumerate(rows):
+        if row.keys() == expected or row.keys() == allowed:
+            continue
         unknown = sorted(set(row) - allowed)
         if unknown:
             raise InvalidArgument(
@@ -169,21 +195,49 @@ def validate_feature_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> p
         missing = sorted(expected - set(row))
         if missing:
             raise InvalidArgument(f"rows[{i}]: missing field(s) {', '.join(missing)} (send null for an unknown value)")
-        for field in predictor.features:
-            value = row[field]
-            if value is None:
-                continue
-            if field in categorical and not isinstance(value, str):
-                raise InvalidArgument(f"rows[{i}].{field}: expected a string (a category), got {value!r}")
-            if field not in categorical and isinstance(value, str):
-                raise InvalidArgument(f"rows[{i}].{field}: expected a number, got the string {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidArgument(f"rows[{i}].{field}: must be a finite number, got {value}")
-        if names.CUSTOMER_ID in row and not isinstance(row[names.CUSTOMER_ID], str):
-            raise InvalidArgument(f"rows[{i}].customer_id: expected a string")
-    return pd.DataFrame(
-        rows, columns=[*predictor.features, *([names.CUSTOMER_ID] if any(names.CUSTOMER_ID in r for r in rows) else [])]
-    )
+    columns = {field: [row[field] for row in rows] for field in predictor.features}
+    for field, values in columns.items():
+        _check_column(field, values, categorical=field in predictor.categories)
+    if any(names.CUSTOMER_ID in row for row in rows):
+        ids = [row.get(names.CUSTOMER_ID) for row in rows]
+        bad = next((i for i, v in enumerate(ids) if v is not None and not isinstance(v, str)), None)
+        if bad is not None:
+            raise InvalidArgument(f"rows[{bad}].customer_id: expected a string")
+        columns[names.CUSTOMER_ID] = ids
+    return columns
+
+
+def _check_column(field: str, values: list[Any], categorical: bool) -> None:
+    """Check one feature's values of every row: strings for a category, finite numbers otherwise (or null).
+
+    Raises:
+        InvalidArgument: Naming the first row with a wrong value.
+    """
+    if categorical:
+        bad = next((i for i, v in enumerate(values) if v is not None and not isinstance(v, str)), None)
+        if bad is not None:
+            raise InvalidArgument(f"rows[{bad}].{field}: expected a string (a category), got {values[bad]!r}")
+        return
+    if str in set(map(type, values)):
+        bad = next(i for i, v in enumerate(values) if isinstance(v, str))
+        raise InvalidArgument(f"rows[{bad}].{field}: expected a number, got the string {values[bad]!r}")
+    try:
+        numbers = np.array(values, dtype=float)  # null becomes NaN; a NaN or infinity sent is not finite either
+    except (TypeError, ValueError, OverflowError):  # a value no float holds, or no number at all
+        bad = next(i for i, v in enumerate(values) if not _holds_float(v))
+        raise InvalidArgument(f"rows[{bad}].{field}: expected a finite number, got {values[bad]!r}") from None
+    for i in np.flatnonzero(~np.isfinite(numbers)).tolist():  # null (NaN here) is allowed
+        if values[i] is not None:
+            raise InvalidArgument(f"rows[{i}].{field}: must be a finite number, got {values[i]}")
+
+
+def _holds_float(value: Any) -> bool:  # noqa: ANN401
+    """Whether a float can hold `value` (None counts: it becomes NaN)."""
+    try:
+        float(value if value is not None else "nan")
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 async def model_info(request: Request) -> JSONResponse:
@@ -214,6 +268,7 @@ class ChurnModel:
         self._models: OrderedDict[str, Predictor] = OrderedDict()
         self._lock = threading.Lock()
         self._predictor(champion_info(self.settings)[0])
+        settle_heap()
 
     def _predictor(self, version: str) -> Predictor:
         """The loaded model of `version`, loading it from the registry the first time."""
@@ -281,13 +336,18 @@ class ChurnService:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._loop: asyncio.AbstractEventLoop | None = None
         log.info("serving with resolved config:\n%s", resolved_yaml(self.settings))
-        self.predictor = load_champion(self.settings)
+        predictor = load_champion(self.settings)
         self.store = open_store(self.settings)
-        self.feature_service = self.store.get_feature_service(self.predictor.info["feature_service"])
+        self.serving: tuple[Predictor, OnlineReader] = (
+            predictor,
+            OnlineReader(self.store, predictor.info["feature_service"]),
+        )
+        """The champion and the reader of its feature service, swapped together by a hot reload."""
         self.prediction_log = PredictionLog(self.settings.path(self.settings.serving.prediction_log_dir))
         self._stop = threading.Event()
         self._reloader = threading.Thread(target=self._watch_champion, name="champion-reload", daemon=True)
         self._reloader.start()
+        settle_heap()
 
     def _watch_champion(self) -> None:
         """Hot reload: when the champion alias moves, load the new version and swap it in."""
@@ -297,8 +357,9 @@ class ChurnService:
                 if version != self.predictor.version:
                     fresh = load_version(self.settings, version, run_id)
                     self._preload(version)
-                    self.feature_service = self.store.get_feature_service(fresh.info["feature_service"])
-                    self.predictor = fresh  # one assignment: a request holds the predictor it started with
+                    online = OnlineReader(self.store, fresh.info["feature_service"])
+                    # One assignment: a request holds the pair it started with.
+                    self.serving = (fresh, online)
                     log.info("hot reload: now serving champion v%s", version)
             except Exception:  # keep serving the current model whatever the registry does
                 log.exception("hot reload check failed; still serving v%s", self.predictor.version)
@@ -332,39 +393,37 @@ class ChurnService:
         """Run `fn(*args)` on the scoring thread."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(fn, *args))
 
-    async def _score_rows(self, predictor: Predictor, rows: pd.DataFrame, ids: list[str]) -> list[dict[str, Any]]:
+    async def _score_rows(self, predictor: Predictor, rows: Rows, ids: list[str]) -> list[dict[str, Any]]:
         """Score rows with `predictor`'s version: the model step batched in the model service when there is one."""
         model = self.model
         # A request as large as a whole batch gains nothing from joining others: it skips the
         # model service's queue and the copy of its rows between processes.
-        if model is None or len(rows) >= BATCHING.max_batch_size:
+        if model is None or len(ids) >= BATCHING.max_batch_size:
             return await self._blocking(self._answer, predictor, rows, ids, None)
         outputs = await _model_outputs(model, model_rows(predictor, rows))
         return await self._blocking(self._answer, predictor, rows, ids, outputs)
 
     def _answer(
-        self, predictor: Predictor, rows: pd.DataFrame, ids: list[str], outputs: np.ndarray | None
+        self, predictor: Predictor, rows: Rows, ids: list[str], outputs: np.ndarray | None
     ) -> list[dict[str, Any]]:
         """Answers for scored rows (`outputs` from the model service, or None to score here), logged."""
         scored = predictor.score(rows) if outputs is None else predictor.answers(rows, outputs)
         scored = with_early_warning(self.settings, predictor, rows, scored)
-        features = rows[predictor.features].to_dict("records")
-        self.prediction_log.append(ids, predictor.version, features, [s["churn_probability"] for s in scored])
+        probabilities = [s["churn_probability"] for s in scored]
+        self.prediction_log.append(ids, predictor.version, rows, probabilities, columns=predictor.features)
         return scored
 
-    def _online(self, customer_ids: list[str]) -> pd.DataFrame:
-        """The online features of `customer_ids` with their snapshot times (`__ts` columns)."""
-        response = self.store.get_online_features(
-            features=self.feature_service, entity_rows=[{names.CUSTOMER_ID: c} for c in customer_ids]
-        )
-        return response.to_df(include_event_timestamps=True)
+    @property
+    def predictor(self) -> Predictor:
+        """The champion being served."""
+        return self.serving[0]
 
     @bentoml.api
     async def score(
         self,
         customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=SCHEMA_MAX_ITEMS)],
         ctx: bentoml.Context,
-    ) -> list[dict[str, Any]]:
+    ) -> Answers:
         """Score customers by id from their online features; an unknown id gets a per-item error.
 
         Each answer: churn_probability, risk_tier, reasons, segment, behaviour layers, rule_hits,
@@ -375,35 +434,59 @@ class ChurnService:
             raise InvalidArgument(
                 f"customer_ids: {len(customer_ids)} ids, at most {limit} per request (serving.max_ids)"
             )
-        predictor = self.predictor
+        predictor, reader = self.serving
+        model = self.model
         try:
-            online = await self._blocking(self._online, customer_ids)
-        except Exception as exc:  # the online store (SQLite file, Redis) is unreachable or broken
-            log.exception("online store lookup failed")
+            if model is None or len(customer_ids) >= BATCHING.max_batch_size:
+                # Everything on the scoring thread in one hop.
+                where, scored, stamps = await self._blocking(self._score_ids, predictor, reader, customer_ids)
+            else:
+                where, rows, stamps = await self._blocking(self._lookup, predictor, reader, customer_ids)
+                scored = await self._score_rows(predictor, rows, rows[names.CUSTOMER_ID]) if where else []
+        except OnlineStoreDown as exc:
             # Set the status here: BentoML hides the message of a raised 5xx error, and the caller
             # should learn what is down and what still works.
             ctx.response.status_code = 503
-            message = (
-                f"the online feature store is unavailable ({type(exc).__name__}); POST /score_features still works"
-            )
-            return [{"error": message}]
-        known = online[predictor.features].notna().any(axis=1)
+            return [{"error": str(exc)}]
         answers: list[dict[str, Any]] = [
             {names.CUSTOMER_ID: c, "error": f"unknown customer_id '{c}': no online features"} for c in customer_ids
         ]
-        if known.any():
-            rows = online.loc[known].reset_index(drop=True)
-            ids = [customer_ids[i] for i in known[known].index]
-            stamps = _freshness(online.loc[known], predictor.features)
-            scored = await self._score_rows(predictor, rows, ids)
-            for i, answer, fresh in zip(known[known].index, scored, stamps, strict=True):
-                answers[i] = {names.CUSTOMER_ID: customer_ids[i], **answer, "feature_freshness": fresh}
+        for i, answer, fresh in zip(where, scored, stamps, strict=True):
+            answers[i] = {names.CUSTOMER_ID: customer_ids[i], **answer, "feature_freshness": fresh}
         return answers
+
+    def _lookup(
+        self, predictor: Predictor, reader: OnlineReader, customer_ids: list[str]
+    ) -> tuple[list[int], dict[str, list[Any]], list[str]]:
+        """The online features of `customer_ids`: where the known ones are, their rows (columns, with
+        customer_id) and snapshot times.
+
+        Raises:
+            OnlineStoreDown: The online store is unreachable or broken.
+        """
+        try:
+            online = reader.read(customer_ids)
+        except Exception as exc:  # the online store (SQLite file, Redis) is unreachable or broken
+            log.exception("online store lookup failed")
+            raise OnlineStoreDown(
+                f"the online feature store is unavailable ({type(exc).__name__}); POST /score_features still works"
+            ) from exc
+        where = [i for i, stamp in enumerate(online.snapshot_at) if stamp is not None]
+        stamps = [online.snapshot_at[i].isoformat() for i in where]  # type: ignore[union-attr]
+        return where, online.rows(predictor.features, where), stamps
+
+    def _score_ids(
+        self, predictor: Predictor, reader: OnlineReader, customer_ids: list[str]
+    ) -> tuple[list[int], list[dict[str, Any]], list[str]]:
+        """`_lookup`, then the answers of the known customers, scored in this thread."""
+        where, rows, stamps = self._lookup(predictor, reader, customer_ids)
+        scored = self._answer(predictor, rows, rows[names.CUSTOMER_ID], None) if where else []
+        return where, scored, stamps
 
     @bentoml.api
     async def score_features(
         self, rows: Annotated[list[dict[str, FeatureValue]], Field(min_length=1, max_length=SCHEMA_MAX_ITEMS)]
-    ) -> list[dict[str, Any]]:
+    ) -> Answers:
         """Score rows of features the caller supplies, validated against the model's signature.
 
         Every model feature must be present (null for unknown); customer_id is optional.
@@ -412,13 +495,9 @@ class ChurnService:
         if len(rows) > limit:
             raise InvalidArgument(f"rows: {len(rows)} rows, at most {limit} per request (serving.max_ids)")
         predictor = self.predictor
-        frame = await self._blocking(validate_feature_rows, predictor, rows)
-        ids = (
-            frame[names.CUSTOMER_ID].fillna("").astype(str).tolist()
-            if names.CUSTOMER_ID in frame
-            else [""] * len(frame)
-        )
-        return await self._score_rows(predictor, frame, ids)
+        columns = await self._blocking(validate_feature_rows, predictor, rows)
+        ids = [c or "" for c in columns.get(names.CUSTOMER_ID, [""] * len(rows))]
+        return await self._score_rows(predictor, columns, ids)
 
 
 async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:
@@ -439,26 +518,17 @@ async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:
     return last
 
 
-def model_rows(predictor: Predictor, rows: pd.DataFrame) -> np.ndarray:
+def model_rows(predictor: Predictor, rows: Rows) -> np.ndarray:
     """What `ChurnModel.outputs` takes: per row, (the predictor's version, its feature values as sent).
 
     A one-dimensional object array, so requests of models with different features can share a
     batch. (BentoML 1.4.39 cannot batch DataFrame inputs: its container's `get_batch_size` returns
     the shape tuple, which breaks the dispatcher.)
     """
-    out = np.empty(len(rows), dtype=object)
-    for i, values in enumerate(rows[predictor.features].itertuples(index=False, name=None)):
+    out = np.empty(row_count(rows), dtype=object)
+    for i, values in enumerate(zip(*(column(rows, f) for f in predictor.features), strict=True)):
         out[i] = (predictor.version, values)
     return out
-
-
-def _freshness(online: pd.DataFrame, features: list[str]) -> list[str | None]:
-    """Per row, when its newest feature snapshot was taken (ISO, UTC)."""
-    columns = [f"{f}__ts" for f in features if f"{f}__ts" in online]
-    if not columns:
-        return [None] * len(online)
-    newest = online[columns].max(axis=1)
-    return [pd.Timestamp(int(s), unit="s", tz="UTC").isoformat() if s and s > 0 else None for s in newest]
 
 
 ChurnService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]

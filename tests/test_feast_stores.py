@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from feast import FeatureStore
 
 from churn import names
 from churn.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
 from features.io import write_atomic_parquet
+from features.online import OnlineReader
 from features.pipeline import FeaturePaths, apply_features, materialize, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +35,11 @@ def _snapshots(seed: int) -> pd.DataFrame:
                     "engagement_visits_30d": float(rng.integers(0, 30)),
                     "service_complaints_30d": float(rng.integers(0, 3)),
                     "profile_tenure_days": float(100 + i),
+                    # The sources of the on-demand view purchases_overdue_ratio: a zero gap and a
+                    # missing one give a missing ratio.
+                    "purchases_days_since_last": float(rng.integers(0, 60)) if i != 4 else math.nan,
+                    "purchases_gap_mean_90d": float(i % 5) * 3.5,
+                    "profile_plan": ["basic", "plus", None][i % 3],
                 }
             )
     return pd.DataFrame(rows)
@@ -55,6 +63,37 @@ def _roundtrip(settings: Settings) -> None:
     for col in ("purchases_count_30d", "engagement_visits_30d", "service_complaints_30d", "profile_tenure_days"):
         assert online.loc[0, col] == latest[col].iloc[0]
     assert online.iloc[1][["purchases_count_30d", "profile_tenure_days"]].isna().all()
+    _reader_matches_feast(store, frame)
+
+
+def _reader_matches_feast(store: FeatureStore, frame: pd.DataFrame) -> None:
+    """The serving path's direct reader gives what `get_online_features` gives, value for value."""
+    service = store.get_feature_service(names.FEATURE_SERVICE)
+    ids = [*sorted(frame[names.CUSTOMER_ID].unique()), "missing"]
+    expected = store.get_online_features(features=service, entity_rows=[{names.CUSTOMER_ID: c} for c in ids]).to_df(
+        include_event_timestamps=True
+    )
+    reader = OnlineReader(store, names.FEATURE_SERVICE)
+    got = reader.read(ids)
+    assert "purchases_overdue_ratio" in reader.features  # the on-demand view is computed too
+    assert got.customer_ids == ids and got.found == [True] * (len(ids) - 1) + [False]
+    for feature in reader.features:
+        for i, value in enumerate(got.columns[feature]):
+            want = expected[feature].iloc[i]
+            if want is None or (isinstance(want, float) and math.isnan(want)):
+                assert value is None, (feature, ids[i], value)
+            else:
+                assert value == pytest.approx(want) if isinstance(value, float) else value == want, (feature, ids[i])
+    newest = frame[names.EVENT_TIMESTAMP].max().to_pydatetime()
+    assert got.snapshot_at == [newest] * (len(ids) - 1) + [None]
+    ratio = got.columns["purchases_overdue_ratio"]
+    assert ratio[ids.index("C004")] is None and ratio[ids.index("C000")] is None  # missing since, zero gap
+    rows = got.rows(["purchases_count_30d", "not_served"], [0, len(ids) - 1])
+    assert rows == {
+        names.CUSTOMER_ID: [ids[0], "missing"],
+        "purchases_count_30d": [got.columns["purchases_count_30d"][0], None],
+        "not_served": [None, None],
+    }
 
 
 def test_embedded_profile_file_registry_and_sqlite(tmp_path: Path) -> None:

@@ -7,6 +7,9 @@ import math
 import time
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
 from churn import names
 from serving.prediction_log import PredictionLog, read_prediction_log
 
@@ -15,7 +18,10 @@ def test_rows_are_written_in_parts_and_read_back(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path, flush_rows=3, flush_seconds=60)
     day1 = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
     rows = [{"f": float(i), "plan": "gold", "gap": math.nan} for i in range(7)]
-    log.append([f"C{i}" for i in range(7)], "3", rows, [i / 10 for i in range(7)], now=day1)
+    for start in (0, 3, 6):  # a part file once 3 rows wait
+        stop = min(start + 3, 7)
+        ids = [f"C{i}" for i in range(start, stop)]
+        log.append(ids, "3", rows[start:stop], [i / 10 for i in range(start, stop)], now=day1)
     log.append(["late"], "4", [{"f": 9.0, "plan": None, "gap": 1.0}], [0.9], now=day1 + dt.timedelta(days=1))
     log.close()
     assert log.written == 8
@@ -47,3 +53,32 @@ def test_time_based_flush(tmp_path: Path) -> None:
     assert len(read_prediction_log(tmp_path)) == 1
     log.close()
     assert read_prediction_log(tmp_path / "nothing-here").empty
+
+
+def test_frames_and_columns_are_logged_by_the_columns_named(tmp_path: Path) -> None:
+    """The service hands over its rows as a DataFrame or as columns; the writer makes JSON of them in bulk."""
+    log = PredictionLog(tmp_path, flush_rows=10_000, flush_seconds=3600)
+    frame = pd.DataFrame(
+        {"customer_id": ["a", "b"], "f": [1.25, math.nan], "plan": ["gold", None], "big": [1e300, 0.1 + 0.2]}
+    )
+    log.append(["a", "b"], "7", frame, [0.25, 0.75], columns=["f", "plan", "big"])
+    columns = {"f": [2.5, None], "plan": [None, "basic"], "big": [-1e300, 7.0], "customer_id": ["c", "d"]}
+    log.append(["c", "d"], "7", columns, [0.5, 0.5], columns=["f", "plan", "big"])
+    log.append(["e"], "7", [{"f": 3.0, "plan": "gold", "big": 1.0}], [0.5])  # one dict per row
+    log.append(["f"], "7", {"f": [4.0], "plan": ["x"], "big": [2.0]}, [0.5])  # a second run of columns
+    log.close()
+    logged = read_prediction_log(tmp_path).set_index(names.CUSTOMER_ID)
+    assert set(logged.columns) == {"logged_at", "model_version", names.PREDICTION, "f", "plan", "big"}
+    assert logged.loc["a", "f"] == 1.25 and logged.loc["a", "plan"] == "gold" and logged.loc["a", "big"] == 1e300
+    assert math.isnan(logged.loc["b", "f"]) and logged.loc["b", "plan"] is None
+    assert logged.loc["b", "big"] == pytest.approx(0.1 + 0.2, rel=1e-15)  # 15 significant digits in the JSON
+    assert logged.loc["c", "f"] == 2.5 and math.isnan(logged.loc["d", "f"]) and logged.loc["d", "plan"] == "basic"
+    assert logged.loc["c", "big"] == -1e300 and logged.loc["e", "plan"] == "gold" and logged.loc["f", "big"] == 2.0
+    assert logged[names.PREDICTION].tolist() == [0.25, 0.75, 0.5, 0.5, 0.5, 0.5]
+
+
+def test_rows_and_probabilities_must_match(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path)
+    with pytest.raises(ValueError, match="2 customer ids, 1 feature rows and 2 probabilities"):
+        log.append(["a", "b"], "1", [{"x": 1.0}], [0.1, 0.2])
+    log.close()
