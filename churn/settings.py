@@ -249,10 +249,14 @@ class ServingSettings(_Frozen):
     risk_tiers: dict[str, float] = Field(default_factory=lambda: {"high": 0.5, "medium": 0.2, "low": 0.0})
     """Tier -> lowest probability in that tier."""
     top_reasons: int = Field(3, ge=0)
-    explainer: Literal["shap", "approx"] = "shap"
-    """How reasons are computed: `shap`, exact TreeSHAP (XGBoost's `pred_contribs`), or `approx`,
-    XGBoost's approximate per-path contributions (Saabas): the same top reasons in most rows, and
-    tens of times faster on a few hundred deep trees (see bench/serving.py)."""
+    explainer: Literal["shap", "approx", "auto"] = "auto"
+    """How reasons are computed: `shap`, exact TreeSHAP (XGBoost's `pred_contribs`, about 1 ms per
+    row for 300 trees of depth 6); `approx`, XGBoost's approximate per-path contributions (Saabas):
+    the same top reasons in most rows, and tens of times faster (see bench/serving.py); `auto`,
+    exact for a request (or a `churn score` run) explaining at most `exact_shap_rows` rows,
+    approximate for bigger ones. Every answer names the method in `reasons_method`."""
+    exact_shap_rows: int = Field(100, ge=0)
+    """The most rows `auto` explains with exact TreeSHAP in one request or batch run."""
     batch_reasons_top: int | None = Field(20_000, ge=0)
     """`churn score` gives reasons to this many rows from the top of the alert list (the rows a CRM
     works; reasons cost far more than probabilities); the rest get none (null). None: every row."""

@@ -28,6 +28,7 @@ CHUNK = 100_000
 EXPLAIN_CHUNK = 2_000
 """Rows per reasons step: contributions cost a few hundred times a prediction."""
 REASONS = "reasons"
+REASONS_METHOD = "reasons_method"
 AS_OF = "as_of"
 MODEL_VERSION = "model_version"
 
@@ -86,7 +87,8 @@ def score_alerts(
 
     Returns:
         One row per customer, sorted by expected loss (highest first): customer_id, as_of,
-        churn_probability, risk_tier, reasons (null below the top `reasons_top` rows), segment,
+        churn_probability, risk_tier, reasons (null below the top `reasons_top` rows),
+        reasons_method (`shap` or `approx`, see `Predictor.method`; null where no reasons), segment,
         the layers, rule_hits, action, action_priority, customer_value, expected_loss, model_version.
     """
     date = snapshot_date(settings, as_of)
@@ -122,15 +124,17 @@ def alert_list(
     alerts[MODEL_VERSION] = predictor.version
     alerts = alerts.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable")
     reasons: list[Any] = [None] * n
+    method = predictor.method(explained)  # one method for the whole list
     rows = alerts.index[:explained].to_numpy()  # positions in `features` of the top rows
     for start in range(0, explained, EXPLAIN_CHUNK):
         stop = min(start + EXPLAIN_CHUNK, explained)
-        reasons[start:stop] = predictor.reasons(features.iloc[rows[start:stop]])
+        reasons[start:stop] = predictor.reasons(features.iloc[rows[start:stop]], method=method)
         if progress:
             progress(n + stop, total)
     alerts = alerts.reset_index(drop=True)
     alerts[REASONS] = reasons
-    order = [names.CUSTOMER_ID, AS_OF, names.PREDICTION, RISK_TIER, REASONS]
+    alerts[REASONS_METHOD] = [method] * explained + [None] * (n - explained)
+    order = [names.CUSTOMER_ID, AS_OF, names.PREDICTION, RISK_TIER, REASONS, REASONS_METHOD]
     return alerts[order + [c for c in alerts.columns if c not in order]]
 
 

@@ -21,7 +21,9 @@ from features.matrix import booster_categories, calibrate
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest finite value XGBoost can take (it reads features as float32)."""
 
-Explainer = Literal["shap", "approx"]
+Explainer = Literal["shap", "approx", "auto"]
+Method = Literal["shap", "approx"]
+"""How one call computed its reasons: exact TreeSHAP, or XGBoost's approximation (Saabas)."""
 Rows: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
 """Feature rows: a DataFrame, or columns (feature -> one value per row), which the request path
 builds without pandas."""
@@ -79,6 +81,7 @@ class Predictor:
         tiers: Mapping[str, float],
         top_reasons: int,
         explainer: Explainer = "shap",
+        exact_rows: int = 100,
     ) -> None:
         """Wrap a trained booster.
 
@@ -87,7 +90,9 @@ class Predictor:
             version: The registry version, echoed in every answer.
             tiers: Risk tier -> lowest probability in it.
             top_reasons: How many reasons to give per customer.
-            explainer: `shap` (exact TreeSHAP) or `approx` (XGBoost's approximate contributions).
+            explainer: `shap` (exact TreeSHAP), `approx` (XGBoost's approximate contributions) or
+                `auto`: exact for calls on at most `exact_rows` rows, approximate for bigger ones.
+            exact_rows: The largest call `auto` explains exactly.
         """
         if not booster.feature_names:
             raise ValueError("the model has no feature names: train it on a DataFrame")
@@ -106,6 +111,7 @@ class Predictor:
         self.tiers = dict(tiers)
         self.top_reasons = top_reasons
         self.explainer = explainer
+        self.exact_rows = exact_rows
         self._codes = {f: {v: float(i) for i, v in enumerate(cats)} for f, cats in self.categories.items()}
         self._numeric = [f for f in self.features if f not in self.categories]
         self._numeric_at = np.array([self.features.index(f) for f in self._numeric], dtype=int)
@@ -144,28 +150,41 @@ class Predictor:
             rows: One row per customer with (at least) the model's features; missing values allowed.
 
         Returns:
-            Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase), model_version.
+            Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase),
+            reasons_method (`method` of this call) and model_version.
         """
-        return self.answers(rows, self.model_outputs(rows))
+        method = self.method(row_count(rows))
+        return self.answers(rows, self.model_outputs(rows, method=method), method)
 
-    def model_outputs(self, rows: Rows, contributions: bool = True) -> np.ndarray:
+    def method(self, rows: int) -> Method:
+        """How a call on `rows` rows computes reasons: the explainer, or for `auto` exact up to `exact_rows`."""
+        if self.explainer == "auto":
+            return "shap" if rows <= self.exact_rows else "approx"
+        return self.explainer
+
+    def model_outputs(self, rows: Rows, contributions: bool = True, method: Method | None = None) -> np.ndarray:
         """The model step alone, the part the service batches across requests.
+
+        Args:
+            rows: Feature rows.
+            contributions: Also the contributions (else the probabilities only).
+            method: How to compute them; default `method(len(rows))`.
 
         Returns:
             float32, shape (rows, 1 + features): column 0 the raw (uncalibrated) probability, then
-            one contribution per feature (`explainer`'s; the bias term dropped). With
-            `contributions=False`, only column 0.
+            one contribution per feature (the bias term dropped). With `contributions=False`, only
+            column 0.
         """
         matrix = self.matrix(rows)
         proba = self.booster.predict(matrix, validate_features=False)  # the matrix has the model's features
         if not contributions:
             return proba.reshape(-1, 1)
-        return np.column_stack([proba, self._contributions(matrix)])
+        return np.column_stack([proba, self._contributions(matrix, method or self.method(matrix.num_row()))])
 
-    def _contributions(self, matrix: xgb.DMatrix) -> np.ndarray:
-        """Per row, one contribution per feature (`explainer`'s), the bias term dropped."""
+    def _contributions(self, matrix: xgb.DMatrix, method: Method) -> np.ndarray:
+        """Per row, one contribution per feature (by `method`), the bias term dropped."""
         contribs = self.booster.predict(
-            matrix, pred_contribs=True, approx_contribs=self.explainer == "approx", validate_features=False
+            matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False
         )
         return np.asarray(contribs[:, :-1])
 
@@ -177,18 +196,21 @@ class Predictor:
         """The risk tier of one probability."""
         return risk_tier(probability, self.tiers)
 
-    def reasons(self, rows: Rows, contribs: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
+    def reasons(
+        self, rows: Rows, contribs: np.ndarray | None = None, method: Method | None = None
+    ) -> list[list[dict[str, Any]]]:
         """Per row, the features that pushed its churn score up most, largest first (at most `top_reasons`).
 
         Args:
             rows: Feature rows.
             contribs: Their contributions (`model_outputs(rows)[:, 1:]`); computed here when None.
+            method: How to compute them here; default `method(len(rows))`.
 
         Returns:
             Per row, a list of Reason dicts: feature, value, contribution, phrase.
         """
         if contribs is None:
-            contribs = self._contributions(self.matrix(rows))
+            contribs = self._contributions(self.matrix(rows), method or self.method(row_count(rows)))
         contribs = contribs[:, : len(self.features)]
         top = min(self.top_reasons, len(self.features))
         n = row_count(rows)
@@ -208,17 +230,25 @@ class Predictor:
             out.append(row)
         return out
 
-    def answers(self, rows: Rows, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def answers(self, rows: Rows, outputs: np.ndarray, method: Method | None = None) -> list[dict[str, Any]]:
         """Turn `model_outputs(rows)` into answers: calibrated probability, risk tier, reasons, version.
 
         Args:
             rows: The feature rows that were scored, in the same order.
             outputs: `model_outputs` of `rows` (extra columns past the model's features are ignored).
+            method: How `outputs` were computed; default `method(len(rows))`, as `model_outputs` does.
         """
+        method = method or self.method(row_count(rows))
         proba = calibrate(self.calibration, outputs[:, 0]).tolist()
         reasons = self.reasons(rows, outputs[:, 1 : 1 + len(self.features)])
         return [
-            {"churn_probability": p, "risk_tier": self.tier(p), "reasons": r, "model_version": self.version}
+            {
+                "churn_probability": p,
+                "risk_tier": self.tier(p),
+                "reasons": r,
+                "reasons_method": method,
+                "model_version": self.version,
+            }
             for p, r in zip(proba, reasons, strict=True)
         ]
 

@@ -56,7 +56,7 @@ from features.pipeline import open_store
 from serving.batch import with_early_warning
 from serving.guard import RequestGuard
 from serving.prediction_log import PredictionLog
-from serving.predictor import Predictor, Rows, column, row_count
+from serving.predictor import Method, Predictor, Rows, column, row_count
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,7 +143,7 @@ def load_champion(settings: Settings) -> Predictor:
 def new_predictor(settings: Settings, booster: xgb.Booster, version: str) -> Predictor:
     """A `Predictor` of `booster` with the serving settings' tiers, reasons and explainer."""
     cfg = settings.serving
-    return Predictor(booster, version, cfg.risk_tiers, cfg.top_reasons, cfg.explainer)
+    return Predictor(booster, version, cfg.risk_tiers, cfg.top_reasons, cfg.explainer, cfg.exact_shap_rows)
 
 
 def load_version(settings: Settings, version: str, run_id: str) -> Predictor:
@@ -292,26 +292,28 @@ class ChurnModel:
         """`Predictor.model_outputs` of feature rows from any number of requests, in one XGBoost call per version.
 
         Args:
-            rows: `model_rows` of one or more requests: per row, (model version, feature values).
+            rows: `model_rows` of one or more requests: per row, (model version, reasons method,
+                feature values).
 
         Returns:
             float32 array, one line per row: the raw probability, then the contributions. When rows of
             two versions meet in a batch (a hot reload), it is as wide as the widest model, NaN beyond
             a narrower model's features.
         """
-        groups: dict[str, list[int]] = {}
-        for i, (version, _) in enumerate(rows):
-            groups.setdefault(version, []).append(i)
-        parts: dict[str, np.ndarray] = {}
-        for version, where in groups.items():
+        groups: dict[tuple[str, Method], list[int]] = {}
+        for i, (version, method, _) in enumerate(rows):
+            groups.setdefault((version, method), []).append(i)
+        parts: dict[tuple[str, Method], np.ndarray] = {}
+        for (version, method), where in groups.items():
             predictor = self._predictor(version)
-            frame = pd.DataFrame([rows[i][1] for i in where], columns=predictor.features)
-            parts[version] = predictor.model_outputs(frame)
+            values = zip(*(rows[i][2] for i in where), strict=True)
+            columns = {f: list(v) for f, v in zip(predictor.features, values, strict=True)}
+            parts[version, method] = predictor.model_outputs(columns, method=method)
         if len(parts) == 1:
             return next(iter(parts.values()))
         out = np.full((len(rows), max(p.shape[1] for p in parts.values())), np.nan, dtype=np.float32)
-        for version, where in groups.items():
-            out[where, : parts[version].shape[1]] = parts[version]
+        for key, where in groups.items():
+            out[where, : parts[key].shape[1]] = parts[key]
         return out
 
     @bentoml.api
@@ -396,18 +398,21 @@ class ChurnService:
     async def _score_rows(self, predictor: Predictor, rows: Rows, ids: list[str]) -> list[dict[str, Any]]:
         """Score rows with `predictor`'s version: the model step batched in the model service when there is one."""
         model = self.model
+        method = predictor.method(len(ids))
         # A request as large as a whole batch gains nothing from joining others: it skips the
         # model service's queue and the copy of its rows between processes.
         if model is None or len(ids) >= BATCHING.max_batch_size:
-            return await self._blocking(self._answer, predictor, rows, ids, None)
-        outputs = await _model_outputs(model, model_rows(predictor, rows))
-        return await self._blocking(self._answer, predictor, rows, ids, outputs)
+            return await self._blocking(self._answer, predictor, rows, ids, None, method)
+        outputs = await _model_outputs(model, model_rows(predictor, rows, method))
+        return await self._blocking(self._answer, predictor, rows, ids, outputs, method)
 
     def _answer(
-        self, predictor: Predictor, rows: Rows, ids: list[str], outputs: np.ndarray | None
+        self, predictor: Predictor, rows: Rows, ids: list[str], outputs: np.ndarray | None, method: Method
     ) -> list[dict[str, Any]]:
         """Answers for scored rows (`outputs` from the model service, or None to score here), logged."""
-        scored = predictor.score(rows) if outputs is None else predictor.answers(rows, outputs)
+        if outputs is None:
+            outputs = predictor.model_outputs(rows, method=method)
+        scored = predictor.answers(rows, outputs, method)
         scored = with_early_warning(self.settings, predictor, rows, scored)
         probabilities = [s["churn_probability"] for s in scored]
         self.prediction_log.append(ids, predictor.version, rows, probabilities, columns=predictor.features)
@@ -480,7 +485,8 @@ class ChurnService:
     ) -> tuple[list[int], list[dict[str, Any]], list[str]]:
         """`_lookup`, then the answers of the known customers, scored in this thread."""
         where, rows, stamps = self._lookup(predictor, reader, customer_ids)
-        scored = self._answer(predictor, rows, rows[names.CUSTOMER_ID], None) if where else []
+        ids = rows[names.CUSTOMER_ID]
+        scored = self._answer(predictor, rows, ids, None, predictor.method(len(ids))) if where else []
         return where, scored, stamps
 
     @bentoml.api
@@ -518,8 +524,8 @@ async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:
     return last
 
 
-def model_rows(predictor: Predictor, rows: Rows) -> np.ndarray:
-    """What `ChurnModel.outputs` takes: per row, (the predictor's version, its feature values as sent).
+def model_rows(predictor: Predictor, rows: Rows, method: Method) -> np.ndarray:
+    """What `ChurnModel.outputs` takes: per row, (the predictor's version, `method`, its feature values as sent).
 
     A one-dimensional object array, so requests of models with different features can share a
     batch. (BentoML 1.4.39 cannot batch DataFrame inputs: its container's `get_batch_size` returns
@@ -527,7 +533,7 @@ def model_rows(predictor: Predictor, rows: Rows) -> np.ndarray:
     """
     out = np.empty(row_count(rows), dtype=object)
     for i, values in enumerate(zip(*(column(rows, f) for f in predictor.features), strict=True)):
-        out[i] = (predictor.version, values)
+        out[i] = (predictor.version, method, values)
     return out
 
 

@@ -151,3 +151,17 @@ def test_risk_tiers_of_many_match_one_at_a_time() -> None:
     tiers = {"medium": 0.2, "low": 0.0, "high": 0.5}  # any order, as a YAML dump may give
     assert risk_tiers(proba, tiers).tolist() == [risk_tier(float(p), tiers) for p in proba]
     assert risk_tiers(np.array([0.05]), {"watch": 0.1, "high": 0.6}).tolist() == ["watch"]  # below every floor
+
+
+def test_auto_explainer_is_exact_for_small_calls_and_approximate_for_big_ones(booster: xgb.Booster) -> None:
+    rows = frame(30, seed=8).drop(columns="label")
+    auto = Predictor(booster, "1", TIERS, top_reasons=2, explainer="auto", exact_rows=10)
+    exact = Predictor(booster, "1", TIERS, top_reasons=2, explainer="shap")
+    approx = Predictor(booster, "1", TIERS, top_reasons=2, explainer="approx")
+    small, big = rows.head(10), rows
+    assert {a["reasons_method"] for a in auto.score(small)} == {"shap"}
+    assert auto.score(small) == exact.score(small)
+    assert {a["reasons_method"] for a in auto.score(big)} == {"approx"}
+    assert auto.score(big) == approx.score(big)
+    assert auto.reasons(big) == approx.reasons(big) and auto.reasons(big, method="shap") == exact.reasons(big)
+    assert exact.method(10_000) == "shap" and approx.method(1) == "approx"
