@@ -590,24 +590,26 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     """Latency percentiles (ms) of the scoring code in this process, without HTTP.
 
     single, one customer per call (`calls` timed, variants interleaved): score_path (what POST
-    /score runs: `ChurnService._online`, `_answer` with its CRM layers and prediction log,
-    freshness), score_path_1thread (the same with a copy of the booster at `nthread=1`), predict
-    (the minimal endpoints' `_predict` of the JSON row).
+    /score runs with batching off: `ChurnService._score_ids`, the online read, probability, exact
+    SHAP reasons, CRM layers, prediction log, freshness), score_path_1thread (the same with a copy
+    of the booster at `nthread=1`), score_path_approx (explainer approx), predict (the minimal
+    endpoints' `_predict` of the JSON row).
 
     steps, the stages of score_path on the same customers, each on inputs prepared beforehand
-    (up to 200 timed calls): online (Feast lookup), matrix (`Predictor.matrix`: the DMatrix
-    straight from the columns), predict (a bare `Booster.predict` of that DMatrix), contribs
-    (SHAP), answers, crm, log, freshness.
+    (up to 200 timed calls): online (`OnlineReader.read`, what the service uses), feast_client
+    (Feast's `get_online_features(...).to_df()`, what it used before), matrix
+    (`Predictor.matrix`), predict (a bare `Booster.predict` of that DMatrix), contribs (exact
+    SHAP), answers, crm, log.
 
     `big` (a /score_features body of 1,000 rows), 10 timed calls per stage: parse (pydantic, as
-    BentoML validates the body), validate (`validate_feature_rows`), matrix (`Predictor.matrix`),
-    predict, contribs (exact SHAP, `pred_contribs=True`), answers (`Predictor.answers`), crm
-    (`with_early_warning`), log (prediction log rows and append), json (encoding the answers),
-    model_rows (the batching service's input); the alternatives approx_contribs (XGBoost's
-    `approx_contribs=True`) and probabilities (`Predictor.probabilities`: matrix, predict,
-    calibration, no reasons); and the baselines score (`Predictor.score`), score_approx (the same
-    with `explainer="approx"`) and inplace (`Booster.inplace_predict` of a prepared typed model
-    frame, float32-clipped).
+    BentoML validates the body), validate (`validate_feature_rows`, which gives columns), matrix
+    (`Predictor.matrix`), predict, contribs (exact SHAP, `pred_contribs=True`), approx_contribs
+    (`approx_contribs=True`), answers (`Predictor.answers`), crm (`with_early_warning`), log
+    (prediction log append), json (encoding the answers), model_rows (the batching service's
+    input); probabilities (`Predictor.probabilities`: matrix, predict, calibration, no reasons);
+    and the whole model step score (`Predictor.score` with the served explainer, `auto`:
+    approximate at 1,000 rows), score_shap (exact SHAP), score_approx, beside inplace
+    (`Booster.inplace_predict` of a prepared typed model frame, float32-clipped).
     """
     import copy
 
@@ -617,6 +619,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
 
     from churn import names
     from features.matrix import model_frame
+    from features.online import OnlineReader
     from features.pipeline import open_store
     from serving.batch import with_early_warning
     from serving.prediction_log import PredictionLog
@@ -624,7 +627,6 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     from serving.service import (
         ChurnService,
         FeatureValue,
-        _freshness,
         load_champion,
         model_rows,
         validate_feature_rows,
@@ -634,14 +636,16 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     predictor = load_champion(settings)
     booster, features, categories = predictor.booster, predictor.features, predictor.categories
     store = open_store(settings)
+    reader = OnlineReader(store, predictor.info["feature_service"])
+    feature_service = store.get_feature_service(predictor.info["feature_service"])
     service = SimpleNamespace(  # what ChurnService's methods use of `self`
         settings=settings,
-        predictor=predictor,
-        store=store,
-        feature_service=store.get_feature_service(predictor.info["feature_service"]),
+        serving=(predictor, reader),
         prediction_log=PredictionLog(ws / "bench-predictions"),
     )
     api = cast(Any, ChurnService).inner  # the service's class, its methods callable on `service`
+    service._lookup = functools.partial(api._lookup, service)
+    service._answer = functools.partial(api._answer, service)
 
     one_thread = copy.copy(predictor)
     one_thread.booster = booster.copy()
@@ -650,44 +654,43 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     approx.explainer = "approx"
 
     def score_path(customer_ids: list[str], model: Predictor = predictor) -> list[dict[str, Any]]:
-        """The body of `ChurnService.score` for known ids, in this thread."""
-        online = api._online(service, customer_ids)
-        known = online[features].notna().any(axis=1)
-        scored = api._answer(service, model, online.loc[known].reset_index(drop=True), customer_ids, None)
-        stamps = _freshness(online.loc[known], features)
+        """The body of `ChurnService.score` with batching off, in this thread."""
+        where, scored, stamps = api._score_ids(service, model, reader, customer_ids)
         return [
-            {names.CUSTOMER_ID: c, **a, "feature_freshness": s}
-            for c, a, s in zip(customer_ids, scored, stamps, strict=True)
+            {names.CUSTOMER_ID: customer_ids[i], **a, "feature_freshness": s}
+            for i, a, s in zip(where, scored, stamps, strict=True)
         ]
 
     single = interleaved(
         {
             "score_path": lambda i: score_path([ids[i % len(ids)]]),
             "score_path_1thread": lambda i: score_path([ids[i % len(ids)]], one_thread),
+            "score_path_approx": lambda i: score_path([ids[i % len(ids)]], approx),
             "predict": lambda i: _predict(booster, features, categories, [rows[i % len(rows)]]),
         },
         calls,
         warmup=20,
     )
     # The same customers stage by stage, each stage on inputs prepared beforehand.
-    onlines = [api._online(service, [c]) for c in ids]
-    frames = [o.reset_index(drop=True) for o in onlines]
-    matrices = [predictor.matrix(f) for f in frames]
-    outs = [predictor.model_outputs(f) for f in frames]
-    scored = [predictor.answers(f, o) for f, o in zip(frames, outs, strict=True)]
+    looked = [api._lookup(service, predictor, reader, [c])[1] for c in ids]
+    matrices = [predictor.matrix(r) for r in looked]
+    outs = [predictor.model_outputs(r, method="shap") for r in looked]
+    scored = [predictor.answers(r, o, "shap") for r, o in zip(looked, outs, strict=True)]
     n = len(ids)
     steps = interleaved(
         {
-            "online": lambda i: api._online(service, [ids[i % n]]),
-            "matrix": lambda i: predictor.matrix(frames[i % n]),
-            "predict": lambda i: booster.predict(matrices[i % n]),
-            "contribs": lambda i: booster.predict(matrices[i % n], pred_contribs=True),
-            "answers": lambda i: predictor.answers(frames[i % n], outs[i % n]),
-            "crm": lambda i: with_early_warning(settings, predictor, frames[i % n], scored[i % n]),
+            "online": lambda i: reader.read([ids[i % n]]),
+            "feast_client": lambda i: store.get_online_features(
+                features=feature_service, entity_rows=[{names.CUSTOMER_ID: ids[i % n]}]
+            ).to_df(include_event_timestamps=True),
+            "matrix": lambda i: predictor.matrix(looked[i % n]),
+            "predict": lambda i: booster.predict(matrices[i % n], validate_features=False),
+            "contribs": lambda i: booster.predict(matrices[i % n], pred_contribs=True, validate_features=False),
+            "answers": lambda i: predictor.answers(looked[i % n], outs[i % n], "shap"),
+            "crm": lambda i: with_early_warning(settings, predictor, looked[i % n], scored[i % n]),
             "log": lambda i: service.prediction_log.append(
-                [ids[i % n]], predictor.version, frames[i % n][features].to_dict("records"), [0.5]
+                [ids[i % n]], predictor.version, looked[i % n], [0.5], columns=features
             ),
-            "freshness": lambda i: _freshness(onlines[i % n], features),
         },
         calls=min(calls, 200),
         warmup=10,
@@ -706,27 +709,34 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
         return out
 
     prepared = typed()
-    matrix = predictor.matrix(frame)
-    outputs = predictor.model_outputs(frame)
-    answers = predictor.answers(frame, outputs)
+    columns = validate_feature_rows(predictor, parsed)  # what /score_features scores: columns
+    method = predictor.method(len(parsed))
+    exact = copy.copy(predictor)
+    exact.explainer = "shap"
+    matrix = predictor.matrix(columns)
+    outputs = predictor.model_outputs(columns, method=method)
+    answers = predictor.answers(columns, outputs, method)
     stages = interleaved(
         {
             "parse": lambda _: Big.model_validate_json(big),
             "validate": lambda _: validate_feature_rows(predictor, parsed),
-            "matrix": lambda _: predictor.matrix(frame),
-            "predict": lambda _: booster.predict(matrix),
-            "contribs": lambda _: booster.predict(matrix, pred_contribs=True),
-            "approx_contribs": lambda _: booster.predict(matrix, pred_contribs=True, approx_contribs=True),
-            "probabilities": lambda _: predictor.probabilities(frame),
-            "answers": lambda _: predictor.answers(frame, outputs),
-            "crm": lambda _: with_early_warning(settings, predictor, frame, answers),
+            "matrix": lambda _: predictor.matrix(columns),
+            "predict": lambda _: booster.predict(matrix, validate_features=False),
+            "contribs": lambda _: booster.predict(matrix, pred_contribs=True, validate_features=False),
+            "approx_contribs": lambda _: booster.predict(
+                matrix, pred_contribs=True, approx_contribs=True, validate_features=False
+            ),
+            "probabilities": lambda _: predictor.probabilities(columns),
+            "answers": lambda _: predictor.answers(columns, outputs, method),
+            "crm": lambda _: with_early_warning(settings, predictor, columns, answers),
             "log": lambda _: service.prediction_log.append(
-                [""] * len(frame), predictor.version, frame[features].to_dict("records"), list(np.zeros(len(frame)))
+                [""] * len(parsed), predictor.version, columns, list(np.zeros(len(parsed))), columns=features
             ),
             "json": lambda _: pydantic_core.to_json(answers),
-            "model_rows": lambda _: model_rows(predictor, frame),
-            "score": lambda _: predictor.score(frame),
-            "score_approx": lambda _: approx.score(frame),
+            "model_rows": lambda _: model_rows(predictor, columns, method),
+            "score": lambda _: predictor.score(columns),
+            "score_shap": lambda _: exact.score(columns),
+            "score_approx": lambda _: approx.score(columns),
             "inplace": lambda _: booster.inplace_predict(prepared),
         },
         calls=10,

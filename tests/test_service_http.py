@@ -79,6 +79,7 @@ def test_score_known_and_unknown_ids(service: tuple[str, Settings]) -> None:
         assert item["segment"] and item["action"] and isinstance(item["rule_hits"], list)
         assert item["model_version"] and item["feature_freshness"].startswith("20")
         assert all(r["phrase"] for r in item["reasons"])
+        assert item["reasons_method"] == "shap"  # a small request gets exact TreeSHAP (explainer auto)
     assert "unknown customer_id 'nobody'" in body[3]["error"]
 
 
@@ -96,7 +97,16 @@ def test_score_features_matches_score_by_id(service: tuple[str, Settings]) -> No
     payload = {f: (None if pd.isna(row[f]) else row[f]) for f in features}
     got = httpx.post(f"{url}/score_features", json={"rows": [payload]}, timeout=30)
     assert got.status_code == 200, got.text
-    assert got.json()[0]["churn_probability"] == pytest.approx(by_id["churn_probability"], abs=1e-6)
+    answer = got.json()[0]
+    assert answer["churn_probability"] == pytest.approx(by_id["churn_probability"], abs=1e-6)
+    # The same reasons, values and actions whichever way the features came.
+    assert [r["feature"] for r in answer["reasons"]] == [r["feature"] for r in by_id["reasons"]]
+    assert [r["value"] for r in answer["reasons"]] == pytest.approx([r["value"] for r in by_id["reasons"]])
+    assert (answer["segment"], answer["action"], answer["reasons_method"]) == (
+        by_id["segment"],
+        by_id["action"],
+        "shap",
+    )
 
 
 def test_health_probes(service: tuple[str, Settings]) -> None:
@@ -311,6 +321,7 @@ def test_batch_alert_list_explains_the_top_rows(trained: Path, tmp_path: Path) -
     assert alerts["expected_loss"].is_monotonic_decreasing
     assert alerts["reasons"].head(5).map(lambda r: len(json.loads(r)) > 0).all()
     assert alerts["reasons"].iloc[5:].isna().all()
+    assert alerts["reasons_method"].head(5).eq("shap").all() and alerts["reasons_method"].iloc[5:].isna().all()
 
     bad = CliRunner().invoke(app, ["score", "--out", str(out), "--reasons-top", "-2", "-c", str(config)], env=env)
     assert bad.exit_code == 1 and "--reasons-top: expected a count" in bad.output
@@ -326,5 +337,6 @@ def test_batch_alert_list_explains_the_top_rows(trained: Path, tmp_path: Path) -
         assert row["churn_probability"] == pytest.approx(answer["churn_probability"])
         assert row["risk_tier"] == answer["risk_tier"]
         assert row["reasons"] == answer["reasons"]
+        assert row["reasons_method"] == answer["reasons_method"] == predictor.method(len(features))
         assert (row["segment"], row["action"]) == (answer["segment"], answer["action"])
         assert row["rule_hits"] == answer["rule_hits"]
