@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from churn import names
-from churn.settings import BatchingSettings, ConfigError, Settings, load_settings, resolved_yaml
+from churn.settings import ConfigError, ServingSettings, Settings, load_settings, resolved_yaml
 from features.matrix import CALIBRATION_ARTIFACT
 from features.online import OnlineReader
 from features.pipeline import open_store
@@ -78,18 +78,20 @@ MODEL_CALL_ATTEMPTS = 3
 """Tries of one call to the model service when its connection drops (see `_model_outputs`)."""
 
 
-def batching_settings() -> BatchingSettings:
-    """`serving.batching` of `$CHURN_CONFIG`, read at import: BentoML fixes a batchable API's limits then.
+def serving_settings() -> ServingSettings:
+    """`serving` of `$CHURN_CONFIG`, read at import: BentoML fixes a service's traffic limits and a
+    batchable API's limits then.
 
     A config that does not load gives the defaults here; the services' `__init__` report it.
     """
     try:
-        return load_settings().serving.batching
+        return load_settings().serving
     except ConfigError:
-        return BatchingSettings()
+        return ServingSettings()
 
 
-BATCHING = batching_settings()
+SERVING = serving_settings()
+BATCHING = SERVING.batching
 
 
 def settle_heap() -> None:
@@ -101,6 +103,19 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def traffic(serving: ServingSettings) -> dict[str, Any]:
+    """The scoring service's BentoML traffic config: request timeout and the load-shedding limit.
+
+    Past `serving.max_concurrency` requests in progress, BentoML answers 429 Too many requests at
+    once (health probes and /metrics are never refused), so an overload is refused quickly
+    instead of queueing every request into a timeout.
+    """
+    config: dict[str, Any] = {"timeout": 30}
+    if serving.max_concurrency is not None:
+        config["max_concurrency"] = serving.max_concurrency
+    return config
 
 
 class OnlineStoreDown(RuntimeError):
@@ -323,7 +338,7 @@ class ChurnModel:
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="churn_scoring", traffic={"timeout": 30})
+@bentoml.service(name="churn_scoring", traffic=traffic(SERVING))
 class ChurnService:
     """Churn scoring for CRM systems."""
 

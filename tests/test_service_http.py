@@ -262,8 +262,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_api_key_and_unreachable_online_store(trained: Path, tmp_path: Path) -> None:
-    """With a Redis online store of its own, which the test then stops: /score answers 503."""
+def test_api_key_load_shedding_and_unreachable_online_store(trained: Path, tmp_path: Path) -> None:
+    """An API key; past serving.max_concurrency requests at once, 429; with a Redis online store of
+    its own, which the test then stops: /score answers 503."""
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         require_service("redis-server (the Redis binary)", "127.0.0.1", 6379)
@@ -273,7 +274,7 @@ def test_api_key_and_unreachable_online_store(trained: Path, tmp_path: Path) -> 
         [redis_server, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
     )
     try:
-        settings = _serving_settings(trained, api_key="s3cret")
+        settings = _serving_settings(trained, api_key="s3cret", max_concurrency=2)
         tree = settings.model_dump(mode="json")
         tree["feast"]["online_store"] = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
         settings = parse_settings(tree, "test", env={})
@@ -290,6 +291,24 @@ def test_api_key_and_unreachable_online_store(trained: Path, tmp_path: Path) -> 
             assert httpx.post(f"{url}/score", json={"customer_ids": ids}, headers=key, timeout=30).status_code == 200
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200  # probes stay open
             features = httpx.get(f"{url}/model", headers=key, timeout=10).json()["features"]
+
+            # Load shedding: 24 requests at once against a limit of 2 in progress.
+            many = _ids(settings, 50)
+
+            async def burst() -> tuple[list[httpx.Response], int]:
+                limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+                async with httpx.AsyncClient(timeout=60, limits=limits, headers=key) as client:
+                    posts = [client.post(f"{url}/score", json={"customer_ids": many}) for _ in range(24)]
+                    probe = client.get(f"{url}/healthz")
+                    *answers, health = await asyncio.gather(*posts, probe)
+                    return answers, health.status_code
+
+            answers, health = asyncio.run(burst())
+            statuses = sorted({a.status_code for a in answers})
+            assert statuses == [200, 429], statuses
+            assert all(a.json() == {"error": "Too many requests"} for a in answers if a.status_code == 429)
+            assert health == 200  # probes are never refused
+            assert httpx.post(f"{url}/score", json={"customer_ids": ids}, headers=key, timeout=30).status_code == 200
 
             # The online store goes away: /score answers 503, /score_features still scores.
             redis.terminate()
