@@ -626,7 +626,8 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
     rows.append(
         Row(
             f"batch scoring: serving.batch.score_alerts after the Feast read (probability, tier, CRM layers, "
-            f"expected loss, sorted alert list; SHAP reasons for the top {alerts['explained']:,} rows, "
+            f"expected loss, sorted alert list; reasons ({alerts.get('reasons_method') or 'shap'}) for the top "
+            f"{alerts['explained']:,} rows, "
             f"serving.batch_reasons_top {alerts['reasons_top']})",
             f"{n:,} customers",
             throughput(alerts["seconds"], n, "rows"),
@@ -665,7 +666,8 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
     )
     rows.append(
         Row(
-            "batch scoring, SHAP reasons for every row (score_alerts with reasons_top=None)",
+            f"batch scoring, reasons ({every.get('reasons_method') or 'shap'}) for every row "
+            "(score_alerts with reasons_top=None)",
             f"{every['rows']:,} customers",
             throughput(every["seconds"], every["rows"], "rows"),
             every["peak_rss_mib"],
@@ -674,7 +676,8 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             bare["peak_rss_mib"],
             per_row_ratio(every),
             notes=(
-                f"only the first {every['rows']:,} rows of the frame (SHAP of all {n:,} would take many minutes); "
+                f"only the first {every['rows']:,} rows of the frame (exact SHAP of all {n:,} would take many "
+                "minutes); "
                 if every["rows"] < n
                 else "the whole frame; "
             )

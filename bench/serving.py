@@ -85,7 +85,7 @@ CUSTOMERS, DAYS = 600, 220
 BIG_ROWS = 1_000
 """Feature rows per /score_features request in the large-request figure."""
 ALL_REASONS_ROWS = 100_000
-"""Rows of the batch figure with reasons for every row (exact SHAP is the costly part)."""
+"""Rows of the batch figure with reasons for every row (contributions are the costly part)."""
 
 Rows = Annotated[list[dict[str, float | str | None]], Field(min_length=1, max_length=BIG_ROWS)]
 
@@ -761,13 +761,15 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
     bare: `Booster.predict` of the frame's DMatrix, built beforehand (untimed, reported).
     profile: the stages of the batch path on the first `profile_rows` rows, as
     `serving.batch.alert_list` runs them: matrix (`Predictor.matrix`), predict, probabilities
-    (matrix, predict, calibration), tiers, early_warning and two parts of it (evaluate_rules,
-    choose_actions: loops over rows), sort; then the reasons of explained rows: contribs (exact
-    SHAP), reasons (`Predictor.reasons` of them), and the alternative approx_contribs.
+    (`Predictor.probabilities`: its input array, inplace predict, calibration), tiers,
+    early_warning (`early_warning_columns`) and two parts of it (evaluate_rules, choose_actions),
+    sort (`serving.batch.sort_order`); then the reasons of explained rows: contribs (exact SHAP),
+    reasons (`Predictor.reasons` of them), and the alternative approx_contribs.
 
     Returns:
         rows, seconds, cpu_seconds and peak_rss_mib (VmHWM right after the timed part), for the
-        alerts kinds also explained (rows given reasons), or for profile the seconds per stage.
+        alerts kinds also explained (rows given reasons) and reasons_method (how they were
+        computed, None without), or for profile the seconds per stage.
     """
     from unittest import mock
 
@@ -776,7 +778,14 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
 
     from churn import names
     from churn.crm_config import RFM_DIMENSION, TIER_DIMENSION
-    from features.crm import EXPECTED_LOSS, RISK_TIER, SEGMENT, choose_actions, early_warning, evaluate_rules
+    from features.crm import (
+        EXPECTED_LOSS,
+        RISK_TIER,
+        SEGMENT,
+        choose_actions,
+        early_warning_columns,
+        evaluate_rules,
+    )
     from features.matrix import dmatrix, model_frame
     from serving import batch
     from serving.predictor import risk_tiers
@@ -809,6 +818,7 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
             "peak_rss_mib": peak,
             "alerts": len(alerts),
             "explained": int(alerts[batch.REASONS].notna().sum()),
+            "reasons_method": alerts[batch.REASONS_METHOD].iloc[0] if len(alerts) else None,
             "reasons_top": settings.serving.batch_reasons_top,
             "unique_customers": int(alerts[names.CUSTOMER_ID].nunique()),
             "sorted": bool((np.diff(loss) <= 0).all()),
@@ -849,13 +859,13 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
     bounds = batch.crm_bounds(settings, predictor)  # computed once per model, untimed
     crm = timed(
         "early_warning",
-        lambda: early_warning(settings.crm, part, proba, tiers, reference=predictor.reference, bounds=bounds),
+        lambda: early_warning_columns(settings.crm, part, proba, tiers, reference=predictor.reference, bounds=bounds),
     )
     hits = timed("evaluate_rules", lambda: evaluate_rules(settings.crm.rules, part))
-    dims = crm[[*settings.crm.layers, SEGMENT]].rename(columns={SEGMENT: RFM_DIMENSION})
-    dims[TIER_DIMENSION] = crm[RISK_TIER]
+    dims = pd.DataFrame({name: crm[name] for name in [*settings.crm.layers, SEGMENT]})
+    dims = dims.rename(columns={SEGMENT: RFM_DIMENSION}).assign(**{TIER_DIMENSION: crm[RISK_TIER]})
     timed("choose_actions", lambda: choose_actions(settings.crm, dims, hits))
-    timed("sort", lambda: crm.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable"))
+    timed("sort", lambda: batch.sort_order(crm[EXPECTED_LOSS], crm[names.PREDICTION]))
     contribs = timed("contribs", lambda: booster.predict(matrix, pred_contribs=True))
     timed("reasons", lambda: predictor.reasons(part, contribs[:, :-1]))
     timed("approx_contribs", lambda: booster.predict(matrix, pred_contribs=True, approx_contribs=True))

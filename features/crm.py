@@ -8,8 +8,10 @@ the features a dataset actually has, naming the rule or layer that asks for a mi
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -96,6 +98,26 @@ _Dimension = tuple[np.ndarray, Sequence[Any]]
 """A playbook dimension as codes into its distinct values; code -1 is a missing value (None)."""
 
 
+GC_PAUSE_ROWS = 10_000
+"""`early_warning_columns` pauses the garbage collector while it builds the rule hits of this many rows or more."""
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Keep the garbage collector off inside the block (as it was after it).
+
+    For steps that make Python objects by the hundred thousand (rule hits, reasons): each
+    collection started while they pile up goes over every one of them again.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _height(frame: Frame) -> int:
     """How many rows `frame` holds."""
     if isinstance(frame, pd.DataFrame):
@@ -163,6 +185,15 @@ def _fire(rules: Sequence[WarningRule], columns: Mapping[str, _Numeric], n: int)
             values = [dict(zip(features, row, strict=True)) for row in zip(*table, strict=True)]
         out.append((rule, mask, rows.tolist(), values))
     return out
+
+
+def _hits(fired: Sequence[_Fired], n: int) -> np.ndarray:
+    """Per row, the list of its rule hits (rule, description, values), in rule order: an object array."""
+    hits: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for rule, _, rows, values in fired:
+        for i, v in zip(rows, values, strict=True):
+            hits[i].append({"rule": rule.name, "description": rule.description, "values": v})
+    return np.fromiter(hits, dtype=object, count=n)
 
 
 def rule_mask(rule: WarningRule, frame: pd.DataFrame) -> np.ndarray:
@@ -433,13 +464,11 @@ def early_warning_columns(
     codes, segments = _rfm_codes(crm, features, columns)
     out[SEGMENT] = _take(segments, codes)
     dims[RFM_DIMENSION] = (codes, segments)
-    fired = _fire(crm.rules, columns, n)
-    hits: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-    for rule, _, rows, values in fired:
-        for i, v in zip(rows, values, strict=True):
-            hits[i].append({"rule": rule.name, "description": rule.description, "values": v})
-    # Rule hits and actions of no rows are an empty list, which pandas types float64 (as it always did).
-    out[RULE_HITS] = np.fromiter(hits, dtype=object, count=n) if n else []
+    # A request's few rows need no pause (and the service's threads no process-wide switch).
+    with gc_paused() if n >= GC_PAUSE_ROWS else contextlib.nullcontext():
+        fired = _fire(crm.rules, columns, n)
+        # Rule hits and actions of no rows are an empty list, which pandas types float64 (as it always did).
+        out[RULE_HITS] = _hits(fired, n) if n else []
     if not isinstance(features, pd.DataFrame) or _plain(features[value_feature]):
         x, missing = columns[value_feature]
         value: Any = np.where(missing, 0.0, x) * 365.0 / crm.customer_value.window_days

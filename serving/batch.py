@@ -18,7 +18,7 @@ import pandas as pd
 
 from churn import names
 from churn.settings import Settings
-from features.crm import EXPECTED_LOSS, RISK_TIER, Frame, early_warning, early_warning_columns, layer_bounds
+from features.crm import EXPECTED_LOSS, RISK_TIER, Frame, early_warning_columns, gc_paused, layer_bounds
 from features.io import write_atomic_csv, write_atomic_parquet
 from features.pipeline import FeaturePaths, historical_features, open_store
 from serving.predictor import Predictor, Rows, risk_tiers
@@ -26,7 +26,9 @@ from serving.predictor import Predictor, Rows, risk_tiers
 CHUNK = 100_000
 """Rows per probability step (one progress update each)."""
 EXPLAIN_CHUNK = 2_000
-"""Rows per reasons step: contributions cost a few hundred times a prediction."""
+"""Rows per reasons step with exact SHAP: its contributions cost a few hundred times a prediction."""
+APPROX_CHUNK = 10_000
+"""Rows per reasons step with XGBoost's approximate contributions (a few predictions' worth each)."""
 REASONS = "reasons"
 REASONS_METHOD = "reasons_method"
 AS_OF = "as_of"
@@ -93,7 +95,7 @@ def score_alerts(
     """
     date = snapshot_date(settings, as_of)
     keys = active_customers(settings, date)
-    features = historical_features(open_store(settings), keys).reset_index(drop=True)
+    features = historical_features(open_store(settings), keys)  # any index: alert_list goes by position
     return alert_list(settings, predictor, features, date, progress, reasons_top)
 
 
@@ -105,7 +107,26 @@ def alert_list(
     progress: Callable[[int, int], None] | None = None,
     reasons_top: int | None | Default = DEFAULT,
 ) -> pd.DataFrame:
-    """`score_alerts` of feature rows already read (one per customer, with customer_id)."""
+    """`score_alerts` of feature rows already read (one per customer, with customer_id; any index).
+
+    Every column is computed once in the rows' order, then taken in the list's order into the
+    one frame returned (no frame sorted, re-indexed and reordered on the way). The garbage
+    collector waits until the list is built: the rule hits are a few Python objects per row,
+    and collections while they pile up would go over all of them again and again.
+    """
+    with gc_paused():
+        return _alert_list(settings, predictor, features, date, progress, reasons_top)
+
+
+def _alert_list(
+    settings: Settings,
+    predictor: Predictor,
+    features: pd.DataFrame,
+    date: pd.Timestamp,
+    progress: Callable[[int, int], None] | None,
+    reasons_top: int | None | Default,
+) -> pd.DataFrame:
+    """`alert_list`, the garbage collector paused."""
     n = len(features)
     top = settings.serving.batch_reasons_top if isinstance(reasons_top, Default) else reasons_top
     explained = n if top is None else min(top, n)
@@ -117,25 +138,54 @@ def alert_list(
         if progress:
             progress(stop, total)
     tiers = risk_tiers(proba, predictor.tiers)
-    alerts = early_warning(
+    crm = early_warning_columns(
         settings.crm, features, proba, tiers, reference=predictor.reference, bounds=crm_bounds(settings, predictor)
     )
-    alerts.insert(1, AS_OF, date.date())
-    alerts[MODEL_VERSION] = predictor.version
-    alerts = alerts.sort_values([EXPECTED_LOSS, names.PREDICTION], ascending=False, kind="stable")
-    reasons: list[Any] = [None] * n
+    order = sort_order(crm[EXPECTED_LOSS], crm[names.PREDICTION])  # positions in `features`, list order
+    reasons = np.full(n, None, dtype=object)
     method = predictor.method(explained)  # one method for the whole list
-    rows = alerts.index[:explained].to_numpy()  # positions in `features` of the top rows
-    for start in range(0, explained, EXPLAIN_CHUNK):
-        stop = min(start + EXPLAIN_CHUNK, explained)
-        reasons[start:stop] = predictor.reasons(features.iloc[rows[start:stop]], method=method)
+    chunk = EXPLAIN_CHUNK if method == "shap" else APPROX_CHUNK
+    for start in range(0, explained, chunk):
+        stop = min(start + chunk, explained)
+        explanations = predictor.reasons(features.iloc[order[start:stop]], method=method)
+        reasons[start:stop] = np.fromiter(explanations, dtype=object, count=stop - start)
         if progress:
             progress(n + stop, total)
-    alerts = alerts.reset_index(drop=True)
-    alerts[REASONS] = reasons
-    alerts[REASONS_METHOD] = [method] * explained + [None] * (n - explained)
-    order = [names.CUSTOMER_ID, AS_OF, names.PREDICTION, RISK_TIER, REASONS, REASONS_METHOD]
-    return alerts[order + [c for c in alerts.columns if c not in order]]
+    methods = np.full(n, None, dtype=object)
+    methods[:explained] = method
+    first = {
+        names.CUSTOMER_ID: crm.pop(names.CUSTOMER_ID)[order],
+        AS_OF: date.date(),
+        names.PREDICTION: crm.pop(names.PREDICTION)[order],
+        RISK_TIER: _listed(tiers[order]),
+        REASONS: _listed(reasons),
+        REASONS_METHOD: _listed(methods),
+    }
+    del crm[RISK_TIER]  # `tiers` as a list
+    rest = {name: _in_order(values, order) for name, values in crm.items()}
+    # copy=False: each column its own block, as made here (no copy of all the object columns into one).
+    return pd.DataFrame({**first, **rest, MODEL_VERSION: predictor.version}, index=pd.RangeIndex(n), copy=False)
+
+
+def sort_order(loss: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Positions of the rows by expected loss, then probability, highest first; ties keep their order.
+
+    The order of `DataFrame.sort_values([loss, probability], ascending=False, kind="stable")`,
+    missing values last.
+    """
+    return np.lexsort((-np.asarray(probability, dtype=float), -np.asarray(loss, dtype=float)))
+
+
+def _in_order(values: Any, order: np.ndarray) -> Any:  # noqa: ANN401
+    """A column of `early_warning_columns` taken in `order` (an array, or a list as a list)."""
+    if isinstance(values, list):
+        return [values[i] for i in order.tolist()]
+    return values[order]
+
+
+def _listed(values: np.ndarray) -> np.ndarray | list[Any]:
+    """An object column, or with no rows an empty list (which pandas types float64, as the list it was)."""
+    return values if len(values) else []
 
 
 def crm_bounds(settings: Settings, predictor: Predictor) -> dict[str, np.ndarray] | None:

@@ -129,6 +129,14 @@ class Predictor:
         Args:
             rows: Feature rows (extra columns are ignored; values as callers send them).
         """
+        return xgb.DMatrix(
+            self._array(rows), feature_names=self.features, feature_types=self._types, enable_categorical=True
+        )
+
+    def _array(self, rows: Rows) -> np.ndarray:
+        """`matrix(rows)` as a float32 array, one line per row and one column per feature (categories coded)."""
+        if isinstance(rows, pd.DataFrame) and rows.columns.is_unique:
+            return self._frame_array(rows)
         out = np.empty((row_count(rows), len(self.features)), dtype=np.float32)
         if self._numeric:
             numbers = (
@@ -140,8 +148,43 @@ class Predictor:
         for j, feature in enumerate(self.features):
             codes = self._codes.get(feature)
             if codes is not None:
-                out[:, j] = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in column(rows, feature)]
-        return xgb.DMatrix(out, feature_names=self.features, feature_types=self._types, enable_categorical=True)
+                out[:, j] = _category_codes(column(rows, feature), codes)
+        return out
+
+    def _frame_array(self, rows: pd.DataFrame) -> np.ndarray:
+        """`_array` of a DataFrame, column by column, without a Python step per value.
+
+        The same numbers as converting the numeric features together (`_numbers`): a NumPy bool,
+        integer or float column converts the same way on either path, and the rest go through
+        `_numbers` together, as before. The array is filled a block of rows at a time, so each
+        block stays in cache while its columns are written.
+        """
+        n = len(rows)
+        out = np.empty((n, len(self.features)), dtype=np.float32)
+        columns: list[tuple[int, np.ndarray]] = []
+        other: list[str] = []
+        for j, feature in zip(self._numeric_at.tolist(), self._numeric, strict=True):
+            values = rows[feature]
+            if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
+                columns.append((j, values.to_numpy(dtype=np.float64, copy=False)))
+            else:
+                other.append(feature)
+        if other:
+            numbers = _numbers(rows[other])
+            columns += [(self.features.index(f), numbers[:, k]) for k, f in enumerate(other)]
+        coded = [
+            (j, _frame_category_codes(rows[feature], codes))
+            for j, feature in enumerate(self.features)
+            if (codes := self._codes.get(feature)) is not None
+        ]
+        for start in range(0, n, _BLOCK_ROWS):
+            stop = min(start + _BLOCK_ROWS, n)
+            block = out[start:stop]
+            for j, values in columns:
+                block[:, j] = np.clip(values[start:stop], -FLOAT32_MAX, FLOAT32_MAX)
+            for j, values in coded:
+                block[:, j] = values[start:stop]
+        return out
 
     def score(self, rows: Rows) -> list[dict[str, Any]]:
         """Score feature rows.
@@ -189,8 +232,13 @@ class Predictor:
         return np.asarray(contribs[:, :-1])
 
     def probabilities(self, rows: Rows) -> np.ndarray:
-        """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring)."""
-        return calibrate(self.calibration, self.model_outputs(rows, contributions=False)[:, 0])
+        """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring).
+
+        The booster predicts from the array `matrix` would wrap (`inplace_predict`: the same
+        numbers, without building a DMatrix; the trees' categorical splits read the codes).
+        """
+        proba = self.booster.inplace_predict(self._array(rows), validate_features=False)
+        return calibrate(self.calibration, np.asarray(proba, dtype=np.float32).reshape(-1))
 
     def tier(self, probability: float) -> str:
         """The risk tier of one probability."""
@@ -218,16 +266,24 @@ class Predictor:
             return [[] for _ in range(n)]
         order = np.argsort(-contribs, axis=1, kind="stable")[:, :top]
         picked = np.take_along_axis(contribs, order, axis=1)
-        values = {j: column(rows, self.features[j]) for j in np.unique(order[picked > 0]).tolist()}
+        # A row's reasons run down its largest contributions up to the first that does not push up.
+        kept = np.logical_and.accumulate(~(picked <= 0), axis=1)
+        at_row, at_rank = np.nonzero(kept)  # row by row, largest first
+        at_feature = order[at_row, at_rank]
+        values = {j: column(rows, self.features[j]) for j in np.unique(at_feature).tolist()}
+        phrases: dict[tuple[int, float | str | None], str] = {}
+        made: list[dict[str, Any]] = []
+        for i, j, amount in zip(at_row.tolist(), at_feature.tolist(), picked[at_row, at_rank].tolist(), strict=True):
+            feature, value = self.features[j], _plain(values[j][i])
+            text = phrases.get((j, value)) if value != 0 else None  # 0.0 and -0.0 are one key but two phrases
+            if text is None:
+                text = phrases[j, value] = phrase(feature, value)
+            made.append(_reason(feature, value, amount, text))
         out: list[list[dict[str, Any]]] = []
-        for i, (where, amounts) in enumerate(zip(order.tolist(), picked.tolist(), strict=True)):
-            row: list[dict[str, Any]] = []
-            for j, amount in zip(where, amounts, strict=True):
-                if amount <= 0:
-                    break
-                feature, value = self.features[j], _plain(values[j][i])
-                row.append(Reason(feature, value, float(amount), phrase(feature, value)).__dict__)
-            out.append(row)
+        start = 0
+        for count in kept.sum(axis=1).tolist():
+            out.append(made[start : start + count])
+            start += count
         return out
 
     def answers(self, rows: Rows, outputs: np.ndarray, method: Method | None = None) -> list[dict[str, Any]]:
@@ -253,6 +309,11 @@ class Predictor:
         ]
 
 
+def _reason(feature: str, value: float | str | None, contribution: float, text: str) -> dict[str, Any]:
+    """`Reason(feature, value, contribution, text).__dict__`, without building the Reason."""
+    return {"feature": feature, "value": value, "contribution": contribution, "phrase": text}
+
+
 def row_count(rows: Rows) -> int:
     """How many rows `rows` holds."""
     if isinstance(rows, pd.DataFrame):
@@ -264,6 +325,32 @@ def column(rows: Rows, feature: str) -> list[Any]:
     """One column of `rows` as a list."""
     values = rows[feature]
     return values.tolist() if isinstance(values, pd.Series | np.ndarray) else list(values)
+
+
+_BLOCK_ROWS = 8_192
+"""Rows per block when `Predictor._frame_array` fills the model's input."""
+
+
+def _category_codes(values: Sequence[Any], codes: Mapping[str, float]) -> list[float]:
+    """Each value's code in the training categories; NaN (missing to the model) for an unknown one or no string."""
+    return [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values]
+
+
+def _frame_category_codes(values: pd.Series, codes: Mapping[str, float]) -> np.ndarray:
+    """`_category_codes` of a column as float32, looking up each distinct value once.
+
+    Equal values get the same code either way: the column is factorized (missing values, which
+    are no strings, apart) and its distinct values coded as `_category_codes` codes each value.
+    A column with unhashable values (which are no strings: NaN) is coded value by value.
+    """
+    try:
+        positions, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # e.g. a list somewhere: no string, and no key either
+        return np.array(_category_codes(values.tolist(), codes), dtype=np.float32)
+    table = np.empty(len(uniques) + 1, dtype=np.float32)
+    table[:-1] = _category_codes(list(uniques), codes)
+    table[-1] = math.nan  # position -1: missing
+    return table[positions]
 
 
 def _column_numbers(rows: Mapping[str, Sequence[Any]], features: list[str]) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 import xgboost as xgb
 
 from features.matrix import dmatrix, model_frame, remember_categories
-from serving.predictor import FLOAT32_MAX, Predictor, phrase, risk_tier, risk_tiers
+from serving.predictor import FLOAT32_MAX, Predictor, Reason, phrase, risk_tier, risk_tiers
 
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["purchases_count_30d", "purchases_count_change", "days_since_last_activity", "profile_plan", "spend"]
@@ -165,3 +166,143 @@ def test_auto_explainer_is_exact_for_small_calls_and_approximate_for_big_ones(bo
     assert auto.score(big) == approx.score(big)
     assert auto.reasons(big) == approx.reasons(big) and auto.reasons(big, method="shap") == exact.reasons(big)
     assert exact.method(10_000) == "shap" and approx.method(1) == "approx"
+
+
+def _old_array(predictor: Predictor, rows: pd.DataFrame | dict[str, list[Any]]) -> np.ndarray:
+    """The model's input as `Predictor.matrix` built it before vectorising: a Python step per category value."""
+    numeric = [f for f in predictor.features if f not in predictor.categories]
+    n = len(rows[FEATURES[0]])
+    out = np.empty((n, len(FEATURES)), np.float32)
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame({f: rows[f] for f in numeric}, columns=numeric)
+    try:
+        numbers = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        numbers = np.column_stack(
+            [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in numeric]
+        )
+    out[:, [FEATURES.index(f) for f in numeric]] = np.clip(numbers, -FLOAT32_MAX, FLOAT32_MAX)
+    for feature, categories in predictor.categories.items():
+        codes = {v: float(i) for i, v in enumerate(categories)}
+        values = rows[feature]
+        listed = values.tolist() if isinstance(values, pd.Series) else list(values)
+        out[:, FEATURES.index(feature)] = [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in listed]
+    return out
+
+
+_ODD_PLANS: list[Any] = [
+    "basic",
+    "plus",
+    "pro",
+    "platinum",  # unknown
+    "",
+    " basic",
+    "BASIC",
+    None,
+    np.nan,
+    pd.NA,
+    3,
+    3.5,
+    True,
+    b"basic",  # bytes are no string
+    np.str_("plus"),  # a str subclass is one
+]
+
+
+def _odd_rows(n: int, seed: int) -> pd.DataFrame:
+    """Feature rows of every kind a caller might send: odd categories and numbers of many types."""
+    rng = np.random.default_rng(seed)
+    rows = frame(n, seed).drop(columns="label")
+    rows["profile_plan"] = [_ODD_PLANS[k] for k in rng.integers(0, len(_ODD_PLANS), n)]
+    rows["purchases_count_30d"] = rng.integers(0, 9, n)  # int64
+    rows["spend"] = rows["spend"].astype(np.float32)
+    rows.loc[rng.random(n) < 0.05, "days_since_last_activity"] = 1e300  # past float32
+    rows.loc[rng.random(n) < 0.05, "days_since_last_activity"] = -np.inf
+    return rows
+
+
+def _plan_variants(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """`rows` with profile_plan as pandas holds it from different sources, and numbers of other dtypes."""
+    text = rows["profile_plan"].map(lambda v: v if isinstance(v, str) else None)
+    nullable = pd.array(rows["purchases_count_30d"].to_numpy(), dtype="Int64")
+    nullable[::7] = pd.NA
+    as_text = rows["purchases_count_30d"].astype(object)
+    as_text[::5] = "7"
+    as_text[1::5] = "many"
+    return {
+        "object": rows,
+        "categorical": rows.assign(profile_plan=pd.Categorical(text, categories=["pro", "basic", "gold"])),
+        "string": rows.assign(profile_plan=text.astype("string")),
+        "all_missing": rows.assign(profile_plan=np.nan),
+        "unhashable": rows.assign(profile_plan=[["basic"] if i % 9 == 0 else v for i, v in enumerate(text)]),
+        "bool_and_nullable": rows.assign(purchases_count_30d=nullable, purchases_count_change=rows.index % 2 == 0),
+        "numbers_as_text": rows.assign(purchases_count_30d=as_text),
+        "extra_and_duplicate_columns": pd.concat([rows, rows[["spend"]].rename(columns={"spend": "x"})] * 1, axis=1)
+        .assign(customer_id="c")
+        .pipe(lambda f: pd.concat([f, f[["customer_id"]]], axis=1)),
+        "no_rows": rows.iloc[:0],
+    }
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_vectorised_input_matches_the_value_by_value_version(booster: xgb.Booster, seed: int) -> None:
+    predictor = Predictor(booster, "1", TIERS, top_reasons=3)
+    for name, rows in _plan_variants(_odd_rows(700, seed)).items():
+        expected = _old_array(predictor, rows)
+        np.testing.assert_array_equal(predictor._array(rows), expected, err_msg=name)
+        # The probabilities (inplace prediction from the array) are the DMatrix predictions, to the bit.
+        old = xgb.DMatrix(expected, feature_names=FEATURES, feature_types=predictor._types, enable_categorical=True)
+        np.testing.assert_array_equal(predictor.probabilities(rows), booster.predict(old).astype(float), err_msg=name)
+        np.testing.assert_array_equal(predictor.model_outputs(rows, contributions=False)[:, 0], booster.predict(old))
+    # Columns (the request path) still go value by value, as before.
+    rows = _odd_rows(50, seed)
+    columns = {f: rows[f].tolist() for f in FEATURES}
+    np.testing.assert_array_equal(predictor._array(columns), _old_array(predictor, columns))
+
+
+def test_inplace_probabilities_follow_the_categorical_splits(booster: xgb.Booster) -> None:
+    rows = frame(400, seed=13).drop(columns="label")
+    predictor = Predictor(booster, "1", TIERS, top_reasons=0)
+    assert any(t == "c" for t in booster.feature_types or [])
+    moved = [predictor.probabilities(rows.assign(profile_plan=plan)) for plan in [*PLANS, None]]
+    assert any(not np.array_equal(moved[0], other) for other in moved[1:])  # the plan matters to the model
+    typed = dmatrix(model_frame(rows, FEATURES, {"profile_plan": PLANS}))
+    np.testing.assert_array_equal(predictor.probabilities(rows), booster.predict(typed).astype(float))
+
+
+def _old_reasons(predictor: Predictor, rows: pd.DataFrame, contribs: np.ndarray) -> list[list[dict[str, Any]]]:
+    """`Predictor.reasons` as it was, row by row."""
+    top = min(predictor.top_reasons, len(FEATURES))
+    if top == 0 or len(rows) == 0:
+        return [[] for _ in range(len(rows))]
+    order = np.argsort(-contribs, axis=1, kind="stable")[:, :top]
+    picked = np.take_along_axis(contribs, order, axis=1)
+    out: list[list[dict[str, Any]]] = []
+    for i, (where, amounts) in enumerate(zip(order.tolist(), picked.tolist(), strict=True)):
+        row: list[dict[str, Any]] = []
+        for j, amount in zip(where, amounts, strict=True):
+            if amount <= 0:
+                break
+            raw = rows[FEATURES[j]].tolist()[i]
+            value = None if raw is None or raw is pd.NA or (isinstance(raw, float) and math.isnan(raw)) else raw
+            value = value if value is None or isinstance(value, str) else float(value)
+            row.append(Reason(FEATURES[j], value, float(amount), phrase(FEATURES[j], value)).__dict__)
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("top", [0, 1, 3, 9])
+def test_reasons_match_the_row_by_row_version(booster: xgb.Booster, top: int) -> None:
+    rng = np.random.default_rng(14 + top)
+    rows = _odd_rows(400, seed=15)
+    rows["profile_plan"] = rows["profile_plan"].map(lambda v: None if isinstance(v, bytes) else v)  # no reason value
+    # Zero and minus zero phrase differently ("0 days", "-0 days"); values repeat (phrases are reused).
+    rows["days_since_last_activity"] = rng.choice([0.0, -0.0, 3.0, 45.0, np.nan], len(rows))
+    rows["spend"] = rng.choice([0.0, -0.0, 12.5], len(rows))
+    predictor = Predictor(booster, "1", TIERS, top_reasons=top)
+    computed = predictor.model_outputs(rows)[:, 1:]
+    crafted = rng.choice([-1.0, -0.0, 0.0, 0.25, 0.5, 2.0, np.nan], computed.shape).astype(np.float32)
+    for contribs in (computed, crafted, np.zeros_like(computed)):
+        # repr: NaN contributions compare equal, and 0.0 and -0.0 differ
+        assert repr(predictor.reasons(rows, contribs)) == repr(_old_reasons(predictor, rows, contribs))
+    assert predictor.reasons(rows) == _old_reasons(predictor, rows, computed)
+    assert predictor.reasons(rows.iloc[:0], computed[:0]) == []
