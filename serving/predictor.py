@@ -97,6 +97,8 @@ class Predictor:
         if not booster.feature_names:
             raise ValueError("the model has no feature names: train it on a DataFrame")
         self.booster = booster
+        self._one_thread = booster.copy()
+        self._one_thread.set_param({"nthread": 1})
         self.version = version
         self.features: list[str] = list(booster.feature_names)
         self.categories = booster_categories(booster)
@@ -219,14 +221,23 @@ class Predictor:
             column 0.
         """
         matrix = self.matrix(rows)
-        proba = self.booster.predict(matrix, validate_features=False)  # the matrix has the model's features
+        proba = self._booster(matrix).predict(matrix, validate_features=False)  # the matrix has the model's features
         if not contributions:
             return proba.reshape(-1, 1)
         return np.column_stack([proba, self._contributions(matrix, method or self.method(matrix.num_row()))])
 
+    def _booster(self, matrix: xgb.DMatrix) -> xgb.Booster:
+        """The booster for a call on `matrix`: a one-thread copy for a few rows (a request's).
+
+        XGBoost splits one call's rows over its threads; for a few rows a second thread has
+        nothing to do but wake up, and its OpenMP spin-wait afterwards takes CPU from the server's
+        other processes (the model service, other workers) on a small machine.
+        """
+        return self._one_thread if matrix.num_row() <= ONE_THREAD_ROWS else self.booster
+
     def _contributions(self, matrix: xgb.DMatrix, method: Method) -> np.ndarray:
         """Per row, one contribution per feature (by `method`), the bias term dropped."""
-        contribs = self.booster.predict(
+        contribs = self._booster(matrix).predict(
             matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False
         )
         return np.asarray(contribs[:, :-1])
@@ -326,6 +337,9 @@ def column(rows: Rows, feature: str) -> list[Any]:
     values = rows[feature]
     return values.tolist() if isinstance(values, pd.Series | np.ndarray) else list(values)
 
+
+ONE_THREAD_ROWS = 16
+"""Calls on at most this many rows run XGBoost on one thread (see `Predictor._booster`)."""
 
 _BLOCK_ROWS = 8_192
 """Rows per block when `Predictor._frame_array` fills the model's input."""

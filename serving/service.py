@@ -525,18 +525,31 @@ async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:
     """`ChurnModel.outputs(rows)` through the dependency client `model`, retried when the connection drops.
 
     BentoML 1.4.39's client replaces its HTTP session every 100 calls and closes the old one
-    under the calls still running on it, which then fail with `ServerDisconnectedError`; under
-    concurrency that is a few calls in every hundred. The model step has no side effects, so
-    such a call is simply made again.
+    under the calls still running on it, which then fail (`ServerDisconnectedError`, or
+    "Connection closed." while reading the answer); under concurrency that is a few calls in every
+    hundred. The model step has no side effects, so such a call is simply made again.
     """
     for attempt in range(1, MODEL_CALL_ATTEMPTS):
         try:
             outputs: np.ndarray = await model.to_async.outputs(rows)
             return outputs
-        except aiohttp.ClientConnectionError:
+        except Exception as exc:
+            if not _dropped(exc):
+                raise
             log.debug("model service call dropped (attempt %d), retrying", attempt, exc_info=True)
     last: np.ndarray = await model.to_async.outputs(rows)
     return last
+
+
+def _dropped(exc: Exception) -> bool:
+    """Whether a call to the model service failed because its connection went away under it.
+
+    aiohttp says so with a `ClientConnectionError` or `ClientPayloadError`, or, when the session
+    is closed while the answer's body is being read, with `RuntimeError("Connection closed.")`.
+    """
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc) == "Connection closed."
 
 
 def model_rows(predictor: Predictor, rows: Rows, method: Method) -> np.ndarray:

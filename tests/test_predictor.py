@@ -13,7 +13,7 @@ import pytest
 import xgboost as xgb
 
 from features.matrix import dmatrix, model_frame, remember_categories
-from serving.predictor import FLOAT32_MAX, Predictor, Reason, phrase, risk_tier, risk_tiers
+from serving.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, Reason, phrase, risk_tier, risk_tiers
 
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["purchases_count_30d", "purchases_count_change", "days_since_last_activity", "profile_plan", "spend"]
@@ -306,3 +306,14 @@ def test_reasons_match_the_row_by_row_version(booster: xgb.Booster, top: int) ->
         assert repr(predictor.reasons(rows, contribs)) == repr(_old_reasons(predictor, rows, contribs))
     assert predictor.reasons(rows) == _old_reasons(predictor, rows, computed)
     assert predictor.reasons(rows.iloc[:0], computed[:0]) == []
+
+
+def test_a_few_rows_score_on_one_thread_as_on_all(booster: xgb.Booster) -> None:
+    rows = frame(40, seed=9).drop(columns="label")
+    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer="shap")
+    few = rows.head(ONE_THREAD_ROWS)
+    assert predictor._booster(predictor.matrix(few)) is not predictor.booster  # the one-thread copy
+    assert predictor._booster(predictor.matrix(rows)) is predictor.booster
+    matrix = predictor.matrix(few)
+    expected = np.column_stack([booster.predict(matrix), booster.predict(matrix, pred_contribs=True)[:, :-1]])
+    np.testing.assert_array_equal(predictor.model_outputs(few, method="shap"), expected)
