@@ -446,7 +446,7 @@ class ChurnService:
     ) -> Answers:
         """Score customers by id from their online features; an unknown id gets a per-item error.
 
-        Each answer: churn_probability, risk_tier, reasons, segment, behaviour layers, rule_hits,
+        Each answer: churn_probability, risk_tier, reasons, reasons_method, segment, behaviour layers, rule_hits,
         action, expected_loss, model_version and feature_freshness (when the features were computed).
         """
         limit = self.settings.serving.max_ids
