@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+from feast import FeatureService, FeatureStore, FeatureView
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
+from feast.transformation.base import Transformation
 from feast.type_map import feast_value_type_to_python_type
 
 from churn import names
@@ -88,7 +89,8 @@ class OnlineReader:
         self.config = store.config
         self.online_store = store._get_provider().online_store  # noqa: SLF001  (Feast exposes no public getter)
         views: dict[str, _View] = {}
-        self.on_demand: list[tuple[OnDemandFeatureView, list[str]]] = []
+        self.on_demand: list[tuple[Transformation, list[str], list[str]]] = []
+        """Per on-demand view: its function, its source features and the features it gives."""
         self.features: list[str] = []
         on_demand = {v.name: v for v in store.list_on_demand_feature_views()}
         for projection in service.feature_view_projections:
@@ -98,7 +100,10 @@ class OnlineReader:
                 odfv = on_demand[projection.name]
                 if odfv.mode != "pandas":
                     raise ValueError(f"on-demand view '{odfv.name}': mode '{odfv.mode}' is not supported, only pandas")
-                self.on_demand.append((odfv, wanted))
+                transformation = odfv.feature_transformation
+                assert transformation is not None  # a pandas-mode view always has its function
+                sources = [f.name for p in odfv.source_feature_view_projections.values() for f in p.features]
+                self.on_demand.append((transformation, sources, wanted))
                 for source in odfv.source_feature_view_projections.values():
                     self._want(store, views, source.name, [f.name for f in source.features])
             else:
@@ -133,11 +138,8 @@ class OnlineReader:
                     stamp = stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
                     if newest[i] is None or stamp > newest[i]:  # type: ignore[operator]
                         newest[i] = stamp
-        for odfv, outputs in self.on_demand:
-            sources = [f.name for p in odfv.source_feature_view_projections.values() for f in p.features]
+        for transformation, sources, outputs in self.on_demand:
             inputs = pd.DataFrame({f: _column(columns[f]) for f in sources})
-            transformation = odfv.feature_transformation
-            assert transformation is not None  # a pandas-mode view always has its function
             computed = transformation.transform(inputs)
             for feature in outputs:
                 values = computed[feature].to_numpy(dtype=object)
