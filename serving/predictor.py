@@ -135,6 +135,15 @@ class Predictor:
             self._array(rows), feature_names=self.features, feature_types=self._types, enable_categorical=True
         )
 
+    def _input(self, rows: Rows) -> xgb.DMatrix:
+        """`matrix(rows)` without feature names and types: what this predictor's own XGBoost calls take.
+
+        The trees see the same numbers (a split itself says whether it is categorical, and these
+        calls skip the name check), and the DMatrix is built in half the time: for one row,
+        naming the features and their types took longer than building the array.
+        """
+        return xgb.DMatrix(self._array(rows))
+
     def _array(self, rows: Rows) -> np.ndarray:
         """`matrix(rows)` as a float32 array, one line per row and one column per feature (categories coded)."""
         if isinstance(rows, pd.DataFrame) and rows.columns.is_unique:
@@ -220,7 +229,7 @@ class Predictor:
             one contribution per feature (the bias term dropped). With `contributions=False`, only
             column 0.
         """
-        matrix = self.matrix(rows)
+        matrix = self._input(rows)
         proba = self._booster(matrix).predict(matrix, validate_features=False)  # the matrix has the model's features
         if not contributions:
             return proba.reshape(-1, 1)
@@ -269,7 +278,7 @@ class Predictor:
             Per row, a list of Reason dicts: feature, value, contribution, phrase.
         """
         if contribs is None:
-            contribs = self._contributions(self.matrix(rows), method or self.method(row_count(rows)))
+            contribs = self._contributions(self._input(rows), method or self.method(row_count(rows)))
         contribs = contribs[:, : len(self.features)]
         top = min(self.top_reasons, len(self.features))
         n = row_count(rows)

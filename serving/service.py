@@ -37,6 +37,7 @@ import bentoml
 import mlflow
 import numpy as np
 import pandas as pd
+import pydantic_core
 import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
 from bentoml.validators import ContentType
@@ -45,7 +46,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field, StringConstraints
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from churn import names
@@ -69,13 +70,27 @@ FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 FeatureValue = FiniteNumber | Annotated[str, StringConstraints(max_length=256)] | None
 
 Answers = Annotated[list[dict[str, Any]], ContentType("application/json")]
-"""What the scoring endpoints return. The content type is stated so that BentoML 1.4.39 does not
-derive it from the type's JSON schema on every response (that took a third of the event loop's time)."""
+"""What the scoring endpoints return, as their OpenAPI document describes it. The content type is
+stated so that BentoML 1.4.39 does not derive it from the type's JSON schema on every response.
+The handlers hand BentoML the answers already encoded (`json_answers`)."""
 
 MODELS_KEPT = 3
 """Model versions `ChurnModel` keeps loaded (the champion and the ones before a hot reload)."""
 MODEL_CALL_ATTEMPTS = 3
 """Tries of one call to the model service when its connection drops (see `_model_outputs`)."""
+
+
+def json_answers(answers: list[dict[str, Any]]) -> Any:  # noqa: ANN401  (a Response where `Answers` is declared)
+    """`answers` encoded as the JSON response of a scoring endpoint.
+
+    BentoML 1.4.39 passes a Response an API returns through untouched (its status code and
+    headers still come from the request context). Otherwise it validates the answers against an
+    output model, dumps that to Python objects, encodes them with the standard library's `json`
+    and streams the result: 70% of the event loop's time for a 1,000-row /score_features answer.
+    pydantic-core encodes the same list in one Rust call; a NaN, which `json` wrote as an invalid
+    `NaN`, becomes null.
+    """
+    return Response(pydantic_core.to_json(answers, inf_nan_mode="null"), media_type="application/json")
 
 
 def serving_settings() -> ServingSettings:
@@ -467,13 +482,13 @@ class ChurnService:
             # Set the status here: BentoML hides the message of a raised 5xx error, and the caller
             # should learn what is down and what still works.
             ctx.response.status_code = 503
-            return [{"error": str(exc)}]
+            return json_answers([{"error": str(exc)}])
         answers: list[dict[str, Any]] = [
             {names.CUSTOMER_ID: c, "error": f"unknown customer_id '{c}': no online features"} for c in customer_ids
         ]
         for i, answer, fresh in zip(where, scored, stamps, strict=True):
             answers[i] = {names.CUSTOMER_ID: customer_ids[i], **answer, "feature_freshness": fresh}
-        return answers
+        return json_answers(answers)
 
     def _lookup(
         self, predictor: Predictor, reader: OnlineReader, customer_ids: list[str]
@@ -518,7 +533,7 @@ class ChurnService:
         predictor = self.predictor
         columns = await self._blocking(validate_feature_rows, predictor, rows)
         ids = [c or "" for c in columns.get(names.CUSTOMER_ID, [""] * len(rows))]
-        return await self._score_rows(predictor, columns, ids)
+        return json_answers(await self._score_rows(predictor, columns, ids))
 
 
 async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:

@@ -72,6 +72,7 @@ def test_score_known_and_unknown_ids(service: tuple[str, Settings]) -> None:
     ids = _ids(settings, 3)
     answer = httpx.post(f"{url}/score", json={"customer_ids": [*ids, "nobody"]}, timeout=30)
     assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
     body = answer.json()
     assert [b[names.CUSTOMER_ID] for b in body] == [*ids, "nobody"]
     for item in body[:3]:
@@ -97,6 +98,7 @@ def test_score_features_matches_score_by_id(service: tuple[str, Settings]) -> No
     payload = {f: (None if pd.isna(row[f]) else row[f]) for f in features}
     got = httpx.post(f"{url}/score_features", json={"rows": [payload]}, timeout=30)
     assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "application/json"
     answer = got.json()[0]
     assert answer["churn_probability"] == pytest.approx(by_id["churn_probability"], abs=1e-6)
     # The same reasons, values and actions whichever way the features came.
