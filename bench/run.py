@@ -421,6 +421,15 @@ BIG_STEPS = {
 """Stages of a /score_features request `bench/serving.py` times on 1,000 rows, and their labels."""
 
 
+def agreement_text(agreement: dict[str, float]) -> str:
+    """What `bench.serving.reasons_agreement` measured, in words."""
+    return (
+        f"on these {agreement['rows']:,} rows the approximation (explainer approx) names exact SHAP's first reason "
+        f"for {agreement['top1']:.0%} of them, the same reasons for {agreement['same_set']:.0%} (in the same order "
+        f"{agreement['same_list']:.0%}), and {agreement['overlap']:.0%} of exact SHAP's reasons on average"
+    )
+
+
 def stages(timed: dict[str, dict[str, float]], labels: dict[str, str]) -> str:
     """'model frame 5.1 ms (12%), ...': p50 of each stage and its share of their sum."""
     total = sum(timed[k]["p50"] for k in labels)
@@ -591,6 +600,7 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             baseline_figure=latency(big["inplace"]),
             ratio=p50_ratio(big["score_shap"], big["inplace"]),
             notes=f"{big['score_shap']['p50'] / big['score_approx']['p50']:.1f}x slower than explainer approx at p50; "
+            f"{agreement_text(local['agreement'])}; "
             f"Predictor.probabilities (matrix, predict, calibration; no reasons) {latency(big['probabilities'])}",
         )
     )

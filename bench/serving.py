@@ -743,7 +743,27 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
         warmup=2,
     )
     service.prediction_log.close()
-    return {"single": single, "steps": steps, "big": stages, "big_rows": len(frame)}
+    agreement = reasons_agreement(exact.reasons(columns, method="shap"), approx.reasons(columns, method="approx"))
+    return {"single": single, "steps": steps, "big": stages, "big_rows": len(frame), "agreement": agreement}
+
+
+def reasons_agreement(exact: list[list[dict[str, Any]]], approx: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """How often the approximate explainer names the reasons exact TreeSHAP names, over the same rows.
+
+    Returns:
+        top1 (the same first reason, or none for both), same_set (the same reasons in any order),
+        same_list (the same reasons in the same order) and overlap (the mean share of a row's exact
+        reasons the approximation also names), each a fraction of the rows.
+    """
+    pairs = [([r["feature"] for r in e], [r["feature"] for r in a]) for e, a in zip(exact, approx, strict=True)]
+    n = max(1, len(pairs))
+    return {
+        "rows": len(pairs),
+        "top1": sum(e[:1] == a[:1] for e, a in pairs) / n,
+        "same_set": sum(set(e) == set(a) for e, a in pairs) / n,
+        "same_list": sum(e == a for e, a in pairs) / n,
+        "overlap": sum(len(set(e) & set(a)) / len(e) if e else float(not a) for e, a in pairs) / n,
+    }
 
 
 # --- batch scoring (fresh processes) ------------------------------------------------------------
