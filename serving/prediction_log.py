@@ -23,14 +23,18 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from churn import names
 from features.io import write_atomic_parquet
 
 LOGGED_AT = "logged_at"
 MODEL_VERSION = "model_version"
+FEATURE_PREFIX = "feature."
+"""A part file holds each scored feature in a column of its own, `feature.<name>` (the features of
+the rows in that file: feature sets differ between models)."""
 FEATURES = "features"
-"""Column holding the scored feature row as JSON text (feature sets differ between models)."""
+"""Where parts written before FEATURE_PREFIX held the scored feature row, as JSON text."""
 
 
 class PredictionLog:
@@ -62,7 +66,7 @@ class PredictionLog:
         now: dt.datetime | None = None,
         columns: Sequence[str] | None = None,
     ) -> None:
-        """Queue scored rows (returns at once; the rows become JSON on the writer thread, in bulk).
+        """Queue scored rows (returns at once; the writer thread turns them into Arrow columns, in bulk).
 
         Args:
             customer_ids: One per row.
@@ -121,19 +125,50 @@ class PredictionLog:
     def _flush(self, batches: list[_Scored]) -> None:
         if not batches:
             return
-        frame = pd.DataFrame(
-            {
-                LOGGED_AT: pd.to_datetime([b.logged_at for b in batches for _ in b.customer_ids], utc=True),
-                names.CUSTOMER_ID: [c for b in batches for c in b.customer_ids],
-                MODEL_VERSION: [b.model_version for b in batches for _ in b.customer_ids],
-                names.PREDICTION: np.concatenate([np.asarray(b.probabilities, dtype=float) for b in batches]),
-                FEATURES: _json_rows(batches),
-            }
-        )
-        for day, part in frame.groupby(frame[LOGGED_AT].dt.date):
+        for day, group in itertools.groupby(sorted(batches, key=lambda b: b.logged_at.date()), key=_day):
+            part = list(group)
             name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
-            write_atomic_parquet(part.reset_index(drop=True), self.root / f"date={day}" / name)
-        self.written += len(frame)
+            write_atomic_parquet(_table(part), self.root / f"date={day}" / name)
+            self.written += sum(len(b.customer_ids) for b in part)
+
+
+def _day(batch: _Scored) -> dt.date:
+    return batch.logged_at.date()
+
+
+def _table(batches: list[_Scored]) -> pa.Table:
+    """The rows of `batches` as one Arrow table: the log's columns, then one column per feature."""
+    columns: dict[str, pa.Array] = {
+        LOGGED_AT: pa.array([b.logged_at for b in batches for _ in b.customer_ids], type=pa.timestamp("us", tz="UTC")),
+        names.CUSTOMER_ID: pa.array([c for b in batches for c in b.customer_ids], type=pa.string()),
+        MODEL_VERSION: pa.array([b.model_version for b in batches for _ in b.customer_ids], type=pa.string()),
+        names.PREDICTION: pa.array(
+            np.concatenate([np.asarray(b.probabilities, dtype=float) for b in batches]), type=pa.float64()
+        ),
+    }
+    features = [(len(b.customer_ids), b.columns_of()) for b in batches]
+    wanted = list(dict.fromkeys(f for _, of in features for f in of))
+    for feature in wanted:
+        values: list[Any] = []
+        for rows, of in features:
+            given = of.get(feature)
+            values.extend([None] * rows if given is None else given)
+        columns[FEATURE_PREFIX + feature] = _arrow(values)
+    return pa.table(columns)
+
+
+def _arrow(values: list[Any]) -> pa.Array:
+    """One feature's logged values as an Arrow array: numbers as float64 (or as they are: bools,
+    integers), strings as strings, NaN and missing values null; a column mixing kinds as text."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    try:
+        return pa.array(values, type=pa.float64(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        text = [None if _plain(v) is None else str(v) for v in values]
+        return pa.array(text, type=pa.string())
 
 
 @dataclass(frozen=True)
@@ -149,46 +184,23 @@ class _Scored:
 
     NOTHING: ClassVar[_Scored]
 
-    def shape(self) -> tuple[str, tuple[str, ...]]:
-        """What `_json_rows` can turn into JSON together with this batch: the kind and the columns."""
+    def columns_of(self) -> dict[str, Sequence[Any]]:
+        """The logged features of these rows as columns: feature -> one value per row."""
         if isinstance(self.features, pd.DataFrame):
-            return "frame", tuple(self.columns or self.features.columns)
+            frame = self.features
+            return {c: frame[c].tolist() for c in (self.columns or frame.columns)}
         if isinstance(self.features, Mapping):
-            return "columns", tuple(self.features)
-        return "dicts", ()
-
-
-def _json_rows(batches: list[_Scored]) -> list[str]:
-    """Each feature row of `batches` as JSON text, NaN and missing values as null (numbers to 15
-    significant digits); batches of the same columns in one `DataFrame.to_json` call."""
-    out: list[str] = []
-    for (kind, columns), run in itertools.groupby(batches, key=_Scored.shape):
-        group = list(run)
-        if kind == "dicts":
-            out += [
-                json.dumps({k: _plain(v) for k, v in row.items()})
-                for b in group
-                for row in cast(list[Mapping[str, Any]], b.features)
-            ]
-            continue
-        if kind == "frame":
-            frame = pd.concat([cast(pd.DataFrame, b.features)[list(columns)] for b in group], ignore_index=True)
-        else:
-            merged = {c: [v for b in group for v in cast(Mapping[str, Sequence[Any]], b.features)[c]] for c in columns}
-            frame = pd.DataFrame(merged, columns=list(columns))
-        if columns:
-            text: str = frame.to_json(orient="records", lines=True, double_precision=15)
-            out += text.splitlines()
-        else:
-            out += ["{}"] * sum(len(b.customer_ids) for b in group)
-    return out
+            return {c: list(v) for c, v in self.features.items()}
+        rows = cast(list[Mapping[str, Any]], self.features)
+        wanted = dict.fromkeys(k for row in rows for k in row)
+        return {k: [row.get(k) for row in rows] for k in wanted}
 
 
 _Scored.NOTHING = _Scored(dt.datetime.min, [], "", [], [], [])
 
 
 def _plain(value: Any) -> Any:  # noqa: ANN401
-    """A JSON-safe feature value: NaN and missing become null."""
+    """A feature value, NaN and missing as None."""
     if value is None or value is pd.NA:
         return None
     if isinstance(value, float) and value != value:
@@ -214,10 +226,20 @@ def read_prediction_log(root: Path, start: dt.datetime | None = None, end: dt.da
         files = [f for f in files if f.parent.name.removeprefix("date=") <= last]
     if not files:
         return pd.DataFrame(columns=[LOGGED_AT, names.CUSTOMER_ID, MODEL_VERSION, names.PREDICTION])
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frame = pd.concat([_features_expanded(pd.read_parquet(f)) for f in files], ignore_index=True)
     if start is not None:
         frame = frame[frame[LOGGED_AT] >= pd.Timestamp(start)]
     if end is not None:
         frame = frame[frame[LOGGED_AT] < pd.Timestamp(end)]
-    expanded = pd.DataFrame([json.loads(f) for f in frame[FEATURES]], index=frame.index)
-    return pd.concat([frame.drop(columns=FEATURES), expanded], axis=1).reset_index(drop=True)
+    return frame.reset_index(drop=True)
+
+
+def _features_expanded(part: pd.DataFrame) -> pd.DataFrame:
+    """A part file's rows with one column per feature, named as the feature.
+
+    Parts written before the features had columns of their own hold them as JSON text (`features`).
+    """
+    if FEATURES in part.columns:
+        expanded = pd.DataFrame([json.loads(f) for f in part[FEATURES]], index=part.index)
+        return pd.concat([part.drop(columns=FEATURES), expanded], axis=1)
+    return part.rename(columns=lambda c: c.removeprefix(FEATURE_PREFIX))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from churn import names
@@ -56,7 +57,7 @@ def test_time_based_flush(tmp_path: Path) -> None:
 
 
 def test_frames_and_columns_are_logged_by_the_columns_named(tmp_path: Path) -> None:
-    """The service hands over its rows as a DataFrame or as columns; the writer makes JSON of them in bulk."""
+    """The service hands over its rows as a DataFrame or as columns; the writer makes Arrow columns of them in bulk."""
     log = PredictionLog(tmp_path, flush_rows=10_000, flush_seconds=3600)
     frame = pd.DataFrame(
         {"customer_id": ["a", "b"], "f": [1.25, math.nan], "plan": ["gold", None], "big": [1e300, 0.1 + 0.2]}
@@ -71,7 +72,7 @@ def test_frames_and_columns_are_logged_by_the_columns_named(tmp_path: Path) -> N
     assert set(logged.columns) == {"logged_at", "model_version", names.PREDICTION, "f", "plan", "big"}
     assert logged.loc["a", "f"] == 1.25 and logged.loc["a", "plan"] == "gold" and logged.loc["a", "big"] == 1e300
     assert math.isnan(logged.loc["b", "f"]) and logged.loc["b", "plan"] is None
-    assert logged.loc["b", "big"] == pytest.approx(0.1 + 0.2, rel=1e-15)  # 15 significant digits in the JSON
+    assert logged.loc["b", "big"] == 0.1 + 0.2  # float64 columns: every digit kept
     assert logged.loc["c", "f"] == 2.5 and math.isnan(logged.loc["d", "f"]) and logged.loc["d", "plan"] == "basic"
     assert logged.loc["c", "big"] == -1e300 and logged.loc["e", "plan"] == "gold" and logged.loc["f", "big"] == 2.0
     assert logged[names.PREDICTION].tolist() == [0.25, 0.75, 0.5, 0.5, 0.5, 0.5]
@@ -82,3 +83,48 @@ def test_rows_and_probabilities_must_match(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="2 customer ids, 1 feature rows and 2 probabilities"):
         log.append(["a", "b"], "1", [{"x": 1.0}], [0.1, 0.2])
     log.close()
+
+
+def test_each_feature_is_a_typed_column_of_its_own(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, flush_rows=10_000, flush_seconds=3600)
+    day = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
+    # Two model versions with different features in one part file; integers from the online store.
+    log.append(["a", "b"], "1", {"f": [1, 2.5], "plan": ["gold", None]}, [0.1, 0.2], now=day)
+    log.append(["c"], "2", {"f": [math.nan], "renew": [True]}, [0.3], now=day)
+    log.append(["d"], "2", {"f": [1.0], "odd": ["x"]}, [0.4], now=day)
+    log.append(["e"], "2", {"f": [2.0], "odd": [3.5]}, [0.5], now=day)  # a feature mixing kinds: as text
+    log.close()
+    (part,) = tmp_path.glob("date=2025-06-01/part-*.parquet")
+    schema = pq.read_schema(part)
+    assert schema.names == [
+        "logged_at", names.CUSTOMER_ID, "model_version", names.PREDICTION, "feature.f", "feature.plan",
+        "feature.renew", "feature.odd",
+    ]  # fmt: skip
+    assert str(schema.field("feature.f").type) == "double" and str(schema.field("feature.plan").type) == "string"
+    assert str(schema.field("feature.odd").type) == "string"
+    logged = read_prediction_log(tmp_path).set_index(names.CUSTOMER_ID)
+    assert logged["f"].tolist()[:2] == [1.0, 2.5] and math.isnan(logged.loc["c", "f"])
+    assert logged.loc["b", "plan"] is None and logged.loc["c", "plan"] is None and logged.loc["c", "renew"]
+    assert logged.loc["d", "odd"] == "x" and logged.loc["e", "odd"] == "3.5" and logged.loc["a", "odd"] is None
+
+
+def test_parts_of_the_json_format_are_still_read(tmp_path: Path) -> None:
+    """Logs written before the features had columns of their own hold them as JSON text."""
+    old = pd.DataFrame(
+        {
+            "logged_at": pd.to_datetime(["2025-06-01 10:00"], utc=True),
+            names.CUSTOMER_ID: ["old"],
+            "model_version": ["1"],
+            names.PREDICTION: [0.5],
+            "features": ['{"f": 1.5, "plan": "gold"}'],
+        }
+    )
+    (tmp_path / "date=2025-06-01").mkdir()
+    old.to_parquet(tmp_path / "date=2025-06-01" / "part-20250601T100000000000-old.parquet", index=False)
+    log = PredictionLog(tmp_path, flush_rows=10_000, flush_seconds=3600)
+    log.append(["new"], "2", {"f": [2.5], "plan": ["basic"]}, [0.7], now=dt.datetime(2025, 6, 1, 11, tzinfo=dt.UTC))
+    log.close()
+    logged = read_prediction_log(tmp_path).sort_values("logged_at")
+    assert logged[names.CUSTOMER_ID].tolist() == ["old", "new"]
+    assert logged["f"].tolist() == [1.5, 2.5] and logged["plan"].tolist() == ["gold", "basic"]
+    assert "features" not in logged.columns
