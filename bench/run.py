@@ -487,6 +487,23 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
                     notes=notes,
                 )
             )
+        two, bento2 = res[f"wrk_score_off2_c{c}"], res[f"wrk_bento2_c{c}"]
+        share2 = two["rps"] / bento2["rps"]
+        rows.append(
+            Row(
+                f"POST /score, 1 customer per request, batching off, 2 API workers (serving.workers 2), {conn}",
+                scale,
+                rate(two),
+                baseline="minimal BentoML 1.4 endpoint, 2 workers",
+                baseline_figure=rate(bento2),
+                ratio=p50_ratio(two, bento2),
+                target=f">= 70% of minimal BentoML req/s, like for like (got {share2:.0%})",
+                met=share2 >= 0.7,
+                notes=f"{two['requests']:,} requests, {_errors(two, bento2)}; "
+                f"{two['rps'] / bento['rps']:.0%} of the minimal endpoint with its default single worker "
+                f"({bento['rps']:,.0f} req/s), {two['rps'] / off['rps']:.0%} of /score with 1 worker",
+            )
+        )
         rows.append(
             Row(
                 f"minimal BentoML 1.4 endpoint (predict only: float32 array, DMatrix, predict; 1 feature row per "

@@ -29,10 +29,11 @@ What it does:
    `ALL_REASONS_ROWS` = 100,000 rows only: exact SHAP of 1M rows takes many minutes). Beside a bare
    `Booster.predict` of the same rows (DMatrix built beforehand), each in a fresh process; then a
    last process times the stages of the batch path on `profile_rows` of those rows.
-4. Starts four servers: `serving.service:ChurnService` with adaptive batching on and off
-   (`serving.batching.enabled`), a minimal BentoML 1.4 service that only predicts
-   (`MinimalBento`) and the same in FastAPI + uvicorn (`make_fastapi_app`); the minimal endpoints
-   take the /score_features JSON and answer probabilities. Then:
+4. Starts six servers: `serving.service:ChurnService` with adaptive batching on and off
+   (`serving.batching.enabled`) and with batching off on 2 API workers (`serving.workers`), a
+   minimal BentoML 1.4 service that only predicts (`MinimalBento`) with 1 worker and with 2
+   (`CHURN_BENCH_WORKERS`), and the same in FastAPI + uvicorn (`make_fastapi_app`); the minimal
+   endpoints take the /score_features JSON and answer probabilities. Then:
    - closed loop, wrk (C, `--latency`, a Lua script cycling through the bodies): at each
      connection count, a warm-up run and a timed run per server, servers taking turns; /score
      with one customer id per request, the minimal endpoints with that customer's online features;
@@ -135,7 +136,11 @@ def _codes(
     return {name: {v: float(i) for i, v in enumerate(values)} for name, values in categories}
 
 
-@bentoml.service(name="bench_minimal", traffic={"timeout": 30})
+WORKERS_ENV = "CHURN_BENCH_WORKERS"
+"""Workers of the minimal BentoML endpoint (default 1), read when `bentoml serve` imports this module."""
+
+
+@bentoml.service(name="bench_minimal", workers=int(os.environ.get(WORKERS_ENV, "1")), traffic={"timeout": 30})
 class MinimalBento:
     """A BentoML 1.4 service that only predicts: no validation, reasons, CRM layers or logging."""
 
@@ -176,13 +181,13 @@ def make_fastapi_app() -> Any:
 # --- workspace, model and request data ----------------------------------------------------------
 
 
-def _settings(ws: Path, batching: bool = True) -> Any:
+def _settings(ws: Path, batching: bool = True, workers: int = 1) -> Any:
     from churn.settings import parse_settings
 
     raw = {
         "workspace": str(ws),
         "training": {"n_trials": 1, "max_rounds": 60},
-        "serving": {"batching": {"enabled": batching}},
+        "serving": {"batching": {"enabled": batching}, "workers": workers},
     }
     return parse_settings(raw, source="bench", env={})
 
@@ -959,8 +964,8 @@ def run(
     logs.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
         urls: dict[str, str] = {}
-        for mode in ("on", "off"):
-            settings = _settings(ws, batching=mode == "on")
+        for mode in ("on", "off", "off2"):
+            settings = _settings(ws, batching=mode == "on", workers=2 if mode == "off2" else 1)
             config = ws / f"serving-{mode}.yaml"
             config.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
             # Its own BentoML home: a server starting clears the Prometheus files of the home it uses.
@@ -974,6 +979,11 @@ def run(
         stack.enter_context(serving(bento, env, f"http://127.0.0.1:{port}/readyz", logs / "minimal-bento.log", 300))
         urls["bento"] = f"http://127.0.0.1:{port}"
         port = _free_port()
+        bento2 = [*bento[:-3], str(port), "--host", "127.0.0.1"]
+        env2 = {**env, WORKERS_ENV: "2", "BENTOML_HOME": str(ws / "bentoml-minimal2")}
+        stack.enter_context(serving(bento2, env2, f"http://127.0.0.1:{port}/readyz", logs / "minimal-bento2.log", 300))
+        urls["bento2"] = f"http://127.0.0.1:{port}"
+        port = _free_port()
         uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "bench.serving:make_fastapi_app", "--port", str(port)]
         uvicorn += ["--host", "127.0.0.1"]  # access log on, as BentoML's
         stack.enter_context(
@@ -986,7 +996,9 @@ def run(
         targets = {
             "score_on": (f"{urls['on']}/score", ids_lua),
             "score_off": (f"{urls['off']}/score", ids_lua),
+            "score_off2": (f"{urls['off2']}/score", ids_lua),
             "bento": (f"{urls['bento']}/predict", rows_lua),
+            "bento2": (f"{urls['bento2']}/predict", rows_lua),
             "fastapi": (f"{urls['fastapi']}/predict", rows_lua),
         }
         for c in connections:

@@ -261,8 +261,11 @@ class ServingSettings(_Frozen):
     """`churn score` gives reasons to this many rows from the top of the alert list (the rows a CRM
     works; reasons cost far more than probabilities); the rest get none (null). None: every row."""
     startup_timeout_s: float = Field(120, gt=0)
+    workers: int = Field(1, ge=1)
+    """Processes of the scoring API (BentoML workers), each with its own event loop, model copy,
+    online reader and prediction log writer. More use more cores for the per-request work."""
     max_concurrency: int | None = Field(64, gt=0)
-    """Requests the service works on at once; more are refused at once with 429 Too many requests
+    """Requests each worker works on at once; more are refused at once with 429 Too many requests
     (load shedding: an overload gets quick refusals, not a queue of timeouts). None: no limit."""
     max_ids: int = Field(1_000, gt=0)
     """Most customer ids (or feature rows) in one request."""

@@ -353,7 +353,7 @@ class ChurnModel:
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="churn_scoring", traffic=traffic(SERVING))
+@bentoml.service(name="churn_scoring", workers=SERVING.workers, traffic=traffic(SERVING))
 class ChurnService:
     """Churn scoring for CRM systems."""
 
