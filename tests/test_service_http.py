@@ -329,32 +329,46 @@ def test_api_key_load_shedding_and_unreachable_online_store(trained: Path, tmp_p
     assert {"model_version", names.PREDICTION, "purchases_count_30d"} <= set(logged.columns)
 
 
+def _worker_ids(log: str, marker: str) -> set[str]:
+    """Which churn_scoring workers wrote a line containing `marker` to BentoML's log
+    (its lines name the worker: `[entry_service:churn_scoring:2]`)."""
+    tag = "[entry_service:churn_scoring:"
+    return {line.split(tag)[1].split("]")[0] for line in log.splitlines() if tag in line and marker in line}
+
+
 def test_two_api_workers_share_the_requests(trained: Path, tmp_path: Path) -> None:
     """serving.workers 2 (batching off): two API processes answer, each logging what it scored."""
     settings = _serving_settings(trained, workers=2, batching={"enabled": False}, prediction_log_dir="log-2w")
     config = write_config(settings, tmp_path / "two-workers.yaml")
     ids = _ids(settings, 5)
+    sent = 0
     with running_service(Context(settings, config), timeout_s=180) as url:
+        logfile = settings.path("logs") / f"service-{url.rsplit(':', 1)[1]}.log"
+        # The service is ready once one worker is; the other may still be loading the model.
+        deadline = time.monotonic() + 180
+        while _worker_ids(logfile.read_text(), "Service churn_scoring initialized") != {"1", "2"}:
+            assert time.monotonic() < deadline, "the second worker did not start"
+            time.sleep(0.5)
 
-        async def load() -> list[httpx.Response]:
-            # A connection per request: each is accepted by whichever worker is free at the time
-            # (a worker keeps the connections it accepted).
+        async def load(n: int) -> list[httpx.Response]:
+            # A connection per request: each is accepted by whichever worker takes it first (a
+            # worker keeps the connections it accepted).
             limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)
             async with httpx.AsyncClient(timeout=60, limits=limits) as client:
                 return await asyncio.gather(
-                    *(client.post(f"{url}/score", json={"customer_ids": [ids[i % 5]]}) for i in range(80))
+                    *(client.post(f"{url}/score", json={"customer_ids": [ids[i % 5]]}) for i in range(n))
                 )
 
-        answers = asyncio.run(load())
-        assert {a.status_code for a in answers} == {200}
-        assert all(a.json()[0]["churn_probability"] >= 0 for a in answers)
-        port = url.rsplit(":", 1)[1]
-        served = (settings.path("logs") / f"service-{port}.log").read_text()
-    # BentoML's access log names the worker: churn_scoring:1 and churn_scoring:2 both answered.
-    workers = {line.split("[entry_service:churn_scoring:")[1][0] for line in served.splitlines() if "/score" in line}
-    assert workers == {"1", "2"}, workers
+        for _ in range(10):  # which worker accepts is up to timing: send until both have answered
+            answers = asyncio.run(load(40))
+            sent += len(answers)
+            assert {a.status_code for a in answers} == {200}
+            assert all(a.json()[0]["churn_probability"] >= 0 for a in answers)
+            if _worker_ids(logfile.read_text(), "path=/score,") == {"1", "2"}:
+                break
+    assert _worker_ids(logfile.read_text(), "path=/score,") == {"1", "2"}
     logged = read_prediction_log(settings.path("log-2w"))
-    assert len(logged) == 80 and set(logged[names.CUSTOMER_ID]) == set(ids)
+    assert len(logged) == sent and set(logged[names.CUSTOMER_ID]) == set(ids)
     assert len(list(settings.path("log-2w").glob("date=*/part-*.parquet"))) >= 2  # a writer per worker
 
 
