@@ -143,7 +143,7 @@ class OnlineReader:
             computed = transformation.transform(inputs)
             for feature in outputs:
                 values = computed[feature].to_numpy(dtype=object)
-                columns[feature] = [None if newest[i] is None else _plain(v) for i, v in enumerate(values)]
+                columns[feature] = [None if newest[i] is None else plain_value(v) for i, v in enumerate(values)]
         return OnlineRows(ids, columns, newest)
 
 
@@ -155,8 +155,8 @@ def _column(values: list[Any]) -> np.ndarray:
         return np.array(values, dtype=object)
 
 
-def _plain(value: Any) -> Any:  # noqa: ANN401
-    """A computed value as Python: NaN and missing become None, NumPy scalars plain ones."""
+def plain_value(value: Any) -> Any:  # noqa: ANN401
+    """A value as plain Python: NaN and missing (None, pd.NA) become None, NumPy scalars plain ones."""
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
     return value.item() if isinstance(value, np.generic) else value

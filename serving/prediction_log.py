@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from churn import names
 from features.io import write_atomic_parquet
+from features.online import plain_value
 
 LOGGED_AT = "logged_at"
 MODEL_VERSION = "model_version"
@@ -167,7 +168,7 @@ def _arrow(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values, type=pa.float64(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        text = [None if _plain(v) is None else str(v) for v in values]
+        text = [None if plain_value(v) is None else str(v) for v in values]
         return pa.array(text, type=pa.string())
 
 
@@ -197,17 +198,6 @@ class _Scored:
 
 
 _Scored.NOTHING = _Scored(dt.datetime.min, [], "", [], [], [])
-
-
-def _plain(value: Any) -> Any:  # noqa: ANN401
-    """A feature value, NaN and missing as None."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and value != value:
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def read_prediction_log(root: Path, start: dt.datetime | None = None, end: dt.datetime | None = None) -> pd.DataFrame:
