@@ -230,7 +230,7 @@ class Predictor:
             column 0.
         """
         matrix = self._input(rows)
-        proba = self._booster(matrix).predict(matrix, validate_features=False)  # the matrix has the model's features
+        proba = self._booster(matrix).predict(matrix, validate_features=False)  # unnamed: the model's columns in order
         if not contributions:
             return proba.reshape(-1, 1)
         return np.column_stack([proba, self._contributions(matrix, method or self.method(matrix.num_row()))])
