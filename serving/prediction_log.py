@@ -126,7 +126,7 @@ class PredictionLog:
     def _flush(self, batches: list[_Scored]) -> None:
         if not batches:
             return
-        for day, group in itertools.groupby(sorted(batches, key=lambda b: b.logged_at.date()), key=_day):
+        for day, group in itertools.groupby(sorted(batches, key=_day), key=_day):
             part = list(group)
             name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             write_atomic_parquet(_table(part), self.root / f"date={day}" / name)
