@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FunctionType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import (
     Entity,
@@ -44,8 +45,12 @@ def purchases_rhythm(inputs: pd.DataFrame) -> pd.DataFrame:
     registry and runs it for training sets and online lookups alike.
     """
     gap_column = next(c for c in inputs.columns if c.startswith("purchases_gap_mean_"))
-    gap = inputs[gap_column].where(inputs[gap_column] > 0)
-    return pd.DataFrame({"purchases_overdue_ratio": inputs["purchases_days_since_last"] / gap})
+    # NumPy on the columns, not pandas operations: the same numbers, and a quarter of the time for
+    # the one row of an online lookup (pandas' per-operation overhead was a third of the online read).
+    gap = inputs[gap_column].to_numpy(dtype=np.float64, na_value=np.nan)
+    since = inputs["purchases_days_since_last"].to_numpy(dtype=np.float64, na_value=np.nan)
+    ratio = np.divide(since, gap, out=np.full(len(gap), np.nan), where=gap > 0)
+    return pd.DataFrame({"purchases_overdue_ratio": ratio}, index=inputs.index)
 
 
 def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl_days: int) -> list[Any]:

@@ -15,6 +15,7 @@ import pytest
 
 from churn import names
 from churn.settings import Settings, parse_settings
+from features.feast_repo import purchases_rhythm
 from features.generator import generate, write_generated
 from features.ingest import ingest
 from features.io import write_atomic_parquet
@@ -256,3 +257,35 @@ def test_feast_apply_inside_feature_repo(tmp_path: Path, generated: Path) -> Non
     behaviour = store.get_feature_service(names.FEATURE_SERVICE_BEHAVIOUR)
     features = {f.name for p in behaviour.feature_view_projections for f in p.features}
     assert "profile_tenure_days" in features and "profile_plan" not in features
+
+
+def test_rhythm_view_function_is_the_ratio_with_missing_where_undefined() -> None:
+    """`purchases_rhythm` divides days since the last purchase by a positive mean gap, row by row,
+    whatever the frame holds (floats with NaN, objects with None, nullable floats), keeping its index."""
+    frames = [
+        pd.DataFrame(
+            {
+                "purchases_days_since_last": [30.0, 10.0, None, 5.0, 7.0],
+                "purchases_gap_mean_90d": [10.0, 0.0, 4.0, -2.0, None],
+            },
+            index=[7, 3, 9, 1, 0],
+        ),
+        pd.DataFrame(
+            {
+                "purchases_days_since_last": pd.Series([30, None, 6], dtype=object),
+                "purchases_gap_mean_30d": pd.Series([None, 2.0, 4], dtype=object),
+            }
+        ),
+        pd.DataFrame(
+            {
+                "purchases_days_since_last": pd.array([3.0, None], dtype="Float64"),
+                "purchases_gap_mean_90d": pd.array([1.5, 1.0], dtype="Float64"),
+            }
+        ),
+    ]
+    expected = [[3.0, None, None, None, None], [None, None, 1.5], [2.0, None]]
+    for frame, want in zip(frames, expected, strict=True):
+        got = purchases_rhythm(frame)
+        assert list(got.columns) == ["purchases_overdue_ratio"] and got.index.equals(frame.index)
+        values = got["purchases_overdue_ratio"].tolist()
+        assert [None if pd.isna(v) else v for v in values] == want
