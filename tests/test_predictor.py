@@ -78,13 +78,43 @@ def test_fast_input_predicts_as_the_typed_frame(booster: xgb.Booster) -> None:
     predictor = Predictor(booster, "1", TIERS, top_reasons=3)
     outputs = predictor.model_outputs(rows)
     proba, contribs = old_path(booster, rows)
-    np.testing.assert_allclose(outputs[:, 0], proba, rtol=1e-6)
+    # The probability comes from the contributions' sum: predict's number up to float32 rounding.
+    np.testing.assert_allclose(outputs[:, 0], proba, rtol=1e-5, atol=3e-7)
     np.testing.assert_allclose(outputs[:, 1:], contribs, rtol=1e-5, atol=1e-6)
     # The probability-only path gives the same numbers.
     np.testing.assert_allclose(predictor.probabilities(rows), proba, rtol=1e-6)
     # Extra columns and column order do not matter.
     shuffled = rows[FEATURES[::-1]].assign(customer_id="c")
     np.testing.assert_allclose(predictor.model_outputs(shuffled), outputs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("explainer", ["shap", "approx"])
+def test_probability_is_the_sigmoid_of_the_contributions(booster: xgb.Booster, explainer: str) -> None:
+    rows = frame(400, seed=4).drop(columns="label")
+    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer=explainer)  # type: ignore[arg-type]
+    outputs = predictor.model_outputs(rows)
+    matrix = predictor.matrix(rows)
+    full = booster.predict(matrix, pred_contribs=True, approx_contribs=explainer == "approx")
+    np.testing.assert_array_equal(outputs[:, 1:], full[:, :-1])
+    margin = full.sum(axis=1, dtype=np.float64)
+    np.testing.assert_allclose(outputs[:, 0], 1 / (1 + np.exp(-margin)), rtol=1e-6)
+    np.testing.assert_allclose(outputs[:, 0], booster.predict(matrix), rtol=1e-5, atol=3e-7)
+    # One row, as a request sends it, the same.
+    first = predictor.model_outputs(rows.head(1))
+    np.testing.assert_allclose(first, outputs[:1], rtol=1e-6, atol=1e-7)
+
+
+def test_other_objectives_predict_their_probability(booster: xgb.Booster) -> None:
+    """A model whose probability is not the sigmoid of the margin is asked for it (no shortcut)."""
+    train = frame(1_000, seed=5)
+    categories = {"profile_plan": PLANS}
+    matrix = dmatrix(model_frame(train, FEATURES, categories), label=train["label"])
+    params = {"objective": "binary:hinge", "max_depth": 3, "seed": 7, "nthread": 1}
+    hinge = remember_categories(xgb.train(params, matrix, num_boost_round=10), categories)
+    rows = train.drop(columns="label").head(50)
+    outputs = Predictor(hinge, "1", TIERS, top_reasons=3).model_outputs(rows)
+    np.testing.assert_array_equal(outputs[:, 0], hinge.predict(dmatrix(model_frame(rows, FEATURES, categories))))
+    assert set(outputs[:, 0].tolist()) <= {0.0, 1.0}  # hinge gives classes, which no sigmoid would
 
 
 def test_reasons_are_the_largest_positive_contributions(booster: xgb.Booster) -> None:
@@ -128,7 +158,10 @@ def test_approx_explainer_mostly_agrees_with_shap_on_the_top_reason(booster: xgb
     rows = frame(500, seed=6).drop(columns="label")
     exact = Predictor(booster, "1", TIERS, top_reasons=1).score(rows)
     approx = Predictor(booster, "1", TIERS, top_reasons=1, explainer="approx").score(rows)
-    assert [a["churn_probability"] for a in exact] == [a["churn_probability"] for a in approx]
+    # Either explainer's contributions sum to the margin: the same probability up to float32 rounding.
+    np.testing.assert_allclose(
+        [a["churn_probability"] for a in exact], [a["churn_probability"] for a in approx], rtol=1e-5, atol=3e-7
+    )
     top = [(e["reasons"][:1], a["reasons"][:1]) for e, a in zip(exact, approx, strict=True) if e["reasons"]]
     same = sum(e[0]["feature"] == a[0]["feature"] for e, a in top if a)
     assert same / len(top) > 0.8
@@ -143,7 +176,7 @@ def test_calibration_applies_to_probabilities_and_tiers(booster: xgb.Booster) ->
     calibrated = predictor.probabilities(rows)
     assert (calibrated > raw).all()
     answers = predictor.score(rows)
-    np.testing.assert_allclose([a["churn_probability"] for a in answers], calibrated)
+    np.testing.assert_allclose([a["churn_probability"] for a in answers], calibrated, rtol=1e-5, atol=3e-7)
     assert all(math.isfinite(a["churn_probability"]) for a in answers)
 
 
@@ -314,6 +347,13 @@ def test_a_few_rows_score_on_one_thread_as_on_all(booster: xgb.Booster) -> None:
     few = rows.head(ONE_THREAD_ROWS)
     assert predictor._booster(predictor.matrix(few)) is not predictor.booster  # the one-thread copy
     assert predictor._booster(predictor.matrix(rows)) is predictor.booster
+    # The same numbers, bit for bit, as the multi-threaded booster gives the same rows.
+    all_threads = Predictor(booster, "1", TIERS, top_reasons=3, explainer="shap")
+    all_threads._one_thread = booster
+    np.testing.assert_array_equal(
+        predictor.model_outputs(few, method="shap"), all_threads.model_outputs(few, method="shap")
+    )
     matrix = predictor.matrix(few)
-    expected = np.column_stack([booster.predict(matrix), booster.predict(matrix, pred_contribs=True)[:, :-1]])
-    np.testing.assert_array_equal(predictor.model_outputs(few, method="shap"), expected)
+    np.testing.assert_array_equal(
+        predictor.model_outputs(few, method="shap")[:, 1:], booster.predict(matrix, pred_contribs=True)[:, :-1]
+    )
