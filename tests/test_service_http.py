@@ -398,7 +398,8 @@ def test_batch_alert_list_explains_the_top_rows(trained: Path, tmp_path: Path) -
     single = with_early_warning(settings, predictor, features, predictor.score(features))
     for customer, answer in zip(features[names.CUSTOMER_ID], single, strict=True):
         row = every.loc[customer]
-        assert row["churn_probability"] == pytest.approx(answer["churn_probability"])
+        # The batch path predicts; the per-request path sums the contributions (float32 rounding apart).
+        assert row["churn_probability"] == pytest.approx(answer["churn_probability"], rel=1e-5, abs=3e-7)
         assert row["risk_tier"] == answer["risk_tier"]
         assert row["reasons"] == answer["reasons"]
         assert row["reasons_method"] == answer["reasons_method"] == predictor.method(len(features))
