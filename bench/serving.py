@@ -29,8 +29,9 @@ What it does:
    `ALL_REASONS_ROWS` = 100,000 rows only: exact SHAP of 1M rows takes many minutes). Beside a bare
    `Booster.predict` of the same rows (DMatrix built beforehand), each in a fresh process; then a
    last process times the stages of the batch path on `profile_rows` of those rows.
-4. Starts six servers: `serving.service:ChurnService` with adaptive batching on and off
-   (`serving.batching.enabled`) and with batching off on 2 API workers (`serving.workers`), a
+4. Starts seven servers: `serving.service:ChurnService` with adaptive batching on and off
+   (`serving.batching.enabled`), with batching off on 2 API workers (`serving.workers`) and with
+   batching off and approximate reasons (`serving.explainer: approx`, not exact SHAP), a
    minimal BentoML 1.4 service that only predicts (`MinimalBento`) with 1 worker and with 2
    (`CHURN_BENCH_WORKERS`), and the same in FastAPI + uvicorn (`make_fastapi_app`); the minimal
    endpoints take the /score_features JSON and answer probabilities. Then:
@@ -181,14 +182,13 @@ def make_fastapi_app() -> Any:
 # --- workspace, model and request data ----------------------------------------------------------
 
 
-def _settings(ws: Path, batching: bool = True, workers: int = 1) -> Any:
+def _settings(ws: Path, batching: bool = True, workers: int = 1, explainer: str | None = None) -> Any:
     from churn.settings import parse_settings
 
-    raw = {
-        "workspace": str(ws),
-        "training": {"n_trials": 1, "max_rounds": 60},
-        "serving": {"batching": {"enabled": batching}, "workers": workers},
-    }
+    serving: dict[str, Any] = {"batching": {"enabled": batching}, "workers": workers}
+    if explainer is not None:
+        serving["explainer"] = explainer
+    raw = {"workspace": str(ws), "training": {"n_trials": 1, "max_rounds": 60}, "serving": serving}
     return parse_settings(raw, source="bench", env={})
 
 
@@ -602,19 +602,20 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
 
     steps, the stages of score_path on the same customers, each on inputs prepared beforehand
     (up to 200 timed calls): online (`OnlineReader.read`, what the service uses), feast_client
-    (Feast's `get_online_features(...).to_df()`, what it used before), matrix
-    (`Predictor.matrix`), predict (a bare `Booster.predict` of that DMatrix), contribs (exact
-    SHAP), answers, crm, log.
+    (Feast's `get_online_features(...).to_df()`, what it used before), matrix (the model input
+    the path builds, `Predictor._input`), model (`Predictor.model_outputs` with exact SHAP: the
+    contributions, and the probability from their sum), answers, crm, log.
 
     `big` (a /score_features body of 1,000 rows), 10 timed calls per stage: parse (pydantic, as
     BentoML validates the body), validate (`validate_feature_rows`, which gives columns), matrix
-    (`Predictor.matrix`), predict, contribs (exact SHAP, `pred_contribs=True`), approx_contribs
-    (`approx_contribs=True`), answers (`Predictor.answers`), crm (`with_early_warning`), log
-    (prediction log append), json (encoding the answers), model_rows (the batching service's
-    input); probabilities (`Predictor.probabilities`: matrix, predict, calibration, no reasons);
-    and the whole model step score (`Predictor.score` with the served explainer, `auto`:
-    approximate at 1,000 rows), score_shap (exact SHAP), score_approx, beside inplace
-    (`Booster.inplace_predict` of a prepared typed model frame, float32-clipped).
+    (`Predictor._input`), model (`Predictor.model_outputs` with the served method, approx at this
+    size), and as alternatives on a prepared DMatrix contribs (exact SHAP, `pred_contribs=True`) and
+    approx_contribs (`approx_contribs=True`); answers (`Predictor.answers`), crm
+    (`with_early_warning`), log (prediction log append), json (encoding the answers), model_rows
+    (the batching service's input); probabilities (`Predictor.probabilities`: matrix, predict,
+    calibration, no reasons); and the whole model step score (`Predictor.score` with the served
+    explainer, `auto`: approximate at 1,000 rows), score_shap (exact SHAP), score_approx, beside
+    inplace (`Booster.inplace_predict` of a prepared typed model frame, float32-clipped).
     """
     import copy
 
@@ -678,7 +679,6 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     )
     # The same customers stage by stage, each stage on inputs prepared beforehand.
     looked = [api._lookup(service, predictor, reader, [c])[1] for c in ids]
-    matrices = [predictor.matrix(r) for r in looked]
     outs = [predictor.model_outputs(r, method="shap") for r in looked]
     scored = [predictor.answers(r, o, "shap") for r, o in zip(looked, outs, strict=True)]
     n = len(ids)
@@ -688,9 +688,8 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
             "feast_client": lambda i: store.get_online_features(
                 features=feature_service, entity_rows=[{names.CUSTOMER_ID: ids[i % n]}]
             ).to_df(include_event_timestamps=True),
-            "matrix": lambda i: predictor.matrix(looked[i % n]),
-            "predict": lambda i: booster.predict(matrices[i % n], validate_features=False),
-            "contribs": lambda i: booster.predict(matrices[i % n], pred_contribs=True, validate_features=False),
+            "matrix": lambda i: predictor._input(looked[i % n]),
+            "model": lambda i: predictor.model_outputs(looked[i % n], method="shap"),
             "answers": lambda i: predictor.answers(looked[i % n], outs[i % n], "shap"),
             "crm": lambda i: with_early_warning(settings, predictor, looked[i % n], scored[i % n]),
             "log": lambda i: service.prediction_log.append(
@@ -725,8 +724,8 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
         {
             "parse": lambda _: Big.model_validate_json(big),
             "validate": lambda _: validate_feature_rows(predictor, parsed),
-            "matrix": lambda _: predictor.matrix(columns),
-            "predict": lambda _: booster.predict(matrix, validate_features=False),
+            "matrix": lambda _: predictor._input(columns),
+            "model": lambda _: predictor.model_outputs(columns, method=method),
             "contribs": lambda _: booster.predict(matrix, pred_contribs=True, validate_features=False),
             "approx_contribs": lambda _: booster.predict(
                 matrix, pred_contribs=True, approx_contribs=True, validate_features=False
@@ -964,8 +963,13 @@ def run(
     logs.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
         urls: dict[str, str] = {}
-        for mode in ("on", "off", "off2"):
-            settings = _settings(ws, batching=mode == "on", workers=2 if mode == "off2" else 1)
+        for mode in ("on", "off", "off2", "approx"):
+            settings = _settings(
+                ws,
+                batching=mode == "on",
+                workers=2 if mode == "off2" else 1,
+                explainer="approx" if mode == "approx" else None,
+            )
             config = ws / f"serving-{mode}.yaml"
             config.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
             # Its own BentoML home: a server starting clears the Prometheus files of the home it uses.
@@ -997,6 +1001,7 @@ def run(
             "score_on": (f"{urls['on']}/score", ids_lua),
             "score_off": (f"{urls['off']}/score", ids_lua),
             "score_off2": (f"{urls['off2']}/score", ids_lua),
+            "score_approx": (f"{urls['approx']}/score", ids_lua),
             "bento": (f"{urls['bento']}/predict", rows_lua),
             "bento2": (f"{urls['bento2']}/predict", rows_lua),
             "fastapi": (f"{urls['fastapi']}/predict", rows_lua),
