@@ -794,8 +794,14 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
     return rows
 
 
-def render(rows: Sequence[Row], title: str) -> Table:
-    """The single results table; each row's notes are numbered footnotes under it."""
+def render(rows: Sequence[Row], title: str, stolen: float | None = None) -> Table:
+    """The single results table; each row's notes are numbered footnotes under it.
+
+    Args:
+        rows: The figures, in order.
+        title: The table's title.
+        stolen: The share of CPU time stolen from this VM during the run (`steal_share`), if known.
+    """
     table = Table(title=title, show_lines=True, caption_justify="left")
     right = {"#", "peak RSS", "baseline RSS", "x baseline"}
     unbroken = right | {"scale", "figure", "baseline figure"}
@@ -845,7 +851,8 @@ def render(rows: Sequence[Row], title: str) -> Table:
         "peak RSS: resident high-water mark of the process that did the work (one fresh process per step); "
         "x baseline: time / baseline time, p50 / p50 for latency.",
         f"Load average (1/5/15 min) at the end: {load} on {len(os.sched_getaffinity(0))} cores; "
-        "other work on the machine lengthens wall times, CPU times much less.",
+        "other work on the machine lengthens wall times, CPU times much less."
+        + ("" if stolen is None else f" CPU steal during the run (time the VM's host ran other work): {stolen:.1%}."),
         *notes,
     ]
     table.caption = "\n".join(footer)
@@ -902,10 +909,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """The machine's CPU time so far, (stolen, all) in clock ticks, from /proc/stat (None elsewhere).
+
+    Steal is time a virtual machine's CPUs wanted to run but the host ran something else: a share
+    of it during a run makes every figure of that run slower, baselines included.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two `cpu_times` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmarks, print the table."""
     args = parse_args(argv)
     progress = Console(stderr=True)
+    started = cpu_times()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         rows = run_all(args, args.workdir.resolve(), progress, reuse=True)
@@ -917,7 +946,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"churn bench: {data}seed {args.seed}, "
         f"{len(os.sched_getaffinity(0))} cores, {', '.join(g for g in GROUPS if g in args.only)}"
     )
-    Console(width=max(200, shutil.get_terminal_size().columns)).print(render(rows, title))
+    stolen = steal_share(started, cpu_times())
+    Console(width=max(200, shutil.get_terminal_size().columns)).print(render(rows, title, stolen))
 
 
 if __name__ == "__main__":
