@@ -234,14 +234,14 @@ class Predictor:
             one contribution per feature (the bias term dropped). With `contributions=False`, only
             column 0.
         """
-        matrix = self._input(rows)
-        booster = self._booster(matrix)
-        if not contributions or not self._logistic:
-            proba = booster.predict(matrix, validate_features=False)  # unnamed: the model's columns in order
-            if not contributions:
-                return proba.reshape(-1, 1)
-            return np.column_stack([proba, self._contributions(matrix, method or self.method(matrix.num_row()))])
-        contribs = self._contributions(matrix, method or self.method(matrix.num_row()), keep_bias=True)
+        matrix = self._input(rows)  # unnamed: the model's columns in order, so no name check
+        if not contributions:
+            return self._booster(matrix).predict(matrix, validate_features=False).reshape(-1, 1)
+        method = method or self.method(matrix.num_row())
+        if not self._logistic:
+            proba = self._booster(matrix).predict(matrix, validate_features=False)
+            return np.column_stack([proba, self._contributions(matrix, method)])
+        contribs = self._contributions(matrix, method, keep_bias=True)
         # Both explainers split each row's margin exactly (the bias term included), so the
         # probability is the sigmoid of their sum: a second pass over the trees for `predict` would
         # give the same number (up to float32 rounding, as the sum's order differs) at up to half

@@ -104,7 +104,7 @@ def test_probability_is_the_sigmoid_of_the_contributions(booster: xgb.Booster, e
     np.testing.assert_allclose(first, outputs[:1], rtol=1e-6, atol=1e-7)
 
 
-def test_other_objectives_predict_their_probability(booster: xgb.Booster) -> None:
+def test_other_objectives_predict_their_probability() -> None:
     """A model whose probability is not the sigmoid of the margin is asked for it (no shortcut)."""
     train = frame(1_000, seed=5)
     categories = {"profile_plan": PLANS}
