@@ -454,6 +454,30 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
     def p50_ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
         return a["p50"] / b["p50"] if b["p50"] > 0 else None
 
+    def score_row(
+        name: str,
+        scale: str,
+        result: dict[str, Any],
+        base: dict[str, Any],
+        base_name: str,
+        minimal: dict[str, Any],
+        like: str = "",
+        extra: str = "",
+    ) -> Row:
+        """A /score throughput row beside `base`, its target a share of the minimal endpoint's req/s."""
+        share = result["rps"] / minimal["rps"]
+        return Row(
+            name,
+            scale,
+            rate(result),
+            baseline=base_name,
+            baseline_figure=rate(base),
+            ratio=p50_ratio(result, base),
+            target=f">= 70% of minimal BentoML req/s{like} (got {share:.0%})",
+            met=share >= 0.7,
+            notes=f"{result['requests']:,} requests, {_errors(result, base)}{extra}",
+        )
+
     one = local["single"]["score_path"]
     for c in args.serving_connections:
         conn = f"{c} connection{'s' if c > 1 else ''}"
@@ -463,61 +487,42 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             ("off", off, bento, "minimal BentoML 1.4 endpoint (predict only, same customers' features)"),
             ("on", on, off, "same, batching off"),
         ):
-            share = result["rps"] / bento["rps"]
-            notes = f"{result['requests']:,} requests, {_errors(result, base)}"
+            extra = ""
             if mode == "on":
-                notes += f"; {_batches(result['batching'])}"
+                extra = f"; {_batches(result['batching'])}"
             elif c == 1:
-                notes += (
+                extra = (
                     f"; the same path in process, no HTTP (online read, exact SHAP contributions and the "
                     f"probability from them, reasons, CRM layers, log): {latency(one)}, "
                     f"~{1e3 / one['p50']:,.0f} calls/s on one thread (row below)"
                 )
-            rows.append(
-                Row(
-                    f"POST /score, 1 customer per request, batching {mode}, {conn}",
-                    scale,
-                    rate(result),
-                    baseline=base_name,
-                    baseline_figure=rate(base),
-                    ratio=p50_ratio(result, base),
-                    target=f">= 70% of minimal BentoML req/s (got {share:.0%})",
-                    met=share >= 0.7,
-                    notes=notes,
-                )
-            )
+            name = f"POST /score, 1 customer per request, batching {mode}, {conn}"
+            rows.append(score_row(name, scale, result, base, base_name, bento, extra=extra))
         approx = res[f"wrk_score_approx_c{c}"]
-        share_approx = approx["rps"] / bento["rps"]
         rows.append(
-            Row(
+            score_row(
                 f"POST /score, 1 customer per request, batching off, explainer approx (not exact SHAP), {conn}",
                 scale,
-                rate(approx),
-                baseline="minimal BentoML 1.4 endpoint",
-                baseline_figure=rate(bento),
-                ratio=p50_ratio(approx, bento),
-                target=f">= 70% of minimal BentoML req/s (got {share_approx:.0%})",
-                met=share_approx >= 0.7,
-                notes=f"{approx['requests']:,} requests, {_errors(approx, bento)}; reasons from XGBoost's "
-                f"approximate contributions, which name exact SHAP's first reason for "
-                f"{local['agreement']['top1']:.0%} of customers (row 'Predictor.score ... explainer shap'); "
+                approx,
+                bento,
+                "minimal BentoML 1.4 endpoint",
+                bento,
+                extra=f"; reasons from XGBoost's approximate contributions, which name exact SHAP's first reason "
+                f"for {local['agreement']['top1']:.0%} of customers (row 'Predictor.score ... explainer shap'); "
                 f"{approx['rps'] / off['rps']:.0%} of /score with exact SHAP",
             )
         )
         two, bento2 = res[f"wrk_score_off2_c{c}"], res[f"wrk_bento2_c{c}"]
-        share2 = two["rps"] / bento2["rps"]
         rows.append(
-            Row(
+            score_row(
                 f"POST /score, 1 customer per request, batching off, 2 API workers (serving.workers 2), {conn}",
                 scale,
-                rate(two),
-                baseline="minimal BentoML 1.4 endpoint, 2 workers",
-                baseline_figure=rate(bento2),
-                ratio=p50_ratio(two, bento2),
-                target=f">= 70% of minimal BentoML req/s, like for like (got {share2:.0%})",
-                met=share2 >= 0.7,
-                notes=f"{two['requests']:,} requests, {_errors(two, bento2)}; "
-                f"{two['rps'] / bento['rps']:.0%} of the minimal endpoint with its default single worker "
+                two,
+                bento2,
+                "minimal BentoML 1.4 endpoint, 2 workers",
+                bento2,
+                like=", like for like",
+                extra=f"; {two['rps'] / bento['rps']:.0%} of the minimal endpoint with its default single worker "
                 f"({bento['rps']:,.0f} req/s), {two['rps'] / off['rps']:.0%} of /score with 1 worker",
             )
         )
