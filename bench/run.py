@@ -399,8 +399,8 @@ def _batches(stats: dict[str, float]) -> str:
 
 STEPS = {
     "online": "online read (OnlineReader)",
-    "matrix": "model input (DMatrix)",
-    "model": "model step (exact SHAP contributions; probability from their sum)",
+    "matrix": "model input (float32 array)",
+    "model": "model step (exact SHAP contributions from the TreeSHAP tables; probability from their sum)",
     "answers": "answers (reasons)",
     "crm": "CRM layers",
     "log": "prediction log",
@@ -547,7 +547,9 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             baseline="in-process predict of the JSON row as the minimal endpoints do (float32 array, DMatrix, predict)",
             baseline_figure=latency(local["single"]["predict"]),
             ratio=p50_ratio(one, local["single"]["predict"]),
-            notes=f"p50 per stage: {stages(local['steps'], STEPS)}; the same online read through Feast's client "
+            notes=f"p50 per stage: {stages(local['steps'], STEPS)}; the model step with XGBoost's pred_contribs "
+            f"instead of the tables (DMatrix included, one thread) {latency(local['steps']['xgb_contribs'])}; "
+            f"the same online read through Feast's client "
             f"(get_online_features(...).to_df(), what /score used before) {latency(local['steps']['feast_client'])}; "
             f"the whole path with the booster at nthread=1 {latency(local['single']['score_path_1thread'])}, with "
             f"explainer approx {latency(local['single']['score_path_approx'])}. "
@@ -625,7 +627,9 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
             notes=f"where a {n:,}-row /score_features request goes in process (p50 per stage, {total:.0f} ms in all): "
             f"{stages(big, BIG_STEPS)}; with the model service (requests under {res['max_batch_size']} rows), its "
             f"input (model_rows) {big['model_rows']['p50']:.1f} ms more. Alternatives: XGBoost approx_contribs "
-            f"{big['approx_contribs']['p50']:.1f} ms instead of SHAP pred_contribs {big['contribs']['p50']:.1f} ms; "
+            f"{big['approx_contribs']['p50']:.1f} ms instead of exact SHAP: XGBoost pred_contribs "
+            f"{big['contribs']['p50']:.1f} ms (2 threads), the TreeSHAP tables {big['table_contribs']['p50']:.1f} ms "
+            f"(1 thread); "
             f"Predictor.score with exact SHAP (explainer shap) {latency(big['score_shap'])} (row below); "
             f"Predictor.probabilities (no reasons) {latency(big['probabilities'])}",
         )

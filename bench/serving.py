@@ -603,14 +603,17 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     steps, the stages of score_path on the same customers, each on inputs prepared beforehand
     (up to 200 timed calls): online (`OnlineReader.read`, what the service uses), feast_client
     (Feast's `get_online_features(...).to_df()`, what it used before), matrix (the model input
-    the path builds, `Predictor._input`), model (`Predictor.model_outputs` with exact SHAP: the
-    contributions, and the probability from their sum), answers, crm, log.
+    the path builds, `Predictor._array`), model (`Predictor.model_outputs` with exact SHAP: the
+    contributions from the TreeSHAP tables, and the probability from their sum), answers, crm,
+    log; and as the alternative model step xgb_contribs (XGBoost's `pred_contribs` of the row on
+    one thread, its DMatrix included: what the model step did before the tables).
 
     `big` (a /score_features body of 1,000 rows), 10 timed calls per stage: parse (pydantic, as
     BentoML validates the body), validate (`validate_feature_rows`, which gives columns), matrix
     (`Predictor._input`), model (`Predictor.model_outputs` with the served method, approx at this
     size), and as alternatives on a prepared DMatrix contribs (exact SHAP, `pred_contribs=True`) and
-    approx_contribs (`approx_contribs=True`); answers (`Predictor.answers`), crm
+    approx_contribs (`approx_contribs=True`), and table_contribs (exact SHAP from the predictor's
+    tables, `serving.treeshap.contributions`, on the prepared array); answers (`Predictor.answers`), crm
     (`with_early_warning`), log (prediction log append), json (encoding the answers), model_rows
     (the batching service's input); probabilities (`Predictor.probabilities`: matrix, predict,
     calibration, no reasons); and the whole model step score (`Predictor.score` with the served
@@ -627,6 +630,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     from features.matrix import model_frame
     from features.online import OnlineReader
     from features.pipeline import open_store
+    from serving import treeshap
     from serving.batch import with_early_warning
     from serving.prediction_log import PredictionLog
     from serving.predictor import FLOAT32_MAX, Predictor
@@ -688,8 +692,11 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
             "feast_client": lambda i: store.get_online_features(
                 features=feature_service, entity_rows=[{names.CUSTOMER_ID: ids[i % n]}]
             ).to_df(include_event_timestamps=True),
-            "matrix": lambda i: predictor._input(looked[i % n]),
+            "matrix": lambda i: predictor._array(looked[i % n]),
             "model": lambda i: predictor.model_outputs(looked[i % n], method="shap"),
+            "xgb_contribs": lambda i: one_thread.booster.predict(
+                predictor._input(looked[i % n]), pred_contribs=True, validate_features=False
+            ),
             "answers": lambda i: predictor.answers(looked[i % n], outs[i % n], "shap"),
             "crm": lambda i: with_early_warning(settings, predictor, looked[i % n], scored[i % n]),
             "log": lambda i: service.prediction_log.append(
@@ -718,6 +725,10 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     exact = copy.copy(predictor)
     exact.explainer = "shap"
     matrix = predictor.matrix(columns)
+    array = predictor._array(columns)
+    tables = exact._shap or treeshap.build(booster)
+    if tables is None:
+        raise RuntimeError("the bench model has no TreeSHAP tables (serving.treeshap.build)")
     outputs = predictor.model_outputs(columns, method=method)
     answers = predictor.answers(columns, outputs, method)
     stages = interleaved(
@@ -730,6 +741,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
             "approx_contribs": lambda _: booster.predict(
                 matrix, pred_contribs=True, approx_contribs=True, validate_features=False
             ),
+            "table_contribs": lambda _: treeshap.contributions(tables, array),
             "probabilities": lambda _: predictor.probabilities(columns),
             "answers": lambda _: predictor.answers(columns, outputs, method),
             "crm": lambda _: with_early_warning(settings, predictor, columns, answers),

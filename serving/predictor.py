@@ -18,6 +18,7 @@ import pandas as pd
 import xgboost as xgb
 
 from features.matrix import booster_categories, calibrate
+from serving import treeshap
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest finite value XGBoost can take (it reads features as float32)."""
@@ -93,6 +94,7 @@ class Predictor:
             top_reasons: How many reasons to give per customer.
             explainer: `shap` (exact TreeSHAP), `approx` (XGBoost's approximate contributions) or
                 `auto`: exact for calls on at most `exact_rows` rows, approximate for bigger ones.
+                Unless `approx`, the exact explainer's tables are built here (`serving.treeshap`).
             exact_rows: The largest call `auto` explains exactly.
         """
         if not booster.feature_names:
@@ -121,6 +123,9 @@ class Predictor:
         self._types = ["c" if f in self.categories else "float" for f in self.features]
         self._logistic = _objective(booster) == "binary:logistic"
         """Whether a probability is the sigmoid of the margin (`model_outputs` then sums the contributions)."""
+        self._shap = treeshap.build(booster) if explainer != "approx" else None
+        """Exact TreeSHAP by table lookup; None (XGBoost's `pred_contribs` then) for a model the tables
+        do not cover, or a predictor made to approximate."""
 
     def matrix(self, rows: Rows) -> xgb.DMatrix:
         """The model's input for feature rows, built straight from the columns (no typed DataFrame).
@@ -139,13 +144,16 @@ class Predictor:
         )
 
     def _input(self, rows: Rows) -> xgb.DMatrix:
-        """`matrix(rows)` without feature names and types: what this predictor's own XGBoost calls take.
+        """`matrix(rows)` without feature names and types: what this predictor's own XGBoost calls take."""
+        return self._dmatrix(self._array(rows))
 
-        The trees see the same numbers (a split itself says whether it is categorical, and these
-        calls skip the name check), and the DMatrix is built in half the time: for one row,
-        naming the features and their types took longer than building the array.
+    def _dmatrix(self, array: np.ndarray) -> xgb.DMatrix:
+        """The DMatrix of `_array` rows, unnamed.
+
+        The trees see the same numbers as in `matrix` (a split itself says whether it is
+        categorical, and these calls skip the name check), and the DMatrix is built in half the
+        time: for one row, naming the features and their types took longer than building the array.
         """
-        array = self._array(rows)
         # Like `_booster`: for a few rows, more threads only add their start-up (half the build time for one row).
         return xgb.DMatrix(array, nthread=1 if len(array) <= ONE_THREAD_ROWS else None)
 
@@ -234,22 +242,23 @@ class Predictor:
             one contribution per feature (the bias term dropped). With `contributions=False`, only
             column 0.
         """
-        matrix = self._input(rows)  # unnamed: the model's columns in order, so no name check
+        array = self._array(rows)
         if not contributions:
+            matrix = self._dmatrix(array)
             return self._booster(matrix).predict(matrix, validate_features=False).reshape(-1, 1)
-        method = method or self.method(matrix.num_row())
+        method = method or self.method(len(array))
+        contribs = self._contributions(array, method)
         if not self._logistic:
+            matrix = self._dmatrix(array)
             proba = self._booster(matrix).predict(matrix, validate_features=False)
-            return np.column_stack([proba, self._contributions(matrix, method)])
-        contribs = self._contributions(matrix, method, keep_bias=True)
+            return np.column_stack([proba, contribs[:, :-1]]).astype(np.float32)
         # Both explainers split each row's margin exactly (the bias term included), so the
         # probability is the sigmoid of their sum: a second pass over the trees for `predict` would
         # give the same number (up to float32 rounding, as the sum's order differs) at up to half
         # the cost of a request's model step.
         margin = contribs.sum(axis=1, dtype=np.float64)
-        proba = 1.0 / (1.0 + np.exp(-margin))
         out = np.empty(contribs.shape, dtype=np.float32)
-        out[:, 0] = proba
+        out[:, 0] = 1.0 / (1.0 + np.exp(-margin))
         out[:, 1:] = contribs[:, :-1]
         return out
 
@@ -262,12 +271,20 @@ class Predictor:
         """
         return self._one_thread if matrix.num_row() <= ONE_THREAD_ROWS else self.booster
 
-    def _contributions(self, matrix: xgb.DMatrix, method: Method, keep_bias: bool = False) -> np.ndarray:
-        """Per row, one contribution per feature (by `method`), then the bias term unless dropped."""
-        contribs = self._booster(matrix).predict(
-            matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False
+    def _contributions(self, array: np.ndarray, method: Method) -> np.ndarray:
+        """Per row of `_array` rows, one contribution per feature (by `method`), then the bias term.
+
+        Exact TreeSHAP comes from the tables when the model has them (float64, XGBoost's numbers up
+        to float32 rounding), else from XGBoost (float32), as the approximation does.
+        """
+        if method == "shap" and self._shap is not None:
+            return treeshap.contributions(self._shap, array)
+        matrix = self._dmatrix(array)
+        return np.asarray(
+            self._booster(matrix).predict(
+                matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False
+            )
         )
-        return np.asarray(contribs if keep_bias else contribs[:, :-1])
 
     def probabilities(self, rows: Rows) -> np.ndarray:
         """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring).
@@ -296,7 +313,8 @@ class Predictor:
             Per row, a list of Reason dicts: feature, value, contribution, phrase.
         """
         if contribs is None:
-            contribs = self._contributions(self._input(rows), method or self.method(row_count(rows)))
+            contribs = self._contributions(self._array(rows), method or self.method(row_count(rows)))
+            contribs = contribs.astype(np.float32)  # as `model_outputs` gives them
         contribs = contribs[:, : len(self.features)]
         top = min(self.top_reasons, len(self.features))
         n = row_count(rows)

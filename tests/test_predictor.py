@@ -95,8 +95,12 @@ def test_probability_is_the_sigmoid_of_the_contributions(booster: xgb.Booster, e
     outputs = predictor.model_outputs(rows)
     matrix = predictor.matrix(rows)
     full = booster.predict(matrix, pred_contribs=True, approx_contribs=explainer == "approx")
-    np.testing.assert_array_equal(outputs[:, 1:], full[:, :-1])
-    margin = full.sum(axis=1, dtype=np.float64)
+    if explainer == "approx":
+        np.testing.assert_array_equal(outputs[:, 1:], full[:, :-1])
+    else:  # exact TreeSHAP from the predictor's tables: XGBoost's numbers up to float32 rounding
+        assert predictor._shap is not None
+        np.testing.assert_allclose(outputs[:, 1:], full[:, :-1], rtol=1e-5, atol=2e-6)
+    margin = outputs[:, 1:].sum(axis=1, dtype=np.float64) + full[:, -1]
     np.testing.assert_allclose(outputs[:, 0], 1 / (1 + np.exp(-margin)), rtol=1e-6)
     np.testing.assert_allclose(outputs[:, 0], booster.predict(matrix), rtol=1e-5, atol=3e-7)
     # One row, as a request sends it, the same.
@@ -342,18 +346,36 @@ def test_reasons_match_the_row_by_row_version(booster: xgb.Booster, top: int) ->
 
 
 def test_a_few_rows_score_on_one_thread_as_on_all(booster: xgb.Booster) -> None:
+    # XGBoost's own calls (approximate contributions, probabilities; exact SHAP uses tables instead).
     rows = frame(40, seed=9).drop(columns="label")
-    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer="shap")
+    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer="approx")
     few = rows.head(ONE_THREAD_ROWS)
     assert predictor._booster(predictor.matrix(few)) is not predictor.booster  # the one-thread copy
     assert predictor._booster(predictor.matrix(rows)) is predictor.booster
     # The same numbers, bit for bit, as the multi-threaded booster gives the same rows.
-    all_threads = Predictor(booster, "1", TIERS, top_reasons=3, explainer="shap")
+    all_threads = Predictor(booster, "1", TIERS, top_reasons=3, explainer="approx")
     all_threads._one_thread = booster
-    np.testing.assert_array_equal(
-        predictor.model_outputs(few, method="shap"), all_threads.model_outputs(few, method="shap")
-    )
+    for contributions in (True, False):
+        np.testing.assert_array_equal(
+            predictor.model_outputs(few, contributions), all_threads.model_outputs(few, contributions)
+        )
     matrix = predictor.matrix(few)
     np.testing.assert_array_equal(
-        predictor.model_outputs(few, method="shap")[:, 1:], booster.predict(matrix, pred_contribs=True)[:, :-1]
+        predictor.model_outputs(few)[:, 1:],
+        booster.predict(matrix, pred_contribs=True, approx_contribs=True)[:, :-1],
     )
+
+
+def test_exact_reasons_without_tables_are_xgboosts(booster: xgb.Booster) -> None:
+    """A model the tables do not cover (or a predictor made to approximate) gets exact SHAP from XGBoost."""
+    rows = frame(30, seed=10).drop(columns="label")
+    with_tables = Predictor(booster, "1", TIERS, top_reasons=3, explainer="shap")
+    without = Predictor(booster, "1", TIERS, top_reasons=3, explainer="approx")
+    assert with_tables._shap is not None and without._shap is None
+    exact = without.model_outputs(rows, method="shap")
+    np.testing.assert_array_equal(exact[:, 1:], booster.predict(without.matrix(rows), pred_contribs=True)[:, :-1])
+    np.testing.assert_allclose(with_tables.model_outputs(rows, method="shap"), exact, rtol=1e-5, atol=2e-6)
+    assert [a["reasons"] for a in without.answers(rows, exact, "shap")] == [
+        [{**r, "contribution": pytest.approx(r["contribution"], rel=1e-5, abs=2e-6)} for r in a["reasons"]]
+        for a in with_tables.score(rows)
+    ]
