@@ -163,6 +163,7 @@ def _tables(
 ) -> ShapTables:
     """Lay out the paths and compute every leaf's table (see the module docstring)."""
     count = len(leaves)
+    depth = max(len(path) for _, path in leaves)
     pad = len(splits.feature)  # the pseudo split every row follows
     path_split = np.full((count, MAX_PATH), pad, dtype=np.intp)
     path_left = np.ones((count, MAX_PATH), dtype=bool)
@@ -186,7 +187,7 @@ def _tables(
     for lo in range(0, count, _LEAVES_AT_ONCE):
         part = slice(lo, min(lo + _LEAVES_AT_ONCE, count))
         by_pattern = _leaf_tables(value[part], zero[part], weights)  # (leaves, 2^width, width)
-        features_of = _feature_patterns(slot[part], width)  # (leaves, 2^MAX_PATH)
+        features_of = _feature_patterns(slot[part, :depth], width)  # (leaves, 2^depth)
         for i in range(part.start, part.stop):
             n = 1 << lengths[i]
             table[table_start[i] : table_start[i] + n] = by_pattern[i - lo, features_of[i - lo, :n]]
@@ -254,16 +255,17 @@ def _leaf_tables(value: np.ndarray, zero: np.ndarray, weights: np.ndarray) -> np
 
 
 def _feature_patterns(slot: np.ndarray, width: int) -> np.ndarray:
-    """(leaves, 2^MAX_PATH): per pattern of a path's decisions, the pattern of its features' o's.
+    """(leaves, 2^splits): per pattern of a path's decisions, the pattern of its features' o's.
 
-    A feature's o is 1 when the row follows the path at every split testing it; a padding feature's is 1.
+    A feature's o is 1 when the row follows the path at every split testing it; a padding
+    feature's is 1. `slot` gives each split's feature on the path (-1 past the path's end).
     """
-    decisions = (np.arange(1 << MAX_PATH)[:, None] >> np.arange(MAX_PATH)) & 1  # (patterns, splits)
-    out = np.zeros((len(slot), 1 << MAX_PATH), dtype=np.intp)
+    decisions = np.arange(1 << slot.shape[1])
+    split_bits = 1 << np.arange(slot.shape[1])
+    out = np.zeros((len(slot), len(decisions)), dtype=np.intp)
     for k in range(width):
-        tests = slot == k  # (leaves, splits)
-        failed = (tests[:, None, :] & (decisions[None] == 0)).any(axis=2)  # (leaves, patterns)
-        out |= (~failed).astype(np.intp) << k
+        tests = ((slot == k) * split_bits).sum(axis=1)[:, None]  # the splits testing feature k, as bits
+        out |= ((decisions & tests) == tests).astype(np.intp) << k
     return out
 
 
