@@ -53,6 +53,26 @@ def purchases_rhythm(inputs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"purchases_overdue_ratio": ratio}, index=inputs.index)
 
 
+def purchases_rhythm_columns(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`purchases_rhythm` on float columns (NaN missing), without pandas: what online reads run.
+
+    A lookup of one customer builds no DataFrame for this ratio: two DataFrames and their column
+    access cost about 0.3 ms, half of a /score request's online read. The same numbers as
+    `purchases_rhythm` (tests/test_features_pipeline.py compares them); `features.online` calls
+    this only while the registry holds `purchases_rhythm` as this module defines it.
+    """
+    gap = next(v for k, v in columns.items() if k.startswith(RHYTHM_GAP_PREFIX))
+    since = columns[RHYTHM_SINCE]
+    return {RHYTHM_FEATURE: np.divide(since, gap, out=np.full(len(gap), np.nan), where=gap > 0)}
+
+
+ONLINE_KERNELS: dict[str, tuple[Callable[..., Any], Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]]] = {
+    names.RHYTHM_VIEW: (purchases_rhythm, purchases_rhythm_columns),
+}
+"""On-demand view -> (the pandas function Feast registers, the same on float columns).
+`features.online.OnlineReader` runs the second when the registry holds the first unchanged."""
+
+
 def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl_days: int) -> list[Any]:
     """Entity, source, one feature view per theme, an on-demand view and the feature services.
 

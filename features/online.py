@@ -6,12 +6,17 @@ customer here, most of a /score request. `OnlineReader` resolves the service's v
 calls the configured online store's `online_read` (SQLite, Redis or any Feast store) for each
 view, then runs the service's on-demand views on the rows it read: the same values, a fraction of
 the cost. Feast stays the source of the definitions and of materialization.
+
+An on-demand view whose registered function is one of `features.feast_repo.ONLINE_KERNELS`,
+unchanged, runs as that function's NumPy twin on the columns read, without pandas; any other
+runs as Feast runs it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,10 @@ from feast.transformation.base import Transformation
 from feast.type_map import feast_value_type_to_python_type
 
 from churn import names
+from features.feast_repo import ONLINE_KERNELS
+
+Kernel = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+"""An on-demand view's function on float columns (NaN missing), returning its features' columns."""
 
 _SCALARS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val"})
 
@@ -89,8 +98,9 @@ class OnlineReader:
         self.config = store.config
         self.online_store = store._get_provider().online_store  # noqa: SLF001  (Feast exposes no public getter)
         views: dict[str, _View] = {}
-        self.on_demand: list[tuple[Transformation, list[str], list[str]]] = []
-        """Per on-demand view: its function, its source features and the features it gives."""
+        self.on_demand: list[tuple[Transformation, list[str], list[str], Kernel | None]] = []
+        """Per on-demand view: its function, its source features, the features it gives, and its
+        NumPy twin when the registry holds a function of `ONLINE_KERNELS` unchanged."""
         self.features: list[str] = []
         on_demand = {v.name: v for v in store.list_on_demand_feature_views()}
         for projection in service.feature_view_projections:
@@ -103,7 +113,7 @@ class OnlineReader:
                 transformation = odfv.feature_transformation
                 assert transformation is not None  # a pandas-mode view always has its function
                 sources = [f.name for p in odfv.source_feature_view_projections.values() for f in p.features]
-                self.on_demand.append((transformation, sources, wanted))
+                self.on_demand.append((transformation, sources, wanted, _kernel(odfv.name, transformation)))
                 for source in odfv.source_feature_view_projections.values():
                     self._want(store, views, source.name, [f.name for f in source.features])
             else:
@@ -138,13 +148,30 @@ class OnlineReader:
                     stamp = stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
                     if newest[i] is None or stamp > newest[i]:  # type: ignore[operator]
                         newest[i] = stamp
-        for transformation, sources, outputs in self.on_demand:
-            inputs = pd.DataFrame({f: _column(columns[f]) for f in sources})
-            computed = transformation.transform(inputs)
+        for transformation, sources, outputs, kernel in self.on_demand:
+            inputs = {f: _column(columns[f]) for f in sources}
+            computed: Mapping[str, Any]
+            if kernel is not None and all(v.dtype == np.float64 for v in inputs.values()):
+                computed = kernel(inputs)
+            else:
+                computed = transformation.transform(pd.DataFrame(inputs))
             for feature in outputs:
-                values = computed[feature].to_numpy(dtype=object)
-                columns[feature] = [None if newest[i] is None else plain_value(v) for i, v in enumerate(values)]
+                out = np.asarray(computed[feature], dtype=object)
+                columns[feature] = [None if newest[i] is None else plain_value(v) for i, v in enumerate(out)]
         return OnlineRows(ids, columns, newest)
+
+
+def _kernel(view: str, transformation: Transformation) -> Kernel | None:
+    """The NumPy twin of an on-demand view's function, if the registry holds that function unchanged.
+
+    A registry applied from older code (before `churn features apply`) keeps its own function,
+    which then runs as Feast runs it.
+    """
+    known = ONLINE_KERNELS.get(view)
+    if known is None:
+        return None
+    function, kernel = known
+    return kernel if getattr(transformation, "udf_string", None) == inspect.getsource(function) else None
 
 
 def _column(values: list[Any]) -> np.ndarray:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,8 +16,9 @@ from feast import FeatureStore
 
 from churn import names
 from churn.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
+from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
 from features.io import write_atomic_parquet
-from features.online import OnlineReader
+from features.online import OnlineReader, _kernel
 from features.pipeline import FeaturePaths, apply_features, materialize, open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +77,16 @@ def _reader_matches_feast(store: FeatureStore, frame: pd.DataFrame) -> None:
         include_event_timestamps=True
     )
     reader = OnlineReader(store, names.FEATURE_SERVICE)
+    assert [kernel for *_, kernel in reader.on_demand] == [purchases_rhythm_columns]  # the registry's function
+    _reader_gives_feasts_values(reader, ids, expected, frame)
+    # The on-demand view run as Feast runs it (a registry holding other code) gives the same.
+    reader.on_demand = [(*view, None) for *view, _ in reader.on_demand]
+    _reader_gives_feasts_values(reader, ids, expected, frame)
+
+
+def _reader_gives_feasts_values(
+    reader: OnlineReader, ids: list[str], expected: pd.DataFrame, frame: pd.DataFrame
+) -> None:
     got = reader.read(ids)
     assert "purchases_overdue_ratio" in reader.features  # the on-demand view is computed too
     assert got.customer_ids == ids and got.found == [True] * (len(ids) - 1) + [False]
@@ -94,6 +107,14 @@ def _reader_matches_feast(store: FeatureStore, frame: pd.DataFrame) -> None:
         "purchases_count_30d": [got.columns["purchases_count_30d"][0], None],
         "not_served": [None, None],
     }
+
+
+def test_only_the_registered_function_unchanged_gets_its_numpy_twin() -> None:
+    source = inspect.getsource(purchases_rhythm)
+    assert _kernel(names.RHYTHM_VIEW, SimpleNamespace(udf_string=source)) is purchases_rhythm_columns  # type: ignore[arg-type]
+    changed = SimpleNamespace(udf_string=source.replace("gap > 0", "gap >= 0"))  # a registry from other code
+    assert _kernel(names.RHYTHM_VIEW, changed) is None  # type: ignore[arg-type]
+    assert _kernel("another_view", SimpleNamespace(udf_string=source)) is None  # type: ignore[arg-type]
 
 
 def test_embedded_profile_file_registry_and_sqlite(tmp_path: Path) -> None:
