@@ -8,6 +8,7 @@ so batch scoring asks for them separately.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import xgboost as xgb
 
 from features.matrix import booster_categories, calibrate
 from serving import treeshap
+
+log = logging.getLogger(__name__)
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest finite value XGBoost can take (it reads features as float32)."""
@@ -126,6 +129,15 @@ class Predictor:
         self._shap = treeshap.build(booster) if explainer != "approx" else None
         """Exact TreeSHAP by table lookup; None (XGBoost's `pred_contribs` then) for a model the tables
         do not cover, or a predictor made to approximate."""
+        if self._shap is None and explainer != "approx":
+            log.warning(
+                "model v%s: exact SHAP uses XGBoost's pred_contribs (several times slower): the TreeSHAP "
+                "tables take single-output gbtree models with paths of at most %d splits and tables of at "
+                "most %d MiB",
+                version,
+                treeshap.MAX_PATH,
+                treeshap.MAX_TABLE_BYTES // 2**20,
+            )
 
     def matrix(self, rows: Rows) -> xgb.DMatrix:
         """The model's input for feature rows, built straight from the columns (no typed DataFrame).

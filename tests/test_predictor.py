@@ -366,6 +366,23 @@ def test_a_few_rows_score_on_one_thread_as_on_all(booster: xgb.Booster) -> None:
     )
 
 
+def test_a_model_without_tables_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    train = frame(500, seed=11)
+    categories = {"profile_plan": PLANS}
+    matrix = dmatrix(model_frame(train, FEATURES, categories), label=train["label"])
+    params = {"objective": "binary:logistic", "booster": "dart", "max_depth": 3, "seed": 7, "nthread": 1}
+    dart = remember_categories(xgb.train(params, matrix, num_boost_round=5), categories)
+    with caplog.at_level("WARNING", logger="serving.predictor"):
+        predictor = Predictor(dart, "7", TIERS, top_reasons=3)
+    assert predictor._shap is None
+    assert "model v7: exact SHAP uses XGBoost's pred_contribs" in caplog.text
+    rows = train.drop(columns="label").head(5)
+    np.testing.assert_array_equal(
+        predictor.model_outputs(rows, method="shap")[:, 1:],
+        dart.predict(predictor.matrix(rows), pred_contribs=True)[:, :-1],
+    )
+
+
 def test_exact_reasons_without_tables_are_xgboosts(booster: xgb.Booster) -> None:
     """A model the tables do not cover (or a predictor made to approximate) gets exact SHAP from XGBoost."""
     rows = frame(30, seed=10).drop(columns="label")
