@@ -726,7 +726,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     exact.explainer = "shap"
     matrix = predictor.matrix(columns)
     array = predictor._array(columns)
-    tables = exact._shap or treeshap.build(booster)
+    tables = predictor._shap
     if tables is None:
         raise RuntimeError("the bench model has no TreeSHAP tables (serving.treeshap.build)")
     outputs = predictor.model_outputs(columns, method=method)

@@ -259,11 +259,12 @@ class Predictor:
             matrix = self._dmatrix(array)
             return self._booster(matrix).predict(matrix, validate_features=False).reshape(-1, 1)
         method = method or self.method(len(array))
-        contribs = self._contributions(array, method)
         if not self._logistic:
             matrix = self._dmatrix(array)
             proba = self._booster(matrix).predict(matrix, validate_features=False)
+            contribs = self._contributions(array, method, matrix)
             return np.column_stack([proba, contribs[:, :-1]]).astype(np.float32)
+        contribs = self._contributions(array, method)
         # Both explainers split each row's margin exactly (the bias term included), so the
         # probability is the sigmoid of their sum: a second pass over the trees for `predict` would
         # give the same number (up to float32 rounding, as the sum's order differs) at up to half
@@ -283,15 +284,16 @@ class Predictor:
         """
         return self._one_thread if matrix.num_row() <= ONE_THREAD_ROWS else self.booster
 
-    def _contributions(self, array: np.ndarray, method: Method) -> np.ndarray:
+    def _contributions(self, array: np.ndarray, method: Method, matrix: xgb.DMatrix | None = None) -> np.ndarray:
         """Per row of `_array` rows, one contribution per feature (by `method`), then the bias term.
 
         Exact TreeSHAP comes from the tables when the model has them (float64, XGBoost's numbers up
-        to float32 rounding), else from XGBoost (float32), as the approximation does.
+        to float32 rounding), else from XGBoost (float32), as the approximation does, on `matrix`
+        (`array`'s DMatrix, when the caller has built it) or a DMatrix built here.
         """
         if method == "shap" and self._shap is not None:
             return treeshap.contributions(self._shap, array)
-        matrix = self._dmatrix(array)
+        matrix = matrix if matrix is not None else self._dmatrix(array)
         return np.asarray(
             self._booster(matrix).predict(
                 matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False

@@ -82,12 +82,6 @@ class ShapTables:
     bias: float
     """The bias term: the base margin plus every tree's cover-weighted mean leaf value."""
 
-    @property
-    def nbytes(self) -> int:
-        """Memory the tables hold."""
-        sparse = self.to_features.data.nbytes + self.to_features.indices.nbytes + self.to_features.indptr.nbytes
-        return sparse + sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
-
 
 def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables | None:
     """The tables of a booster, or None for a model they do not cover.
@@ -117,7 +111,7 @@ def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables 
     features = int(params["num_feature"])
     empty = xgb.DMatrix(np.full((1, features), np.nan, dtype=np.float32))
     bias = float(booster.predict(empty, pred_contribs=True, validate_features=False)[0, -1])
-    return _tables(splits, leaves, width, features, bias)
+    return _tables(splits, leaves, depth, width, features, bias)
 
 
 @dataclass
@@ -159,11 +153,18 @@ def _walk(trees: list[dict[str, Any]]) -> tuple[_Splits, list[tuple[float, list[
 
 
 def _tables(
-    splits: _Splits, leaves: list[tuple[float, list[tuple[int, bool, float]]]], width: int, features: int, bias: float
+    splits: _Splits,
+    leaves: list[tuple[float, list[tuple[int, bool, float]]]],
+    depth: int,
+    width: int,
+    features: int,
+    bias: float,
 ) -> ShapTables:
-    """Lay out the paths and compute every leaf's table (see the module docstring)."""
+    """Lay out the paths and compute every leaf's table (see the module docstring).
+
+    `depth` is the longest path's splits, `width` the most features a path tests.
+    """
     count = len(leaves)
-    depth = max(len(path) for _, path in leaves)
     pad = len(splits.feature)  # the pseudo split every row follows
     path_split = np.full((count, MAX_PATH), pad, dtype=np.intp)
     path_left = np.ones((count, MAX_PATH), dtype=bool)
