@@ -150,12 +150,30 @@ def _table(batches: list[_Scored]) -> pa.Table:
     features = [(len(b.customer_ids), b.columns_of()) for b in batches]
     wanted = list(dict.fromkeys(f for _, of in features for f in of))
     for feature in wanted:
+        pieces = [of.get(feature) for _, of in features]
+        if all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in pieces):
+            # Float columns (as /score_features validates them) convert without a Python object per value.
+            columns[FEATURE_PREFIX + feature] = _arrow_floats(np.concatenate(cast(list[np.ndarray], pieces)))
+            continue
         values: list[Any] = []
-        for rows, of in features:
-            given = of.get(feature)
-            values.extend([None] * rows if given is None else given)
+        for (rows, _), given in zip(features, pieces, strict=True):
+            values.extend([None] * rows if given is None else _plain_values(given))
         columns[FEATURE_PREFIX + feature] = _arrow(values)
     return pa.table(columns)
+
+
+def _plain_values(values: Sequence[Any] | np.ndarray) -> Sequence[Any]:
+    """A column's values as Python objects (an array's NaN stays NaN: `_arrow` makes it null)."""
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
+def _arrow_floats(values: np.ndarray) -> pa.Array:
+    """A float column as `_arrow` logs the same values as Python floats: float64, NaN null, or all
+    null (Arrow's null type) when no value is known."""
+    known = ~np.isnan(values)
+    if not known.any():
+        return pa.nulls(len(values))
+    return pa.array(values.astype(np.float64, copy=False), mask=~known)
 
 
 def _arrow(values: list[Any]) -> pa.Array:
@@ -185,13 +203,13 @@ class _Scored:
 
     NOTHING: ClassVar[_Scored]
 
-    def columns_of(self) -> dict[str, Sequence[Any]]:
+    def columns_of(self) -> dict[str, Sequence[Any] | np.ndarray]:
         """The logged features of these rows as columns: feature -> one value per row."""
         if isinstance(self.features, pd.DataFrame):
             frame = self.features
             return {c: frame[c].tolist() for c in (self.columns or frame.columns)}
         if isinstance(self.features, Mapping):
-            return {c: list(v) for c, v in self.features.items()}
+            return {c: v if isinstance(v, np.ndarray) else list(v) for c, v in self.features.items()}
         rows = cast(list[Mapping[str, Any]], self.features)
         wanted = dict.fromkeys(k for row in rows for k in row)
         return {k: [row.get(k) for row in rows] for k in wanted}

@@ -7,6 +7,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -128,3 +129,22 @@ def test_parts_of_the_json_format_are_still_read(tmp_path: Path) -> None:
     assert logged[names.CUSTOMER_ID].tolist() == ["old", "new"]
     assert logged["f"].tolist() == [1.5, 2.5] and logged["plan"].tolist() == ["gold", "basic"]
     assert "features" not in logged.columns
+
+
+def test_float_arrays_are_logged_as_the_same_values_in_lists(tmp_path: Path) -> None:
+    """/score_features hands over its numeric features as float64 arrays (NaN for null): the part file
+    is the one the same values as Python lists give, down to a column with no value known."""
+    day = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
+    arrays = {"f": np.array([1.5, math.nan, -1e300]), "gone": np.full(3, math.nan), "plan": ["a", None, "b"]}
+    lists = {"f": [1.5, None, -1e300], "gone": [None, None, None], "plan": ["a", None, "b"]}
+    for name, columns in (("arrays", arrays), ("lists", lists)):
+        log = PredictionLog(tmp_path / name, flush_rows=10_000, flush_seconds=3600)
+        log.append(["a", "b", "c"], "1", columns, [0.1, 0.2, 0.3], now=day)
+        log.append(["d"], "1", {"f": np.array([2.0]), "gone": np.array([math.nan]), "plan": ["c"]}, [0.4], now=day)
+        log.close()
+    (from_arrays,) = (tmp_path / "arrays").glob("date=*/part-*.parquet")
+    (from_lists,) = (tmp_path / "lists").glob("date=*/part-*.parquet")
+    got, want = pq.read_table(from_arrays), pq.read_table(from_lists)
+    assert got.schema == want.schema and str(got.schema.field("feature.gone").type) == "null"
+    assert got.equals(want)
+    assert got.column("feature.f").to_pylist() == [1.5, None, -1e300, 2.0]
