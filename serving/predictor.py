@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -46,24 +46,48 @@ def risk_tiers(probabilities: np.ndarray, tiers: Mapping[str, float]) -> np.ndar
     """`risk_tier` of many probabilities at once (an object array of tier names)."""
     ordered = sorted(tiers.items(), key=lambda kv: kv[1])
     floors = np.array([floor for _, floor in ordered], dtype=float)
-    index = np.searchsorted(floors, np.asarray(probabilities, dtype=float), side="right") - 1
+    proba = np.asarray(probabilities, dtype=float)
+    index = np.searchsorted(floors, proba, side="right") - 1
+    index[np.isnan(proba)] = 0  # as `risk_tier`: no floor holds for NaN, so the lowest tier
     return np.array([name for name, _ in ordered], dtype=object)[np.maximum(index, 0)]
 
 
 def phrase(feature: str, value: float | str | None) -> str:
     """A readable phrase for a feature value, e.g. 'purchases down 60% vs previous 30 days'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{feature.replace('_', ' ')} unknown"
-    if isinstance(value, str):
-        return f"{feature.removeprefix('profile_').replace('_', ' ')} is {value}"
+    return phraser(feature)(value)
+
+
+def phraser(feature: str) -> Callable[[float | str | None], str]:
+    """`phrase` of one feature as a function of the value, its wording worked out once."""
+    unknown = f"{feature.replace('_', ' ')} unknown"
+    attribute = feature.removeprefix("profile_").replace("_", " ")
+    number: Callable[[float], str]
     if feature.endswith("_change"):
         theme = feature.removesuffix("_change").replace("purchases_", "purchase ").replace("_", " ")
-        direction = "down" if value < 0 else "up"
-        return f"{theme} {direction} {abs(value):.0%} vs previous 30 days"
-    if feature.endswith("days_since_last") or feature.endswith("days_since_last_activity"):
+
+        def number(value: float) -> str:
+            return f"{theme} {'down' if value < 0 else 'up'} {abs(value):.0%} vs previous 30 days"
+
+    elif feature.endswith("days_since_last") or feature.endswith("days_since_last_activity"):
         what = "purchase" if feature.startswith("purchases") else "activity"
-        return f"{value:.0f} days since last {what}"
-    return f"{feature.replace('_', ' ')} = {value:g}"
+
+        def number(value: float) -> str:
+            return f"{value:.0f} days since last {what}"
+
+    else:
+        name = feature.replace("_", " ")
+
+        def number(value: float) -> str:
+            return f"{name} = {value:g}"
+
+    def of(value: float | str | None) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return unknown
+        if isinstance(value, str):
+            return f"{attribute} is {value}"
+        return number(value)
+
+    return of
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,7 @@ class Predictor:
         self._numeric = [f for f in self.features if f not in self.categories]
         self._numeric_at = np.array([self.features.index(f) for f in self._numeric], dtype=int)
         self._types = ["c" if f in self.categories else "float" for f in self.features]
+        self._phrasers = [phraser(f) for f in self.features]
         self._logistic = _objective(booster) == "binary:logistic"
         """Whether a probability is the sigmoid of the margin (`model_outputs` then sums the contributions)."""
         self._shap = treeshap.build(booster) if explainer != "approx" else None
@@ -341,14 +366,13 @@ class Predictor:
         at_row, at_rank = np.nonzero(kept)  # row by row, largest first
         at_feature = order[at_row, at_rank]
         values = {j: column(rows, self.features[j]) for j in np.unique(at_feature).tolist()}
-        phrases: dict[tuple[int, float | str | None], str] = {}
+        features, phrasers = self.features, self._phrasers
         made: list[dict[str, Any]] = []
         for i, j, amount in zip(at_row.tolist(), at_feature.tolist(), picked[at_row, at_rank].tolist(), strict=True):
-            feature, value = self.features[j], _plain(values[j][i])
-            text = phrases.get((j, value)) if value != 0 else None  # 0.0 and -0.0 are one key but two phrases
-            if text is None:
-                text = phrases[j, value] = phrase(feature, value)
-            made.append(_reason(feature, value, amount, text))
+            value = values[j][i]
+            if type(value) is not float or math.isnan(value):  # else it is plain already
+                value = _plain(value)
+            made.append(_reason(features[j], value, amount, phrasers[j](value)))
         out: list[list[dict[str, Any]]] = []
         start = 0
         for count in kept.sum(axis=1).tolist():
@@ -365,17 +389,17 @@ class Predictor:
             method: How `outputs` were computed; default `method(len(rows))`, as `model_outputs` does.
         """
         method = method or self.method(row_count(rows))
-        proba = calibrate(self.calibration, outputs[:, 0]).tolist()
+        proba = calibrate(self.calibration, outputs[:, 0])
         reasons = self.reasons(rows, outputs[:, 1 : 1 + len(self.features)])
         return [
             {
                 "churn_probability": p,
-                "risk_tier": self.tier(p),
+                "risk_tier": tier,
                 "reasons": r,
                 "reasons_method": method,
                 "model_version": self.version,
             }
-            for p, r in zip(proba, reasons, strict=True)
+            for p, tier, r in zip(proba.tolist(), risk_tiers(proba, self.tiers).tolist(), reasons, strict=True)
         ]
 
 

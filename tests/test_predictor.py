@@ -185,7 +185,7 @@ def test_calibration_applies_to_probabilities_and_tiers(booster: xgb.Booster) ->
 
 
 def test_risk_tiers_of_many_match_one_at_a_time() -> None:
-    proba = np.concatenate([np.random.default_rng(8).random(1_000), [0.0, 0.2, 0.5, 1.0]])
+    proba = np.concatenate([np.random.default_rng(8).random(1_000), [0.0, 0.2, 0.5, 1.0, math.nan]])
     tiers = {"medium": 0.2, "low": 0.0, "high": 0.5}  # any order, as a YAML dump may give
     assert risk_tiers(proba, tiers).tolist() == [risk_tier(float(p), tiers) for p in proba]
     assert risk_tiers(np.array([0.05]), {"watch": 0.1, "high": 0.6}).tolist() == ["watch"]  # below every floor
