@@ -140,7 +140,10 @@ def _day(batch: _Scored) -> dt.date:
 def _table(batches: list[_Scored]) -> pa.Table:
     """The rows of `batches` as one Arrow table: the log's columns, then one column per feature."""
     columns: dict[str, pa.Array] = {
-        LOGGED_AT: pa.array([b.logged_at for b in batches for _ in b.customer_ids], type=pa.timestamp("us", tz="UTC")),
+        LOGGED_AT: pa.array(
+            np.repeat([_microseconds(b.logged_at) for b in batches], [len(b.customer_ids) for b in batches]),
+            type=pa.timestamp("us", tz="UTC"),
+        ),
         names.CUSTOMER_ID: pa.array([c for b in batches for c in b.customer_ids], type=pa.string()),
         MODEL_VERSION: pa.array([b.model_version for b in batches for _ in b.customer_ids], type=pa.string()),
         names.PREDICTION: pa.array(
@@ -162,6 +165,15 @@ def _table(batches: list[_Scored]) -> pa.Table:
     return pa.table(columns)
 
 
+def _microseconds(at: dt.datetime) -> int:
+    """`at` as microseconds since the epoch, as Arrow stores a UTC timestamp (a naive time counts as UTC)."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    return (aware - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _plain_values(values: Sequence[Any] | np.ndarray) -> Sequence[Any]:
     """A column's values as Python objects (an array's NaN stays NaN: `_arrow` makes it null)."""
     return values.tolist() if isinstance(values, np.ndarray) else values
@@ -170,10 +182,9 @@ def _plain_values(values: Sequence[Any] | np.ndarray) -> Sequence[Any]:
 def _arrow_floats(values: np.ndarray) -> pa.Array:
     """A float column as `_arrow` logs the same values as Python floats: float64, NaN null, or all
     null (Arrow's null type) when no value is known."""
-    known = ~np.isnan(values)
-    if not known.any():
+    if np.isnan(values).all():
         return pa.nulls(len(values))
-    return pa.array(values.astype(np.float64, copy=False), mask=~known)
+    return pa.array(values.astype(np.float64, copy=False), from_pandas=True)
 
 
 def _arrow(values: list[Any]) -> pa.Array:
