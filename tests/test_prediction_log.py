@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +153,71 @@ def test_float_arrays_are_logged_as_the_same_values_in_lists(tmp_path: Path) -> 
     assert got.schema == want.schema and str(got.schema.field("feature.gone").type) == "null"
     assert got.equals(want)
     assert got.column("feature.f").to_pylist() == [1.5, None, -1e300, 2.0]
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is no zombie (Linux: /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+
+
+@needs_proc
+def test_the_writer_process_outlives_a_shutdown_signal(tmp_path: Path) -> None:
+    """A server's shutdown may signal its whole process group; the log's writer keeps going until the log closes."""
+    log = PredictionLog(tmp_path, flush_rows=1, flush_seconds=3600)
+    log.append(["a"], "1", {"x": [1.0]}, [0.1])
+    assert _wait_for(lambda: log.written == 1)
+    assert log._writer is not None
+    writer = log._writer.submit(os.getpid).result()
+    assert writer != os.getpid()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        os.kill(writer, sig)
+    log.append(["b"], "1", {"x": [2.0]}, [0.2])
+    log.close()
+    assert log.written == 2 and sorted(read_prediction_log(tmp_path)[names.CUSTOMER_ID]) == ["a", "b"]
+    assert not _running(writer)  # closing the log ends it
+
+
+@needs_proc
+def test_the_writer_process_ends_with_its_parent(tmp_path: Path) -> None:
+    """A server killed outright leaves no writer process behind."""
+    script = (
+        "import os, sys, time\n"
+        "from serving.prediction_log import PredictionLog\n"
+        "log = PredictionLog(sys.argv[1], flush_rows=1)\n"
+        "log.append(['a'], '1', {'x': [1.0]}, [0.1])\n"
+        "while log.written < 1: time.sleep(0.05)\n"
+        "print(log._writer.submit(os.getpid).result(), flush=True)\n"
+        "os._exit(0)\n"  # no close: as if killed
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    writer = int(done.stdout.split()[-1])
+    assert _wait_for(lambda: not _running(writer), 15)
+    assert len(read_prediction_log(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("writer_process", [True, False])
+def test_a_failed_write_is_reported_and_later_rows_are_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, writer_process: bool
+) -> None:
+    (tmp_path / "date=2025-06-01").write_text("a file where the day's folder should be")
+    log = PredictionLog(tmp_path, flush_rows=1, flush_seconds=3600, writer_process=writer_process)
+    log.append(["lost"], "1", {"x": [1.0]}, [0.1], now=dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
+    log.append(["kept"], "1", {"x": [2.0]}, [0.2], now=dt.datetime(2025, 6, 2, tzinfo=dt.UTC))
+    log.close()
+    assert log.written == 1 and read_prediction_log(tmp_path)[names.CUSTOMER_ID].tolist() == ["kept"]
+    assert f"prediction log: 1 rows could not be written to {tmp_path}" in caplog.text
