@@ -615,6 +615,22 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
                 notes=notes,
             )
         )
+    for name, what in (("bento", "BentoML 1.4"), ("fastapi", "FastAPI + uvicorn")):
+        minimal = res.get(f"big_{name}")
+        if minimal is None:  # a result from before these figures
+            continue
+        rows.append(
+            Row(
+                f"minimal {what} endpoint, POST /predict, the same {n:,}-row body",
+                f"{n:,} rows/request",
+                latency(minimal),
+                baseline="POST /score_features of the same body, batching off",
+                baseline_figure=latency(res["big_off"]),
+                ratio=p50_ratio(minimal, res["big_off"]),
+                notes=f"parses the body and predicts (DMatrix, predict), answers the {n:,} probabilities only: no "
+                f"validation, reasons, CRM layers or log; statuses {minimal['statuses']}",
+            )
+        )
     total = sum(big[p]["p50"] for p in BIG_STEPS)
     rows.append(
         Row(

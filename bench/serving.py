@@ -1037,6 +1037,9 @@ def run(
             result[f"big_{mode}"] = sequential(f"{urls[mode]}/score_features", big, big_requests, warmup=3)
             if mode == "on":
                 result["big_on"]["batching"] = batch_stats(before, batch_histogram(urls["on"]))
+        # The same body to the endpoints that only predict: what HTTP, parsing and predict alone cost.
+        for name in ("bento", "fastapi"):
+            result[f"big_{name}"] = sequential(f"{urls[name]}/predict", big, big_requests, warmup=3)
     return result
 
 
