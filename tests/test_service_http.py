@@ -220,7 +220,8 @@ def _batch_histogram(url: str) -> dict[str, float]:
 
 
 def test_adaptive_batching_merges_concurrent_requests(service: tuple[str, Settings]) -> None:
-    """Concurrent one-row /score_features requests share model batches and get the answers they get alone.
+    """Concurrent one-row /score_features requests share model batches and get the answers they get alone
+    (one at a time, in the API process).
 
     Runs before the test below starts a second service on the same workspace: a BentoML server
     starting clears the Prometheus files of its BENTOML_HOME (`<workspace>/bentoml`), after which
@@ -233,10 +234,13 @@ def test_adaptive_batching_merges_concurrent_requests(service: tuple[str, Settin
     snapshot = snapshot.assign(purchases_overdue_ratio=(days / gap).where(gap > 0))
     rows = [{f: (None if pd.isna(r[f]) else r[f]) for f in features} for r in snapshot.to_dict("records")]
     alone = []
+    before_alone = _batch_histogram(url)
     for row in rows:
         answer = httpx.post(f"{url}/score_features", json={"rows": [row]}, timeout=30)
         assert answer.status_code == 200, answer.text
         alone.append(answer.json()[0]["churn_probability"])
+    # One request at a time: nothing to batch, so none went through the model service.
+    assert _batch_histogram(url).get("count", 0.0) == before_alone.get("count", 0.0)
 
     async def together() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=len(rows), max_keepalive_connections=len(rows))
@@ -251,9 +255,10 @@ def test_adaptive_batching_merges_concurrent_requests(service: tuple[str, Settin
     assert got == pytest.approx(alone, abs=1e-9)
     batches = after.get("count", 0.0) - before.get("count", 0.0)
     assert batches >= 1, f"no model batches recorded at /metrics: {after}"
-    # The histogram counts calls: one per request, plus any the service retried after a dropped
-    # connection (see `serving.service._model_outputs`).
-    assert after["sum"] - before["sum"] >= len(rows)
+    # The histogram counts calls: one per batched request, plus any the service retried after a
+    # dropped connection (see `serving.service._model_outputs`). A request that found no other in
+    # flight scored in the API process: the first few of the burst, at most.
+    assert after.get("sum", 0.0) - before.get("sum", 0.0) >= len(rows) // 2
     singles = after.get("le=1.0", 0.0) - before.get("le=1.0", 0.0)
     assert batches - singles >= 1, f"{len(rows)} concurrent requests went in {batches:.0f} batches of one call each"
 
