@@ -227,15 +227,16 @@ def validate_feature_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> d
     categorical = [f for f in predictor.features if f in predictor.categories]
     width = len(predictor.features)
     with_id = [names.CUSTOMER_ID in row for row in rows]
+    # Each row's values in one C call per kind: a missing field raises KeyError; with every field
+    # there, a row longer than the features (and customer_id) has an unknown one.
     try:
-        # Each row's values in one C call per kind; a missing field raises KeyError, and then a
-        # row longer than its fields has an unknown one.
         numeric_table, categorical_table = _picked(rows, numeric), _picked(rows, categorical)
-        if any(len(row) != width + has_id for row, has_id in zip(rows, with_id, strict=True)):
-            raise KeyError(names.CUSTOMER_ID)
+        fields_ok = all(len(row) == width + has_id for row, has_id in zip(rows, with_id, strict=True))
     except KeyError:
+        fields_ok = False
+    if not fields_ok:
         _check_fields(predictor, rows)  # names the row and the field
-        raise InvalidArgument("rows: every row must hold the model's features (GET /model) and no others") from None
+        raise InvalidArgument("rows: every row must hold the model's features (GET /model) and no others")
     columns: dict[str, Any] = dict.fromkeys(predictor.features)
     if numeric:
         numbers = np.ascontiguousarray(_numbers(numeric_table, numeric).T)
