@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -69,13 +70,7 @@ class PredictionLog:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[_Scored | None] = queue.Queue()
-        self._writer: Executor | None = (
-            ProcessPoolExecutor(
-                1, multiprocessing.get_context("spawn"), initializer=_writer_started, initargs=(os.getpid(),)
-            )
-            if writer_process
-            else None
-        )
+        self._writer: Executor | None = _writer() if writer_process else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closed = False
         self.written = 0
@@ -152,13 +147,28 @@ class PredictionLog:
         if not batches:
             return
         try:
-            if self._writer is None:
-                self.written += write_parts(self.root, batches)
-            else:
-                self.written += self._writer.submit(write_parts, self.root, batches).result()
+            self.written += self._write(batches)
         except Exception:  # a full disk, say: keep collecting (the next flush may succeed), and say so
             rows = sum(len(b.customer_ids) for b in batches)
             log.exception("prediction log: %d rows could not be written to %s", rows, self.root)
+
+    def _write(self, batches: list[_Scored]) -> int:
+        """Write `batches` (in the writer process, if there is one); returns the rows written."""
+        if self._writer is None:
+            return write_parts(self.root, batches)
+        try:
+            return self._writer.submit(write_parts, self.root, batches).result()
+        except BrokenProcessPool:  # the writer process died (killed, out of memory): once more, in a new one
+            log.warning("prediction log: the writer process died; starting another")
+            self._writer = _writer()
+            return self._writer.submit(write_parts, self.root, batches).result()
+
+
+def _writer() -> ProcessPoolExecutor:
+    """A writer process (started with its first task) for `write_parts`."""
+    return ProcessPoolExecutor(
+        1, multiprocessing.get_context("spawn"), initializer=_writer_started, initargs=(os.getpid(),)
+    )
 
 
 def write_parts(root: Path, batches: list[_Scored]) -> int:

@@ -193,6 +193,22 @@ def test_the_writer_process_outlives_a_shutdown_signal(tmp_path: Path) -> None:
 
 
 @needs_proc
+def test_a_dead_writer_process_is_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The writer killed outright (out of memory, say): the next flush starts another, and nothing queued is lost."""
+    log = PredictionLog(tmp_path, flush_rows=1, flush_seconds=3600)
+    log.append(["a"], "1", {"x": [1.0]}, [0.1])
+    assert _wait_for(lambda: log.written == 1)
+    assert log._writer is not None
+    writer = log._writer.submit(os.getpid).result()
+    os.kill(writer, signal.SIGKILL)
+    assert _wait_for(lambda: not _running(writer), 15)
+    log.append(["b"], "1", {"x": [2.0]}, [0.2])
+    log.close()
+    assert log.written == 2 and sorted(read_prediction_log(tmp_path)[names.CUSTOMER_ID]) == ["a", "b"]
+    assert "the writer process died; starting another" in caplog.text
+
+
+@needs_proc
 def test_the_writer_process_ends_with_its_parent(tmp_path: Path) -> None:
     """A server killed outright leaves no writer process behind."""
     script = (
