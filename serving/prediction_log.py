@@ -160,6 +160,7 @@ class PredictionLog:
             return self._writer.submit(write_parts, self.root, batches).result()
         except BrokenProcessPool:  # the writer process died (killed, out of memory): once more, in a new one
             log.warning("prediction log: the writer process died; starting another")
+            self._writer.shutdown(wait=False)  # releases the broken pool's queues and threads
             self._writer = _writer()
             return self._writer.submit(write_parts, self.root, batches).result()
 

@@ -145,8 +145,11 @@ class Predictor:
         self.explainer = explainer
         self.exact_rows = exact_rows
         self._codes = {f: {v: float(i) for i, v in enumerate(cats)} for f, cats in self.categories.items()}
-        self._numeric = [f for f in self.features if f not in self.categories]
-        self._numeric_at = np.array([self.features.index(f) for f in self._numeric], dtype=int)
+        self.numeric_features = [f for f in self.features if f not in self.categories]
+        """The features that are numbers, in the model's order (the rest are categories)."""
+        self.categorical_features = [f for f in self.features if f in self.categories]
+        """The categorical features, in the model's order."""
+        self._numeric_at = np.array([self.features.index(f) for f in self.numeric_features], dtype=int)
         self._types = ["c" if f in self.categories else "float" for f in self.features]
         self._phrasers = [phraser(f) for f in self.features]
         self._logistic = _objective(booster) == "binary:logistic"
@@ -199,11 +202,11 @@ class Predictor:
         if isinstance(rows, pd.DataFrame) and rows.columns.is_unique:
             return self._frame_array(rows)
         out = np.empty((row_count(rows), len(self.features)), dtype=np.float32)
-        if self._numeric:
+        if self.numeric_features:
             numbers = (
-                _numbers(rows[self._numeric])
+                _numbers(rows[self.numeric_features])
                 if isinstance(rows, pd.DataFrame)
-                else _column_numbers(rows, self._numeric)
+                else _column_numbers(rows, self.numeric_features)
             )
             out[:, self._numeric_at] = np.clip(numbers, -FLOAT32_MAX, FLOAT32_MAX)
         for j, feature in enumerate(self.features):
@@ -224,7 +227,7 @@ class Predictor:
         out = np.empty((n, len(self.features)), dtype=np.float32)
         columns: list[tuple[int, np.ndarray]] = []
         other: list[str] = []
-        for j, feature in zip(self._numeric_at.tolist(), self._numeric, strict=True):
+        for j, feature in zip(self._numeric_at.tolist(), self.numeric_features, strict=True):
             values = rows[feature]
             if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
                 columns.append((j, values.to_numpy(dtype=np.float64, copy=False)))

@@ -223,8 +223,7 @@ def validate_feature_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> d
     Raises:
         InvalidArgument: Naming the row, the field and the problem (unknown, missing, wrong type).
     """
-    numeric = [f for f in predictor.features if f not in predictor.categories]
-    categorical = [f for f in predictor.features if f in predictor.categories]
+    numeric, categorical = predictor.numeric_features, predictor.categorical_features
     width = len(predictor.features)
     with_id = [names.CUSTOMER_ID in row for row in rows]
     # Each row's values in one C call per kind: a missing field raises KeyError; with every field
