@@ -14,9 +14,9 @@ contributions) runs in a second service, `ChurnModel`, that `ChurnService` depen
 (`bentoml.depends`); `bentoml serve` starts it as its own process and its batchable API merges the
 rows of concurrent requests into one XGBoost call. A batchable API only batches when it is called
 through BentoML's server (HTTP or the dependency's socket), not as a method of the same service,
-hence the second service. A request goes there only while another is in flight in its worker
-(none could join a lone request's batch, and the hop costs more than the model step) and when it
-is smaller than a batch. Each row carries the model version the request started with, so a hot
+hence the second service. A request goes there only while its worker's scoring thread is busy
+with other requests' work (an idle thread scores it at once: the hop costs more than the model
+step) and when it is smaller than a batch. Each row carries the model version the request started with, so a hot
 reload never mixes versions. Batch sizes appear at GET /metrics as the histogram
 `bentoml_service_adaptive_batch_size` (method `outputs`). With batching off, everything runs in
 the API process as before.
@@ -25,7 +25,6 @@ the API process as before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import itertools
@@ -33,7 +32,7 @@ import logging
 import operator
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar
 
@@ -441,8 +440,8 @@ class ChurnService:
         # runs a sync API; the handlers are async so that requests wait for the model together.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._in_flight = 0
-        """Scoring requests this worker is running (its event loop counts them: `_counted`)."""
+        self._scoring = 0
+        """Jobs handed to the scoring thread and not finished yet, running or queued (`_blocking`)."""
         log.info("serving with resolved config:\n%s", resolved_yaml(self.settings))
         predictor = load_champion(self.settings)
         self.store = open_store(self.settings)
@@ -498,28 +497,30 @@ class ChurnService:
         self.prediction_log.close()
 
     async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` on the scoring thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(fn, *args))
+        """Run `fn(*args)` on the scoring thread, counted in `_scoring` until it ends."""
+        self._scoring += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(fn, *args))
+        finally:
+            self._scoring -= 1
 
     def _batched(self, rows: int) -> bool:
         """Whether a request of `rows` rows sends its model step to the model service now.
 
         Not without one; not for a request as large as a whole batch, which gains nothing from
         joining others (it skips the model service's queue and the copy of its rows between
-        processes); and not while it is the only request in flight in this worker: no other could
-        join its batch, and the hop costs more than the model step (a lone /score request took
-        twice as long through the model service on 2 cores).
-        """
-        return self.model is not None and rows < BATCHING.max_batch_size and self._in_flight > 1
+        processes); and only while the scoring thread is busy with other requests' work, which the
+        request would otherwise wait for. An idle scoring thread scores a request at once, and for
+        a few rows the hop costs more than the model step (a lone /score request took twice as long
+        through the model service on 2 cores).
 
-    @contextlib.contextmanager
-    def _counted(self) -> Iterator[None]:
-        """Count a scoring request as in flight (`_batched`) while it runs."""
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
+        Requests waiting for the model service do not count: they are not on the scoring thread.
+        Counting them (as every request in flight was counted before) locked a loaded service into
+        the slower path: at 100 requests/s on 2 cores, the requests waiting for their batches kept
+        more than one in flight, so every new request went to the model service too (p50 49 ms,
+        p99 0.9 s and answers 429 in the open-loop bench, where batching off answered in 8 ms).
+        """
+        return self.model is not None and rows < BATCHING.max_batch_size and self._scoring > 0
 
     async def _score_rows(self, predictor: Predictor, rows: Rows, ids: list[str]) -> list[dict[str, Any]]:
         """Score rows with `predictor`'s version: the model step batched in the model service when `_batched`."""
@@ -564,13 +565,12 @@ class ChurnService:
             )
         predictor, reader = self.serving
         try:
-            with self._counted():
-                if not self._batched(len(customer_ids)):
-                    # Everything on the scoring thread in one hop.
-                    where, scored, stamps = await self._blocking(self._score_ids, predictor, reader, customer_ids)
-                else:
-                    where, rows, stamps = await self._blocking(self._lookup, predictor, reader, customer_ids)
-                    scored = await self._score_rows(predictor, rows, rows[names.CUSTOMER_ID]) if where else []
+            if not self._batched(len(customer_ids)):
+                # Everything on the scoring thread in one hop.
+                where, scored, stamps = await self._blocking(self._score_ids, predictor, reader, customer_ids)
+            else:
+                where, rows, stamps = await self._blocking(self._lookup, predictor, reader, customer_ids)
+                scored = await self._score_rows(predictor, rows, rows[names.CUSTOMER_ID]) if where else []
         except OnlineStoreDown as exc:
             # Set the status here: BentoML hides the message of a raised 5xx error, and the caller
             # should learn what is down and what still works.
@@ -624,10 +624,9 @@ class ChurnService:
         if len(rows) > limit:
             raise InvalidArgument(f"rows: {len(rows)} rows, at most {limit} per request (serving.max_ids)")
         predictor = self.predictor
-        with self._counted():
-            columns = await self._blocking(validate_feature_rows, predictor, rows)
-            ids = [c or "" for c in columns.get(names.CUSTOMER_ID, [""] * len(rows))]
-            return json_answers(await self._score_rows(predictor, columns, ids))
+        columns = await self._blocking(validate_feature_rows, predictor, rows)
+        ids = [c or "" for c in columns.get(names.CUSTOMER_ID, [""] * len(rows))]
+        return json_answers(await self._score_rows(predictor, columns, ids))
 
 
 async def _model_outputs(model: Any, rows: np.ndarray) -> np.ndarray:
