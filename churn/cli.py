@@ -552,9 +552,9 @@ def score(
 
     Example: churn score --as-of 2025-06-30 --out workspace/alerts.csv
     """
-    _reasons_top(reasons_top)  # a bad value fails before anything loads
+    top_rows = _reasons_top(reasons_top)  # a bad value fails before anything loads
     ctx = _load(config, "score")
-    alerts = _alerts(ctx.settings, as_of.date() if as_of else None, reasons_top)
+    alerts = _alerts(ctx.settings, as_of.date() if as_of else None, top_rows)
     from serving.batch import write_alerts
 
     try:
@@ -595,7 +595,8 @@ def _reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (all) 
     return count
 
 
-def _alerts(settings: Settings, as_of: dt.date | None, reasons_top: str | None = None) -> Any:
+def _alerts(settings: Settings, as_of: dt.date | None, reasons_top: Any) -> Any:  # noqa: ANN401
+    """The champion's alert list as of `as_of`, with a progress bar; `reasons_top` as `_reasons_top` gives it."""
     from features.crm import CrmConfigError
     from serving.batch import score_alerts
     from serving.service import NoChampionError, load_champion
@@ -609,7 +610,7 @@ def _alerts(settings: Settings, as_of: dt.date | None, reasons_top: str | None =
                 predictor,
                 as_of,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
-                reasons_top=_reasons_top(reasons_top),
+                reasons_top=reasons_top,
             )
     except (NoChampionError, FileNotFoundError, ValueError, CrmConfigError) as exc:
         raise _fail(str(exc)) from None
@@ -628,7 +629,7 @@ def report(
     Example: churn report --out workspace/reports/ops.html
     """
     ctx = _load(config, "report")
-    alerts = _alerts(ctx.settings, as_of.date() if as_of else None)
+    alerts = _alerts(ctx.settings, as_of.date() if as_of else None, _reasons_top(None))
     from features.io import write_atomic_text
     from serving.report import build_report
 
@@ -839,7 +840,7 @@ def quickstart(
         f"{monitored.summary.features.n_columns} features drifted)",
     )
 
-    alerts = _alerts(settings, None)
+    alerts = _alerts(settings, None, _reasons_top(None))
     from features.io import write_atomic_text
     from serving.batch import write_alerts
     from serving.report import build_report

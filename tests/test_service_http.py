@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from conftest import require_service
 from mlflow import MlflowClient
-from training_fixtures import build_workspace, write_config
+from training_fixtures import write_config
 from typer.testing import CliRunner
 
 from churn import names
@@ -32,7 +32,6 @@ from features.pipeline import historical_features, latest_snapshot, materialize,
 from serving.batch import alert_list, with_early_warning
 from serving.prediction_log import read_prediction_log
 from serving.service import load_champion
-from training.pipeline import train
 
 
 def _serving_settings(ws: Path, **serving: Any) -> Settings:
@@ -45,14 +44,9 @@ def _serving_settings(ws: Path, **serving: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace with features in the online store and a champion."""
-    ws = tmp_path_factory.mktemp("serving")
-    build_workspace(ws)
-    settings = _serving_settings(ws)
-    train(settings)
-    materialize(settings)
-    return ws
+def trained(served_workspace: Path) -> Path:
+    """A workspace with features in the online store and a champion (shared with the fuzz tests)."""
+    return served_workspace
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +372,7 @@ def test_two_api_workers_share_the_requests(trained: Path, tmp_path: Path) -> No
 
 
 def test_batch_alert_list_explains_the_top_rows(trained: Path, tmp_path: Path) -> None:
-    settings = _serving_settings(trained)
+    settings = _serving_settings(trained, batch_reasons_top=3)
     config = write_config(settings, tmp_path / "batch.yaml")
     out = tmp_path / "alerts.parquet"
     env = {"COLUMNS": "200"}
@@ -394,6 +388,11 @@ def test_batch_alert_list_explains_the_top_rows(trained: Path, tmp_path: Path) -
 
     bad = CliRunner().invoke(app, ["score", "--out", str(out), "--reasons-top", "-2", "-c", str(config)], env=env)
     assert bad.exit_code == 1 and "--reasons-top: expected a count" in bad.output
+    # Without the option, serving.batch_reasons_top rows get reasons; with 'all', every row does.
+    for option, explained in (([], 3), (["--reasons-top", "all"], len(snapshot))):
+        result = CliRunner().invoke(app, ["score", "--out", str(out), *option, "-c", str(config)], env=env)
+        assert result.exit_code == 0, result.output
+        assert pd.read_parquet(out)["reasons"].notna().sum() == explained, option
 
     # With reasons for every row, the vectorized batch path answers as the endpoint's per-request path.
     predictor = load_champion(settings)
