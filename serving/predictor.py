@@ -11,7 +11,6 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -88,16 +87,6 @@ def phraser(feature: str) -> Callable[[float | str | None], str]:
         return number(value)
 
     return of
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One feature's contribution to a customer's churn score."""
-
-    feature: str
-    value: float | str | None
-    contribution: float
-    phrase: str
 
 
 class Predictor:
@@ -352,7 +341,7 @@ class Predictor:
             method: How to compute them here; default `method(len(rows))`.
 
         Returns:
-            Per row, a list of Reason dicts: feature, value, contribution, phrase.
+            Per row, a list of reasons (`_reason`): feature, value, contribution, phrase.
         """
         if contribs is None:
             contribs = self._contributions(self._array(rows), method or self.method(row_count(rows)))
@@ -412,7 +401,8 @@ def _objective(booster: xgb.Booster) -> str:
 
 
 def _reason(feature: str, value: float | str | None, contribution: float, text: str) -> dict[str, Any]:
-    """`Reason(feature, value, contribution, text).__dict__`, without building the Reason."""
+    """One feature's contribution to a customer's churn score, as answers carry it: the feature, its value,
+    the contribution and a readable phrase."""
     return {"feature": feature, "value": value, "contribution": contribution, "phrase": text}
 
 

@@ -13,7 +13,7 @@ import pytest
 import xgboost as xgb
 
 from features.matrix import dmatrix, model_frame, remember_categories
-from serving.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, Reason, phrase, risk_tier, risk_tiers
+from serving.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, phrase, risk_tier, risk_tiers
 
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["purchases_count_30d", "purchases_count_change", "days_since_last_activity", "profile_plan", "spend"]
@@ -322,7 +322,8 @@ def _old_reasons(predictor: Predictor, rows: pd.DataFrame, contribs: np.ndarray)
             raw = rows[FEATURES[j]].tolist()[i]
             value = None if raw is None or raw is pd.NA or (isinstance(raw, float) and math.isnan(raw)) else raw
             value = value if value is None or isinstance(value, str) else float(value)
-            row.append(Reason(FEATURES[j], value, float(amount), phrase(FEATURES[j], value)).__dict__)
+            text = phrase(FEATURES[j], value)
+            row.append({"feature": FEATURES[j], "value": value, "contribution": float(amount), "phrase": text})
         out.append(row)
     return out
 
