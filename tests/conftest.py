@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,23 @@ def redis_address() -> str:
     """host:port of the machine's Redis."""
     require_service("Redis", "127.0.0.1", 6379)
     return "127.0.0.1:6379"
+
+
+@pytest.fixture(scope="session")
+def served_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with features in the online store and a trained champion, shared by the service tests.
+
+    Built once per run: generating, featurizing and training it takes about half a minute. Tests may
+    add to it (model versions, prediction logs, config files of their own) but remove nothing.
+    """
+    from training_fixtures import build_workspace, settings_for
+
+    from features.pipeline import materialize
+    from training.pipeline import train
+
+    ws = tmp_path_factory.mktemp("served")
+    build_workspace(ws)
+    settings = settings_for(ws, n_trials=2, max_rounds=60)
+    train(settings)
+    materialize(settings)
+    return ws

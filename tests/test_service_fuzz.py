@@ -40,13 +40,12 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from training_fixtures import build_workspace, write_config
+from training_fixtures import write_config
 
 from churn import names
 from churn.cli import Context, running_service
 from churn.settings import Settings, parse_settings
-from features.pipeline import latest_snapshot, materialize
-from training.pipeline import train
+from features.pipeline import latest_snapshot
 
 FUZZ_EXAMPLES_ENV = "CHURN_FUZZ_EXAMPLES"
 DEFAULT_EXAMPLES = 150
@@ -88,14 +87,10 @@ def _serving_settings(ws: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
-    """A service on a freshly trained champion, with features in the online store: (URL, settings)."""
-    ws = tmp_path_factory.mktemp("fuzz")
-    build_workspace(ws)
-    settings = _serving_settings(ws)
-    train(settings)
-    materialize(settings)
-    config = write_config(settings, ws / "serving.yaml")
+def service(served_workspace: Path) -> Iterator[tuple[str, Settings]]:
+    """A service on a trained champion, with features in the online store: (URL, settings)."""
+    settings = _serving_settings(served_workspace)
+    config = write_config(settings, served_workspace / "fuzz.yaml")
     with running_service(Context(settings, config), timeout_s=180) as url:
         yield url, settings
 
