@@ -368,6 +368,17 @@ def bench_online(run: Runner, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+REFERENCE = {
+    "bento_rps": 260.0,
+    "bento_p50_ms": 3.6,
+    "fastapi_rps": 650.0,
+    "fastapi_p50_ms": 1.5,
+    "predict_ms": 0.35,
+}
+"""The serving issue's figures for its reference machine (2 cores, load generator on the same cores):
+the minimal BentoML and FastAPI endpoints at 1 connection, and the bare in-process predict."""
+
+
 def rate(res: dict[str, Any]) -> str:
     """'812 req/s, p50 1.234 ms / p99 5.678 ms' of a wrk result of `bench/serving.py`."""
     return f"{res['rps']:,.0f} req/s, {latency(res)}"
@@ -536,6 +547,25 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
                 baseline_figure=rate(fast),
                 ratio=p50_ratio(bento, fast),
                 notes=f"{bento['requests']:,} and {fast['requests']:,} requests, {_errors(bento, fast)}",
+            )
+        )
+    if "wrk_bento_c1" in res:
+        bento1, fast1, predict1 = res["wrk_bento_c1"], res["wrk_fastapi_c1"], local["single"]["predict"]
+        speed = [bento1["rps"] / REFERENCE["bento_rps"], fast1["rps"] / REFERENCE["fastapi_rps"]]
+        rows.append(
+            Row(
+                "this machine against the serving issue's reference machine: the minimal endpoints, 1 connection",
+                "wrk, 1 conn.",
+                f"minimal BentoML {rate(bento1)}; minimal FastAPI {rate(fast1)}",
+                baseline="the serving issue's figures for its reference machine (2 cores)",
+                baseline_figure=f"{REFERENCE['bento_rps']:,.0f} req/s, p50 {REFERENCE['bento_p50_ms']} ms; "
+                f"{REFERENCE['fastapi_rps']:,.0f} req/s, p50 {REFERENCE['fastapi_p50_ms']} ms",
+                ratio=sum(speed) / len(speed),
+                notes=f"ratio: this machine's throughput as a share of the reference's, the mean of {speed[0]:.0%} "
+                f"(BentoML) and {speed[1]:.0%} (FastAPI); the issue's absolute targets (open-loop p99 <= 50 ms, "
+                f"<= 50 ms per 1,000-row request) were set on the reference machine. In-process predict of one "
+                f"JSON row as the minimal endpoints do it (array, DMatrix, predict): {latency(predict1)}; the "
+                f"issue's bare predict on the reference machine: {REFERENCE['predict_ms']} ms",
             )
         )
     rows.append(
