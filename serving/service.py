@@ -34,19 +34,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import aiohttp
 import bentoml
-import mlflow
 import numpy as np
-import pandas as pd
 import pydantic_core
-import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
 from bentoml.validators import ContentType
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from pydantic import Field, StringConstraints
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,13 +50,18 @@ from starlette.routing import Route
 
 from churn import names
 from churn.settings import ConfigError, ServingSettings, Settings, load_settings, resolved_yaml
-from features.matrix import CALIBRATION_ARTIFACT
-from features.online import OnlineReader
-from features.pipeline import open_store
-from serving.batch import with_early_warning
 from serving.guard import RequestGuard
-from serving.prediction_log import PredictionLog
-from serving.predictor import Method, Predictor, Rows, column, row_count
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+    from features.online import OnlineReader
+    from serving.predictor import Method, Predictor, Rows
+
+# MLflow, Feast, XGBoost and pandas are imported where they are used, not here. `bentoml serve`
+# imports this module in its own process to find the services before it starts their workers,
+# which import it again: with those imports at the top (about 20 s on 2 cores, Feast and MLflow
+# the most), that first import alone delayed every start by as much.
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,6 +151,9 @@ def champion_info(settings: Settings) -> tuple[str, str]:
     Raises:
         NoChampionError: There is no champion yet; the message says how to train one.
     """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     name = settings.training.model_name
     client = MlflowClient(settings.mlflow_uri)
     try:
@@ -169,6 +172,8 @@ def load_champion(settings: Settings) -> Predictor:
     Raises:
         NoChampionError: There is no champion yet; the message says how to train one.
     """
+    import mlflow
+
     mlflow.set_tracking_uri(settings.mlflow_uri)
     version, run_id = champion_info(settings)
     return load_version(settings, version, run_id)
@@ -176,12 +181,21 @@ def load_champion(settings: Settings) -> Predictor:
 
 def new_predictor(settings: Settings, booster: xgb.Booster, version: str) -> Predictor:
     """A `Predictor` of `booster` with the serving settings' tiers, reasons and explainer."""
+    from serving.predictor import Predictor
+
     cfg = settings.serving
     return Predictor(booster, version, cfg.risk_tiers, cfg.top_reasons, cfg.explainer, cfg.exact_shap_rows)
 
 
 def load_version(settings: Settings, version: str, run_id: str) -> Predictor:
     """Load one registered version as a `Predictor`."""
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from features.matrix import CALIBRATION_ARTIFACT
+
     name = settings.training.model_name
     booster = mlflow.xgboost.load_model(f"models:/{name}/{version}")
     predictor = new_predictor(settings, booster, version)
@@ -366,6 +380,8 @@ class ChurnModel:
 
     def __init__(self) -> None:
         """Load settings and the current champion (fails fast without one, as `ChurnService` does)."""
+        import mlflow
+
         self.settings = load_settings()
         mlflow.set_tracking_uri(self.settings.mlflow_uri)
         self._models: OrderedDict[str, Predictor] = OrderedDict()
@@ -380,6 +396,8 @@ class ChurnModel:
             if found is not None:
                 self._models.move_to_end(version)
                 return found
+        import mlflow
+
         name = self.settings.training.model_name
         booster = mlflow.xgboost.load_model(f"models:/{name}/{version}")
         predictor = new_predictor(self.settings, booster, version)
@@ -435,6 +453,10 @@ class ChurnService:
 
     def __init__(self) -> None:
         """Load settings, the champion model and the Feast store (fails fast without a champion)."""
+        from features.online import OnlineReader
+        from features.pipeline import open_store
+        from serving.prediction_log import PredictionLog
+
         self.settings = load_settings()
         # One thread for the blocking work (Feast lookups, pandas, the prediction log), as BentoML
         # runs a sync API; the handlers are async so that requests wait for the model together.
@@ -458,6 +480,8 @@ class ChurnService:
 
     def _watch_champion(self) -> None:
         """Hot reload: when the champion alias moves, load the new version and swap it in."""
+        from features.online import OnlineReader
+
         while not self._stop.wait(self.settings.serving.reload_interval_s):
             try:
                 version, run_id = champion_info(self.settings)
@@ -534,6 +558,8 @@ class ChurnService:
         self, predictor: Predictor, rows: Rows, ids: list[str], outputs: np.ndarray | None, method: Method
     ) -> list[dict[str, Any]]:
         """Answers for scored rows (`outputs` from the model service, or None to score here), logged."""
+        from serving.batch import with_early_warning
+
         if outputs is None:
             outputs = predictor.model_outputs(rows, method=method)
         scored = predictor.answers(rows, outputs, method)
@@ -667,6 +693,8 @@ def model_rows(predictor: Predictor, rows: Rows, method: Method) -> np.ndarray:
     batch. (BentoML 1.4.39 cannot batch DataFrame inputs: its container's `get_batch_size` returns
     the shape tuple, which breaks the dispatcher.)
     """
+    from serving.predictor import column, row_count
+
     out = np.empty(row_count(rows), dtype=object)
     for i, values in enumerate(zip(*(column(rows, f) for f in predictor.features), strict=True)):
         out[i] = (predictor.version, method, values)
