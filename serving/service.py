@@ -16,8 +16,8 @@ rows of concurrent requests into one XGBoost call. A batchable API only batches 
 through BentoML's server (HTTP or the dependency's socket), not as a method of the same service,
 hence the second service. A request goes there only while its worker's scoring thread is busy
 with other requests' work (an idle thread scores it at once: the hop costs more than the model
-step) and when it is smaller than a batch. Each row carries the model version the request started with, so a hot
-reload never mixes versions. Batch sizes appear at GET /metrics as the histogram
+step) and when it is smaller than a batch. Each row carries the model version the request started
+with, so a hot reload never mixes versions. Batch sizes appear at GET /metrics as the histogram
 `bentoml_service_adaptive_batch_size` (method `outputs`). With batching off, everything runs in
 the API process as before.
 """
