@@ -48,7 +48,7 @@ def redis_address() -> str:
 def served_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with features in the online store and a trained champion, shared by the service tests.
 
-    Built once per run: generating, featurizing and training it takes about half a minute. Tests may
+    Built once per run: generating, featurizing and training it takes about 20 s here. Tests may
     add to it (model versions, prediction logs, config files of their own) but remove nothing.
     """
     from training_fixtures import build_workspace, settings_for
