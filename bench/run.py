@@ -44,7 +44,7 @@ Rows (group in brackets, for `--only`):
   <= 50 ms), and that beside `Booster.inplace_predict` and `Predictor.score` with exact SHAP for
   every row (`explainer="shap"`), with the time per stage (`Predictor.matrix`, predict, SHAP, ...;
   XGBoost's approximate contributions and `Predictor.probabilities` in the notes).
-  Batch scoring (`serving.batch.score_alerts` after the Feast read) of 1,000,000 customers
+  Batch scoring (`crm.alerts.score_alerts` after the Feast read) of 1,000,000 customers
   (`--serving-batch-rows`; workspace feature rows drawn with replacement, new ids) with reasons for
   the top 20,000 rows of the alert list (`serving.batch_reasons_top`, the default) beside a bare
   `Booster.predict` of the same rows, each in a fresh process with its peak memory (target: >= half
@@ -88,7 +88,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from churn import names
+from core import names
 
 STEPS_SCRIPT = Path(__file__).resolve().parent / "steps.py"
 SERVING_SCRIPT = Path(__file__).resolve().parent / "serving.py"
@@ -725,7 +725,7 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
     )
     rows.append(
         Row(
-            f"batch scoring: serving.batch.score_alerts after the Feast read (probability, tier, CRM layers, "
+            f"batch scoring: crm.alerts.score_alerts after the Feast read (probability, tier, CRM layers, "
             f"expected loss, sorted alert list; reasons ({alerts.get('reasons_method') or 'shap'}) for the top "
             f"{alerts['explained']:,} rows, "
             f"serving.batch_reasons_top {alerts['reasons_top']})",

@@ -20,7 +20,7 @@ What it does:
    SHAP contributions, answers, CRM layers, log, JSON) beside `Predictor.score` (exact SHAP and
    `explainer="approx"`) and `Booster.inplace_predict` of a prepared frame, plus two alternatives:
    XGBoost's approximate contributions and `Predictor.probabilities` (no reasons).
-3. Batch scoring (`serving.batch.score_alerts`, what `churn score` runs once Feast has returned the
+3. Batch scoring (`crm.alerts.score_alerts`, what `churn score` runs once Feast has returned the
    offline features; Feast's read is replaced by a prepared frame) of `batch_rows` customers:
    rows drawn with replacement from the workspace's feature rows at every snapshot date (Feast
    historical features), given new customer ids and one date. Probabilities for every row, reasons
@@ -99,7 +99,7 @@ def _load_booster() -> Any:
     """The booster saved at `$CHURN_BENCH_MODEL`, with its features and categories."""
     import xgboost as xgb
 
-    from features.matrix import booster_categories
+    from model.matrix import booster_categories
 
     booster = xgb.Booster(model_file=os.environ[MODEL_ENV])
     return booster, list(booster.feature_names or []), booster_categories(booster)
@@ -183,7 +183,7 @@ def make_fastapi_app() -> Any:
 
 
 def _settings(ws: Path, batching: bool = True, workers: int = 1, explainer: str | None = None) -> Any:
-    from churn.settings import parse_settings
+    from core.settings import parse_settings
 
     serving: dict[str, Any] = {"batching": {"enabled": batching}, "workers": workers}
     if explainer is not None:
@@ -202,11 +202,11 @@ def build_workspace(ws: Path, seed: int) -> dict[str, Any]:
     import xgboost as xgb
     from mlflow import MlflowClient
 
-    from churn import names
+    from core import names
     from features.generator import generate, write_generated
     from features.ingest import ingest
-    from features.matrix import dmatrix, remember_categories
     from features.pipeline import apply_features, build_features, materialize
+    from model.matrix import dmatrix, remember_categories
     from serving.service import champion_info
     from training.pipeline import prepare, train
 
@@ -260,7 +260,7 @@ def _plain(value: Any) -> Any:  # noqa: ANN401
 
 def online_rows(ws: Path, n: int) -> tuple[list[str], list[dict[str, Any]]]:
     """`n` customer ids of the online store and their online features as /score_features takes them."""
-    from churn import names
+    from core import names
     from features.pipeline import latest_snapshot, open_store
     from serving.service import load_champion
 
@@ -279,7 +279,7 @@ def write_batch_frame(ws: Path, rows: int, seed: int) -> dict[str, Any]:
 
     Feast historical features of every (customer, snapshot date) of the workspace, drawn with
     replacement, renumbered as customers B0000000... and all dated at the newest snapshot date:
-    the frame `serving.batch.score_alerts` gets from Feast, at a larger scale.
+    the frame `crm.alerts.score_alerts` gets from Feast, at a larger scale.
 
     Returns:
         The file's path, and how many distinct source rows and snapshot dates it was drawn from.
@@ -287,7 +287,7 @@ def write_batch_frame(ws: Path, rows: int, seed: int) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from churn import names
+    from core import names
     from features.pipeline import FeaturePaths, historical_features, open_store
 
     settings = _settings(ws)
@@ -613,7 +613,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     (`Predictor._input`), model (`Predictor.model_outputs` with the served method, approx at this
     size), and as alternatives on a prepared DMatrix contribs (exact SHAP, `pred_contribs=True`) and
     approx_contribs (`approx_contribs=True`), and table_contribs (exact SHAP from the predictor's
-    tables, `serving.treeshap.contributions`, on the prepared array); answers (`Predictor.answers`), crm
+    tables, `model.treeshap.contributions`, on the prepared array); answers (`Predictor.answers`), crm
     (`with_early_warning`), log (prediction log append), json (encoding the answers), model_rows
     (the batching service's input); probabilities (`Predictor.probabilities`: matrix, predict,
     calibration, no reasons); and the whole model step score (`Predictor.score` with the served
@@ -626,14 +626,14 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     import pandas as pd
     import pydantic_core
 
-    from churn import names
-    from features.matrix import model_frame
+    from core import names
+    from crm.alerts import with_early_warning
     from features.online import OnlineReader
     from features.pipeline import open_store
-    from serving import treeshap
-    from serving.batch import with_early_warning
+    from model import treeshap
+    from model.matrix import model_frame
+    from model.predictor import FLOAT32_MAX, Predictor
     from serving.prediction_log import PredictionLog
-    from serving.predictor import FLOAT32_MAX, Predictor
     from serving.service import (
         ChurnService,
         FeatureValue,
@@ -728,7 +728,7 @@ def in_process(ws: Path, ids: list[str], rows: list[dict[str, Any]], big: bytes,
     array = predictor._array(columns)
     tables = predictor._shap
     if tables is None:
-        raise RuntimeError("the bench model has no TreeSHAP tables (serving.treeshap.build)")
+        raise RuntimeError("the bench model has no TreeSHAP tables (model.treeshap.build)")
     outputs = predictor.model_outputs(columns, method=method)
     answers = predictor.answers(columns, outputs, method)
     stages = interleaved(
@@ -788,7 +788,7 @@ def reasons_agreement(exact: list[list[dict[str, Any]]], approx: list[list[dict[
 def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 20_000) -> dict[str, Any]:
     """One batch-scoring figure, in this (fresh) process; `kind` is alerts, alerts_all, alerts_none, bare or profile.
 
-    alerts: `serving.batch.score_alerts` of the whole frame with the default reasons (the top
+    alerts: `crm.alerts.score_alerts` of the whole frame with the default reasons (the top
     `serving.batch_reasons_top` rows), Feast's offline read (and the snapshot-date lookups before
     it) replaced by the frame; checks one sorted row per customer.
     alerts_all: the same with reasons for every row (`reasons_top=None`), on the first
@@ -796,10 +796,10 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
     alerts_none: the same with reasons for no row (`reasons_top=0`), whole frame.
     bare: `Booster.predict` of the frame's DMatrix, built beforehand (untimed, reported).
     profile: the stages of the batch path on the first `profile_rows` rows, as
-    `serving.batch.alert_list` runs them: matrix (`Predictor.matrix`), predict, probabilities
+    `crm.alerts.alert_list` runs them: matrix (`Predictor.matrix`), predict, probabilities
     (`Predictor.probabilities`: its input array, inplace predict, calibration), tiers,
     early_warning (`early_warning_columns`) and two parts of it (evaluate_rules, choose_actions),
-    sort (`serving.batch.sort_order`); then the reasons of explained rows: contribs (exact SHAP),
+    sort (`crm.alerts.sort_order`); then the reasons of explained rows: contribs (exact SHAP),
     reasons (`Predictor.reasons` of them), and the alternative approx_contribs.
 
     Returns:
@@ -812,9 +812,10 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
     import numpy as np
     import pandas as pd
 
-    from churn import names
-    from churn.crm_config import RFM_DIMENSION, TIER_DIMENSION
-    from features.crm import (
+    from core import names
+    from core.crm_settings import RFM_DIMENSION, TIER_DIMENSION
+    from crm import alerts as batch
+    from crm.early_warning import (
         EXPECTED_LOSS,
         RISK_TIER,
         SEGMENT,
@@ -822,9 +823,8 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
         early_warning_columns,
         evaluate_rules,
     )
-    from features.matrix import dmatrix, model_frame
-    from serving import batch
-    from serving.predictor import risk_tiers
+    from model.matrix import dmatrix, model_frame
+    from model.predictor import risk_tiers
     from serving.service import load_champion
 
     settings = _settings(Path(workspace))
@@ -939,7 +939,7 @@ def run(
     import yaml
 
     from churn.cli import Context, running_service
-    from churn.settings import CONFIG_ENV
+    from core.settings import CONFIG_ENV
 
     if shutil.which("wrk") is None:
         raise RuntimeError("the serving benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from churn import names
+from core import names
 
 SNAPSHOT_KEYS = (names.CUSTOMER_ID, names.EVENT_TIMESTAMP)
 
@@ -69,7 +69,7 @@ def measured(fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
 
 
 def _settings(workdir: str, feast: dict[str, Any] | None = None) -> Any:
-    from churn.settings import parse_settings
+    from core.settings import parse_settings
 
     raw: dict[str, Any] = {"workspace": workdir}
     if feast:

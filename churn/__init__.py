@@ -1,1 +1,1 @@
-"""Shared bottom layer (settings, names) and the top layer (the `churn` CLI) of the churn platform."""
+"""The top layer: the `churn` command line, the quickstart and the retraining loop that wire the stages."""

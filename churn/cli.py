@@ -27,8 +27,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from churn import names
-from churn.settings import (
+from core import names
+from core.settings import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     ConfigError,
@@ -270,7 +270,7 @@ def features_training_set(
     Example: churn features training-set --out workspace/training_set.parquet --service churn_behaviour_v1
     """
     ctx = _load(config, "features-training-set")
-    from features.io import write_atomic_parquet
+    from core.io import write_atomic_parquet
     from features.pipeline import training_set
 
     try:
@@ -555,7 +555,7 @@ def score(
     top_rows = _reasons_top(reasons_top)  # a bad value fails before anything loads
     ctx = _load(config, "score")
     alerts = _alerts(ctx.settings, as_of.date() if as_of else None, top_rows)
-    from serving.batch import write_alerts
+    from crm.alerts import write_alerts
 
     try:
         write_alerts(alerts, out)
@@ -578,9 +578,9 @@ def score(
     console.print(f"{len(alerts):,} customers scored -> {out}")
 
 
-def _reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (all) or serving.batch.DEFAULT
+def _reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (all) or crm.alerts.DEFAULT
     """`--reasons-top`: a count, 'all' (None) or, when not given, the settings' value."""
-    from serving.batch import DEFAULT
+    from crm.alerts import DEFAULT
 
     if text is None:
         return DEFAULT
@@ -597,8 +597,8 @@ def _reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (all) 
 
 def _alerts(settings: Settings, as_of: dt.date | None, reasons_top: Any) -> Any:  # noqa: ANN401
     """The champion's alert list as of `as_of`, with a progress bar; `reasons_top` as `_reasons_top` gives it."""
-    from features.crm import CrmConfigError
-    from serving.batch import score_alerts
+    from crm.alerts import score_alerts
+    from crm.early_warning import CrmConfigError
     from serving.service import NoChampionError, load_champion
 
     try:
@@ -630,8 +630,8 @@ def report(
     """
     ctx = _load(config, "report")
     alerts = _alerts(ctx.settings, as_of.date() if as_of else None, _reasons_top(None))
-    from features.io import write_atomic_text
-    from serving.report import build_report
+    from core.io import write_atomic_text
+    from crm.report import build_report
 
     with console.status("building the ops report"):
         html = build_report(ctx.settings, alerts)
@@ -841,9 +841,9 @@ def quickstart(
     )
 
     alerts = _alerts(settings, None, _reasons_top(None))
-    from features.io import write_atomic_text
-    from serving.batch import write_alerts
-    from serving.report import build_report
+    from core.io import write_atomic_text
+    from crm.alerts import write_alerts
+    from crm.report import build_report
 
     alerts_path = write_alerts(alerts, settings.path("alerts.csv"))
     with console.status("ops report"):

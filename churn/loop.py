@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from mlflow import MlflowClient
 
-from churn.settings import Settings, parse_settings
+from core.settings import Settings, parse_settings
 from monitoring.summary import Retraining
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from churn import names
+from core import names
 
 TREND_DAYS = 30
 """The trend features compare the last TREND_DAYS days with the TREND_DAYS days before them."""

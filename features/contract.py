@@ -41,8 +41,8 @@ import pyarrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from churn import names
-from churn.settings import CustomersSource, EventsSource
+from core import names
+from core.settings import CustomersSource, EventsSource
 
 STRING = pd.StringDtype("pyarrow")
 """Dtype of the clean string columns."""

@@ -28,8 +28,8 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
-from churn import names
-from churn.settings import Settings
+from core import names
+from core.settings import Settings
 from features.compute import view_of
 
 RHYTHM_FEATURE = "purchases_overdue_ratio"

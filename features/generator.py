@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churn import names
+from core import names
 
 CUSTOMERS_FILE = "customers.parquet"
 EVENTS_FILE = "events.parquet"

@@ -25,10 +25,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from rich.table import Table
 
-from churn import names
-from churn.settings import Settings
+from core import names
+from core.io import write_atomic_csv, write_atomic_parquet
+from core.settings import Settings
 from features.contract import STRING, ContractError, TableKind, ValidationResult, split_valid
-from features.io import write_atomic_csv, write_atomic_parquet
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")

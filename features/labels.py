@@ -18,7 +18,7 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
-from churn import names
+from core import names
 
 
 def label_cutoff(last_event_day: dt.date, horizon_days: int) -> dt.date:

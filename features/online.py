@@ -28,7 +28,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.transformation.base import Transformation
 from feast.type_map import feast_value_type_to_python_type
 
-from churn import names
+from core import names
 from features.feast_repo import ONLINE_KERNELS
 
 Kernel = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]

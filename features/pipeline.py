@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from feast import FeatureStore
 
-from churn import names
-from churn.settings import Settings
+from core import names
+from core.io import atomic_path, write_atomic_parquet, write_atomic_text
+from core.settings import Settings
 from features.compute import (
     SnapshotSpec,
     data_shape,
@@ -27,7 +28,6 @@ from features.compute import (
 )
 from features.feast_repo import build_definitions, repo_config
 from features.incremental import Manifest, recipe, summarise, touched_from
-from features.io import atomic_path, write_atomic_parquet, write_atomic_text
 from features.labels import compute_labels
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from churn.settings import Settings
+from core.settings import Settings
 from monitoring.jobs import Mode, MonitorResult, Retrainer, Window, run_monitor
 from monitoring.summary import MonitorSummary
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from features.io import write_atomic_text
+from core.io import write_atomic_text
 from monitoring.summary import ColumnResult, Decision, MonitorSummary, Status, read_summaries, summary_path
 
 INDEX_NAME = "index.html"

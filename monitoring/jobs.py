@@ -39,12 +39,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from churn import names
-from churn.settings import Settings
-from features.io import write_atomic_text
+from core import names
+from core.io import write_atomic_text
+from core.settings import Settings
 from features.labels import compute_labels, known_at
-from features.matrix import CALIBRATION_ARTIFACT, calibrate, predict
 from features.pipeline import FeaturePaths, historical_features, open_store
+from model.matrix import CALIBRATION_ARTIFACT, calibrate, predict
 from monitoring.drift import DriftMethods, drift_report
 from monitoring.policy import decide, fired_rules, status_of
 from monitoring.summary import (
@@ -139,7 +139,7 @@ def load_champion(settings: Settings) -> Champion:
 
 def serving_rows(settings: Settings, window: Window) -> pd.DataFrame:
     """The prediction log's rows logged in `window`: customer_id, time, features, churn_probability."""
-    from serving.prediction_log import LOGGED_AT, read_prediction_log
+    from core.prediction_log import LOGGED_AT, read_prediction_log
 
     frame = read_prediction_log(settings.path(settings.serving.prediction_log_dir), window.start, window.end)
     return frame.rename(columns={LOGGED_AT: names.EVENT_TIMESTAMP})

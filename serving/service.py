@@ -48,15 +48,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from churn import names
-from churn.settings import ConfigError, ServingSettings, Settings, load_settings, resolved_yaml
+from core import names
+from core.settings import ConfigError, ServingSettings, Settings, load_settings, resolved_yaml
 from serving.guard import RequestGuard
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
     from features.online import OnlineReader
-    from serving.predictor import Method, Predictor, Rows
+    from model.predictor import Method, Predictor, Rows
 
 # MLflow, Feast, XGBoost and pandas are imported where they are used, not here. `bentoml serve`
 # imports this module in its own process to find the services before it starts their workers,
@@ -181,7 +181,7 @@ def load_champion(settings: Settings) -> Predictor:
 
 def new_predictor(settings: Settings, booster: xgb.Booster, version: str) -> Predictor:
     """A `Predictor` of `booster` with the serving settings' tiers, reasons and explainer."""
-    from serving.predictor import Predictor
+    from model.predictor import Predictor
 
     cfg = settings.serving
     return Predictor(booster, version, cfg.risk_tiers, cfg.top_reasons, cfg.explainer, cfg.exact_shap_rows)
@@ -194,7 +194,7 @@ def load_version(settings: Settings, version: str, run_id: str) -> Predictor:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from features.matrix import CALIBRATION_ARTIFACT
+    from model.matrix import CALIBRATION_ARTIFACT
 
     name = settings.training.model_name
     booster = mlflow.xgboost.load_model(f"models:/{name}/{version}")
@@ -558,7 +558,7 @@ class ChurnService:
         self, predictor: Predictor, rows: Rows, ids: list[str], outputs: np.ndarray | None, method: Method
     ) -> list[dict[str, Any]]:
         """Answers for scored rows (`outputs` from the model service, or None to score here), logged."""
-        from serving.batch import with_early_warning
+        from crm.alerts import with_early_warning
 
         if outputs is None:
             outputs = predictor.model_outputs(rows, method=method)
@@ -693,7 +693,7 @@ def model_rows(predictor: Predictor, rows: Rows, method: Method) -> np.ndarray:
     batch. (BentoML 1.4.39 cannot batch DataFrame inputs: its container's `get_batch_size` returns
     the shape tuple, which breaks the dispatcher.)
     """
-    from serving.predictor import column, row_count
+    from model.predictor import column, row_count
 
     out = np.empty(row_count(rows), dtype=object)
     for i, values in enumerate(zip(*(column(rows, f) for f in predictor.features), strict=True)):

@@ -1,6 +1,6 @@
 """The fast batch path against the one it replaced: the same alert list, frame for frame.
 
-`serving.batch.alert_list` computes each column once and takes it in the list's order; the oracle
+`crm.alerts.alert_list` computes each column once and takes it in the list's order; the oracle
 here is the frame-by-frame version it replaced (early warning as a DataFrame, sorted, re-indexed
 and reordered), on a small real booster with a categorical, ties in expected loss, infinite values
 and rows in any index order.
@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from churn import names
-from churn.settings import Settings, parse_settings
-from features.crm import EXPECTED_LOSS, RISK_TIER, early_warning, gc_paused
-from features.matrix import dmatrix, model_frame, remember_categories
-from serving import batch
-from serving.predictor import Predictor, risk_tiers
+from core import names
+from core.settings import Settings, parse_settings
+from crm import alerts as batch
+from crm.early_warning import EXPECTED_LOSS, RISK_TIER, early_warning, gc_paused
+from model.matrix import dmatrix, model_frame, remember_categories
+from model.predictor import Predictor, risk_tiers
 
 SETTINGS = parse_settings({}, "test", env={})
 PLANS = ["basic", "plus", "pro"]

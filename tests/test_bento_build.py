@@ -22,6 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 REQUIREMENTS = REPO / "build" / "bento-requirements.txt"
 """Where bentofile.yaml expects the exported lock (`build/` is git-ignored)."""
+PACKAGES = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+"""The project's packages: the Bento holds their code and nothing else of the repository but configs."""
 
 
 def _uv() -> str:
@@ -106,10 +108,10 @@ def test_bentoml_build_packs_the_service(tmp_path: Path) -> None:
     home = tmp_path / "bentoml" / "bentos" / tag.replace(":", "/")
     src = home / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
-    for needed in ("serving/service.py", "serving/guard.py", "features/matrix.py", "churn/settings.py"):
+    for needed in ("serving/service.py", "serving/guard.py", "model/matrix.py", "core/settings.py"):
         assert needed in files
     assert "configs/default.yaml" in files
-    assert {f.split("/")[0] for f in files} <= {"churn", "features", "serving", "training", "configs", "bentofile.yaml"}
+    assert {f.split("/")[0] for f in files} <= {*PACKAGES, "configs", "bentofile.yaml"}
     assert not any("__pycache__" in f for f in files)
 
     # Python packages: exactly uv.lock's versions.

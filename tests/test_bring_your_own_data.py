@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from churn import names
 from churn.cli import app
+from core import names
 from features.generator import generate, write_generated
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn import names
-from churn.crm_config import CrmSettings
-from churn.settings import ConfigError, parse_settings
-from features.crm import (
+from core import names
+from core.crm_settings import CrmSettings
+from core.settings import ConfigError, parse_settings
+from crm.early_warning import (
     ACTION,
     ACTION_PRIORITY,
     RULE_HITS,
@@ -28,7 +28,7 @@ from features.crm import (
     layer_labels,
     rfm_segments,
 )
-from features.kpi import annualise, churn_by_observation, cohort_retention, monthly_churn
+from crm.kpi import annualise, churn_by_observation, cohort_retention, monthly_churn
 
 DEFAULT = parse_settings({}, "test", env={})
 

@@ -8,8 +8,8 @@ import optuna
 import pytest
 from training_fixtures import build_workspace
 
-from churn import names
-from churn.settings import Settings
+from core import names
+from core.settings import Settings
 from training.dask_train import dask_frames, local_cluster, train_dask
 from training.dataset import Split
 from training.pipeline import prepare

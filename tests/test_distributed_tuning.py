@@ -30,7 +30,7 @@ from training_fixtures import (
     write_config,
 )
 
-from churn.settings import Settings
+from core.settings import Settings
 from training.distributed import FINGERPRINT, StudyMismatchError, start_workers, tune_worker, worker_command
 from training.pipeline import configure_mlflow, prepare
 from training.tune import GRACE_ENV, HEARTBEAT_ENV, PARENT_RUN, WORKER, open_study

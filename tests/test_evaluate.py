@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 from sklearn.metrics import log_loss
 
-from features.matrix import dmatrix, model_frame
+from model.matrix import dmatrix, model_frame
 from training.evaluate import (
     NO_CONTACT,
     Evaluation,

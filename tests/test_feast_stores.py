@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-from churn import names
-from churn.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
+from core import names
+from core.io import write_atomic_parquet
+from core.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
 from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
-from features.io import write_atomic_parquet
 from features.online import OnlineReader, _kernel
 from features.pipeline import FeaturePaths, apply_features, materialize, open_store
 

@@ -15,8 +15,8 @@ import pytest
 import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
 
-from features.matrix import dmatrix, model_frame, remember_categories
-from serving.predictor import Predictor
+from model.matrix import dmatrix, model_frame, remember_categories
+from model.predictor import Predictor
 from serving.service import validate_feature_rows
 
 FEATURES = ["visits_30d", "plan", "spend"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn import names
+from core import names
 from features.compute import (
     compute_snapshots,
     data_shape,

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn import names
-from churn.settings import Settings, parse_settings
+from core import names
+from core.io import write_atomic_parquet
+from core.settings import Settings, parse_settings
 from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
 from features.generator import generate, write_generated
 from features.ingest import ingest
-from features.io import write_atomic_parquet
 from features.pipeline import (
     FeaturePaths,
     apply_features,

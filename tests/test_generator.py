@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churn import names
+from core import names
 from features.generator import (
     CATEGORIES,
     CHANNELS,

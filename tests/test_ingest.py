@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from churn import names
-from churn.settings import CustomersSource, EventsSource, Settings, parse_settings
-from features import io as atomic_io
+from core import io as atomic_io
+from core import names
+from core.io import write_atomic_csv, write_atomic_parquet
+from core.settings import CustomersSource, EventsSource, Settings, parse_settings
 from features.contract import (
     DATE_NS,
     SOURCE_ROW,
@@ -30,7 +31,6 @@ from features.contract import (
     split_valid,
 )
 from features.ingest import IngestReport, ingest, read_table
-from features.io import write_atomic_csv, write_atomic_parquet
 
 CUSTOMERS = pd.DataFrame(
     {

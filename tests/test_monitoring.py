@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from churn import names
 from churn.loop import MONITOR_TAG, retrain_champion, retrainer_for
-from churn.settings import Settings, parse_settings
+from core import names
+from core.settings import Settings, parse_settings
 from monitoring.backtest import backtest, detection_figures
 from monitoring.jobs import MonitorResult, Window, batch_rows, load_champion, run_monitor, snapshot_keys
 from monitoring.summary import read_summaries

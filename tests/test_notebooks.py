@@ -23,8 +23,8 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
-from churn import names
-from churn.settings import parse_settings
+from core import names
+from core.settings import parse_settings
 from features.generator import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import FeaturePaths, build_features, snapshot_schema

@@ -17,8 +17,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churn import names
-from serving.prediction_log import PredictionLog, read_prediction_log
+from core import names
+from core.prediction_log import read_prediction_log
+from serving.prediction_log import PredictionLog
 
 
 def test_rows_are_written_in_parts_and_read_back(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from features.matrix import dmatrix, model_frame, remember_categories
-from serving.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, phrase, risk_tier, risk_tiers
+from model.matrix import dmatrix, model_frame, remember_categories
+from model.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, phrase, risk_tier, risk_tiers
 
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["purchases_count_30d", "purchases_count_change", "days_since_last_activity", "profile_plan", "spend"]
@@ -373,7 +373,7 @@ def test_a_model_without_tables_says_so(caplog: pytest.LogCaptureFixture) -> Non
     matrix = dmatrix(model_frame(train, FEATURES, categories), label=train["label"])
     params = {"objective": "binary:logistic", "booster": "dart", "max_depth": 3, "seed": 7, "nthread": 1}
     dart = remember_categories(xgb.train(params, matrix, num_boost_round=5), categories)
-    with caplog.at_level("WARNING", logger="serving.predictor"):
+    with caplog.at_level("WARNING", logger="model.predictor"):
         predictor = Predictor(dart, "7", TIERS, top_reasons=3)
     assert predictor._shap is None
     assert "model v7: exact SHAP uses XGBoost's pred_contribs" in caplog.text

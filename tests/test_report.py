@@ -1,4 +1,4 @@
-"""The ops report (`serving.report`) on small real workspaces built by the real pipeline.
+"""The ops report (`crm.report`) on small real workspaces built by the real pipeline.
 
 No model is trained: the alert list is the CRM early-warning layer on the newest snapshot with
 seeded random probabilities and hand-made reasons, which is what `score_alerts` returns apart
@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn import names
-from churn.settings import Settings, parse_settings
-from features.crm import early_warning
+from core import names
+from core.settings import Settings, parse_settings
+from crm.early_warning import early_warning
+from crm.kpi import churn_by_observation, cohort_retention, monthly_churn
+from crm.report import NO_ALERTS, build_report, load_history, retention
 from features.generator import generate, write_generated
 from features.ingest import ingest
-from features.kpi import churn_by_observation, cohort_retention, monthly_churn
 from features.pipeline import FeaturePaths, build_features, latest_snapshot
-from serving.report import NO_ALERTS, build_report, load_history, retention
 
 SECTION_IDS = (
     "headline",
@@ -100,7 +100,7 @@ def parse(page: str) -> PageParser:
 
 
 def tier_of(probability: float, tiers: dict[str, float]) -> str:
-    """The tier with the highest cut-off not above `probability` (as `serving.predictor.risk_tier`,
+    """The tier with the highest cut-off not above `probability` (as `model.predictor.risk_tier`,
     which is not imported here: it would import XGBoost, seconds of test time)."""
     return max((floor, name) for name, floor in tiers.items() if probability >= floor)[1]
 

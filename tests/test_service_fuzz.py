@@ -42,9 +42,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from training_fixtures import write_config
 
-from churn import names
 from churn.cli import Context, running_service
-from churn.settings import Settings, parse_settings
+from core import names
+from core.settings import Settings, parse_settings
 from features.pipeline import latest_snapshot
 
 FUZZ_EXAMPLES_ENV = "CHURN_FUZZ_EXAMPLES"

@@ -25,12 +25,12 @@ from mlflow import MlflowClient
 from training_fixtures import write_config
 from typer.testing import CliRunner
 
-from churn import names
 from churn.cli import Context, app, running_service
-from churn.settings import Settings, parse_settings
+from core import names
+from core.prediction_log import read_prediction_log
+from core.settings import Settings, parse_settings
+from crm.alerts import alert_list, with_early_warning
 from features.pipeline import historical_features, latest_snapshot, materialize, open_store
-from serving.batch import alert_list, with_early_warning
-from serving.prediction_log import read_prediction_log
 from serving.service import load_champion
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from churn.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_settings, resolved_yaml
+from core.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_settings, resolved_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 

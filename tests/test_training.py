@@ -14,9 +14,9 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from churn import names
 from churn.cli import app
-from churn.settings import Settings, parse_settings
+from core import names
+from core.settings import Settings, parse_settings
 from features.generator import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import apply_features, build_features

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from serving import treeshap
+from model import treeshap
 
 COLORS = ["red", "green", "blue", "black", "white", "grey", "pink"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from churn.settings import Settings, load_settings, parse_settings
+from core.settings import Settings, load_settings, parse_settings
 
 SMALL_TRAINING: dict[str, Any] = {"n_trials": 6, "max_rounds": 80}
 """Training settings of the small workspace: few trials, few rounds (seconds per trial)."""

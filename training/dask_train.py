@@ -9,7 +9,7 @@ machine holds.
 
 Use `train_dask_frames` with Dask collections read where the data lives (e.g.
 `dask.dataframe.read_parquet` on shared storage, typed per partition with
-`features.matrix.model_frame`), and a `distributed.Client` pointed at a real cluster's scheduler
+`model.matrix.model_frame`), and a `distributed.Client` pointed at a real cluster's scheduler
 (`Client("tcp://scheduler:8786")`). `train_dask` does the same from an in-memory `Split`, which
 still passes through this process's memory: it is for checking the distributed path against
 `training.tune.fit` and for data that fits here but trains faster on several machines.
@@ -29,7 +29,7 @@ import xgboost as xgb
 from distributed import Client, LocalCluster
 from xgboost import dask as dxgb
 
-from features.matrix import remember_categories
+from model.matrix import remember_categories
 from training.dataset import Split
 
 
@@ -94,7 +94,7 @@ def train_dask_frames(
 
     Args:
         client: A client of the cluster that trains (each worker trains on its partitions).
-        train: Model-typed features (see `features.matrix.model_frame`) and labels to train on.
+        train: Model-typed features (see `model.matrix.model_frame`) and labels to train on.
         valid: The same for early stopping.
         params: XGBoost parameters (e.g. `training.tune.best_of(...).best_params`).
         max_rounds: Most boosting rounds.
@@ -103,7 +103,7 @@ def train_dask_frames(
 
     Returns:
         A plain booster holding the trees up to the best iteration (attribute `best_iteration`),
-        like `training.tune.fit`: it predicts in one process with `features.matrix.predict`.
+        like `training.tune.fit`: it predicts in one process with `model.matrix.predict`.
         Without row or column sampling it matches `fit`'s model up to the histogram sketch; with
         sampling each worker draws its own rows, so the two differ as two seeds of `fit` do.
     """

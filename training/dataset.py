@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from churn import names
-from features.matrix import model_frame
+from core import names
 from features.pipeline import historical_features
+from model.matrix import model_frame
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Split:
     """Categorical feature -> the values seen in `train` (others become missing)."""
 
     def xy(self, part: str) -> tuple[pd.DataFrame, pd.Series]:
-        """Model-typed features (see `features.matrix`) and label of `train`, `valid` or `test`."""
+        """Model-typed features (see `model.matrix`) and label of `train`, `valid` or `test`."""
         frame = getattr(self, part)
         return model_frame(frame, self.features, self.categories), frame[names.LABEL]
 

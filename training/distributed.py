@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from churn.settings import Settings
+from core.settings import Settings
 from training.pipeline import configure_mlflow, prepare
 from training.tune import open_study, run_trials
 

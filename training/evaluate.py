@@ -53,7 +53,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.matrix import booster_input, dmatrix, is_categorical
+from model.matrix import booster_input, dmatrix, is_categorical
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -650,7 +650,7 @@ def shap_importance(booster: xgb.Booster, data: xgb.DMatrix | pd.DataFrame) -> p
     Args:
         booster: A trained binary booster (categorical features are fine).
         data: Rows to explain: a DMatrix, or a frame that is typed as the booster was trained
-            (`features.matrix.booster_input`, extra columns ignored).
+            (`model.matrix.booster_input`, extra columns ignored).
 
     Returns:
         Feature -> mean |SHAP value| in log-odds, the bias excluded, sorted descending.
@@ -952,7 +952,7 @@ def write_artifacts(
 
 
 def calibrator_spec(calibrator: Calibrator) -> dict[str, object]:
-    """A JSON-able description of a calibrator that `features.matrix.calibrate` applies."""
+    """A JSON-able description of a calibrator that `model.matrix.calibrate` applies."""
     if isinstance(calibrator, IsotonicCalibrator):
         return {"method": "isotonic", "x": calibrator.x.tolist(), "y": calibrator.y.tolist(), "floor": calibrator.floor}
     return {"method": "sigmoid", "slope": calibrator.slope, "intercept": calibrator.intercept}

@@ -19,11 +19,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from churn import names
-from churn.settings import Settings, resolved_yaml
+from core import names
+from core.settings import Settings, resolved_yaml
 from features.labels import known_at
-from features.matrix import CALIBRATION_ARTIFACT, calibrate
 from features.pipeline import FeaturePaths, open_store
+from model.matrix import CALIBRATION_ARTIFACT, calibrate
 from training.dataset import Split, historical_frame, out_of_time_split
 from training.evaluate import (
     Evaluation,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from churn import names
+from core import names
 
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
 PROMOTED_AT = "champion.promoted_at"

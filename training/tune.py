@@ -26,9 +26,9 @@ from optuna.trial import TrialState
 from optuna_integration.xgboost import XGBoostPruningCallback
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from churn.settings import SearchSpace, TrainingSettings
-from features.matrix import dmatrix, remember_categories
-from features.matrix import predict as predict_matrix
+from core.settings import SearchSpace, TrainingSettings
+from model.matrix import dmatrix, remember_categories
+from model.matrix import predict as predict_matrix
 from training.dataset import Split
 
 MAXIMISE = {"roc_auc": True, "pr_auc": True, "log_loss": False}

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from features.matrix import booster_categories, calibrate
-from serving import treeshap
+from model import treeshap
+from model.matrix import booster_categories, calibrate
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Predictor:
             top_reasons: How many reasons to give per customer.
             explainer: `shap` (exact TreeSHAP), `approx` (XGBoost's approximate contributions) or
                 `auto`: exact for calls on at most `exact_rows` rows, approximate for bigger ones.
-                Unless `approx`, the exact explainer's tables are built here (`serving.treeshap`).
+                Unless `approx`, the exact explainer's tables are built here (`model.treeshap`).
             exact_rows: The largest call `auto` explains exactly.
         """
         if not booster.feature_names:
@@ -124,9 +124,9 @@ class Predictor:
         self.reference: pd.DataFrame | None = None
         """A sample of the training features (quantile cut-offs of CRM layers come from it)."""
         self.crm_bounds: dict[str, np.ndarray] | None = None
-        """The CRM layers' bin edges against `reference`, computed on first use (`serving.batch`)."""
+        """The CRM layers' bin edges against `reference`, computed on first use (`crm.alerts`)."""
         self.calibration: dict[str, Any] | None = None
-        """The probability calibration training chose (`features.matrix.calibrate`), if any."""
+        """The probability calibration training chose (`model.matrix.calibrate`), if any."""
         self.info: dict[str, Any] = {"version": version}
         """Registry facts for GET /model: name, version, run, trained_at, metrics, feature_service."""
         self.tiers = dict(tiers)
@@ -163,7 +163,7 @@ class Predictor:
         its range would become inf and make it raise; clipped, such a value goes down every tree
         as any value above (below) every threshold, which is what a huge value means to the model.
         A category is its code in the training category list, so an unknown or missing one is
-        missing to the model, exactly as `features.matrix.model_frame` makes it.
+        missing to the model, exactly as `model.matrix.model_frame` makes it.
 
         Args:
             rows: Feature rows (extra columns are ignored; values as callers send them).

@@ -32,11 +32,11 @@ from matplotlib.dates import ConciseDateFormatter, DateFormatter, MonthLocator
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from churn import names
-from churn.settings import Settings
+from core import names
+from core.settings import Settings
+from crm.early_warning import ACTION, EXPECTED_LOSS, RISK_TIER, RULE_HITS, SEGMENT
+from crm.kpi import alert_volume, annualise, churn_by_observation, cohort_retention, monthly_churn, revenue_at_risk
 from features.compute import event_day_range
-from features.crm import ACTION, EXPECTED_LOSS, RISK_TIER, RULE_HITS, SEGMENT
-from features.kpi import alert_volume, annualise, churn_by_observation, cohort_retention, monthly_churn, revenue_at_risk
 from features.pipeline import FeaturePaths
 
 SECTIONS: dict[str, str] = {
@@ -201,7 +201,7 @@ def churn_trend(history: History, horizon_days: int) -> Trend:
 
 
 def retention(history: History, max_months: int = 12, max_cohorts: int = MAX_COHORTS) -> pd.DataFrame | None:
-    """Cohort retention (see `features.kpi.cohort_retention`) of the newest `max_cohorts` cohorts; None without data.
+    """Cohort retention (see `crm.kpi.cohort_retention`) of the newest `max_cohorts` cohorts; None without data.
 
     Cells of months before the first month with events are blanked (see `churn_trend`), and
     cohorts left without a cell dropped.
@@ -806,7 +806,7 @@ def build_report(settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime |
     Args:
         settings: The profile: risk tiers, label horizon, CRM layers and where the clean data lives
             (the churn trend and cohort retention come from the workspace, not the alerts).
-        alerts: The alert list of `serving.batch.score_alerts` (may be empty).
+        alerts: The alert list of `crm.alerts.score_alerts` (may be empty).
         now: When the report is generated, shown on the page; the current time when None.
 
     Returns:

@@ -2,7 +2,7 @@
 
 All pure: feature rows (one per customer at an observation date) and, where a model scored them,
 churn probabilities and tiers in; rule hits, segments and a recommended action out. The config
-(`churn.crm_config`) is checked for structure when it loads; `check_features` checks it against
+(`core.crm_settings`) is checked for structure when it loads; `check_features` checks it against
 the features a dataset actually has, naming the rule or layer that asks for a missing one.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from churn import names
-from churn.crm_config import (
+from core import names
+from core.crm_settings import (
     RFM_DIMENSION,
     RULES_DIMENSION,
     TIER_DIMENSION,

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churn import names
-from churn.crm_config import CrmSettings, check_playbook
+from core import names
+from core.crm_settings import CrmSettings, check_playbook
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 """The embedded default config, used when no `--config` is given."""
@@ -250,7 +250,7 @@ class ServingSettings(_Frozen):
     """Tier -> lowest probability in that tier."""
     top_reasons: int = Field(3, ge=0)
     explainer: Literal["shap", "approx", "auto"] = "auto"
-    """How reasons are computed: `shap`, exact TreeSHAP (by table lookup, `serving.treeshap`: about
+    """How reasons are computed: `shap`, exact TreeSHAP (by table lookup, `model.treeshap`: about
     0.25 ms for one row of 300 trees of depth 6, 0.2-0.4 ms per row in bigger calls; XGBoost's
     `pred_contribs` for a model too deep for the tables); `approx`, XGBoost's approximate per-path
     contributions (Saabas): the same top reasons in most rows, and tens of times faster on many

@@ -5,7 +5,7 @@ an unknown operator, bins out of order, an RFM segment that earlier segments hid
 entry naming an unknown rule, segment or tier, an entry that a higher-priority entry always
 pre-empts (unreachable), or two entries of the same priority that can match the same customer
 (overlapping) are errors naming the entry. Whether each named feature exists is checked against
-the data when the rules run (`features.crm`), since the feature list follows from the data.
+the data when the rules run (`crm.early_warning`), since the feature list follows from the data.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from churn import names
+from core import names
 
 
 def annualise(rate: float | pd.Series, days: float) -> float | pd.Series:

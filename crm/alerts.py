@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churn import names
-from churn.settings import Settings
-from features.crm import EXPECTED_LOSS, RISK_TIER, Frame, early_warning_columns, gc_paused, layer_bounds
-from features.io import write_atomic_csv, write_atomic_parquet
+from core import names
+from core.io import write_atomic_csv, write_atomic_parquet
+from core.settings import Settings
+from crm.early_warning import EXPECTED_LOSS, RISK_TIER, Frame, early_warning_columns, gc_paused, layer_bounds
 from features.pipeline import FeaturePaths, historical_features, open_store
-from serving.predictor import Predictor, Rows, risk_tiers
+from model.predictor import Predictor, Rows, risk_tiers
 
 CHUNK = 100_000
 """Rows per probability step (one progress update each)."""

@@ -1,0 +1,1 @@
+"""The early-warning domain: warning rules, layers, segments, playbook, risk tiers, KPIs, alert list, ops report."""
