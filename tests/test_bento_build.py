@@ -22,7 +22,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 REQUIREMENTS = REPO / "build" / "bento-requirements.txt"
 """Where bentofile.yaml expects the exported lock (`build/` is git-ignored)."""
-PACKAGES = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+PACKAGES = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
+    "packages"
+]
 """The project's packages: the Bento holds their code and nothing else of the repository but configs."""
 
 
