@@ -599,10 +599,11 @@ def _alerts(settings: Settings, as_of: dt.date | None, reasons_top: Any) -> Any:
     """The champion's alert list as of `as_of`, with a progress bar; `reasons_top` as `_reasons_top` gives it."""
     from crm.alerts import score_alerts
     from crm.early_warning import CrmConfigError
-    from serving.service import NoChampionError, load_champion
+    from model.champion import NoChampionError, load_champion
+    from model.predictor import predictor_of
 
     try:
-        predictor = load_champion(settings)
+        predictor = predictor_of(load_champion(settings.mlflow_uri, settings.training.model_name), settings.serving)
         with _progress() as progress:
             task = progress.add_task("scoring customers", total=None)
             return score_alerts(
@@ -677,7 +678,8 @@ def monitor(
     ctx = _load(config, "monitor")
     settings = ctx.settings
     from churn.loop import retrainer_for
-    from monitoring.jobs import NoChampionError, Window, run_monitor
+    from model.champion import NoChampionError
+    from monitoring.jobs import Window, run_monitor
     from monitoring.policy import parse_window
 
     if mode is not None and mode not in ("auto", "serving", "batch"):
@@ -702,7 +704,7 @@ def monitor(
                 on_step=lambda text: status.update(text),
             )
         except NoChampionError as exc:
-            raise _fail(str(exc), "run `churn train` first") from None
+            raise _fail(str(exc)) from None
         except (FileNotFoundError, ValueError) as exc:
             raise _fail(str(exc)) from None
     _print_monitor(result)

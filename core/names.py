@@ -48,9 +48,6 @@ RHYTHM_VIEW = "purchases_rhythm"
 SNAPSHOT_SOURCE = "customer_snapshots"
 """Feast data source over the feature snapshots Parquet file."""
 
-REFERENCE_ARTIFACT = "reference/reference.parquet"
-"""Path, inside a training run's MLflow artifacts, of the training-data sample monitoring compares against."""
-
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 

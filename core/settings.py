@@ -229,17 +229,6 @@ class TrainingSettings(_Frozen):
     (backtests and drift scenarios); None uses every labelled date."""
 
 
-class BatchingSettings(_Frozen):
-    """Adaptive batching of the model step (probabilities and SHAP contributions) across requests."""
-
-    enabled: bool = True
-    """Run the model step in a batching model service (`bentoml.depends`); off scores in the API process."""
-    max_batch_size: int = Field(256, gt=1)
-    """Most feature rows in one batch; a larger request is split across batches."""
-    max_latency_ms: int = Field(10_000, gt=0)
-    """BentoML's deadline: a row still queued for the model after this long is refused with 503."""
-
-
 class ServingSettings(_Frozen):
     """BentoML scoring service."""
 
@@ -277,7 +266,6 @@ class ServingSettings(_Frozen):
     """How often the service checks whether the champion alias moved (hot reload)."""
     prediction_log_dir: str = "predictions"
     """Every scored row is appended here (Parquet parts), the monitoring input."""
-    batching: BatchingSettings = BatchingSettings()
 
 
 class DriftTests(_Frozen):
@@ -390,8 +378,17 @@ def _set_path(tree: dict[str, Any], keys: tuple[str, ...], value: str) -> None:
     node[keys[-1]] = value
 
 
+REMOVED_KEYS = {
+    "serving.batching": "adaptive batching was removed: it lost to scoring in the API process at every measured "
+    "load; delete the key (more throughput: serving.workers)",
+}
+"""Keys that earlier versions took, with what to do instead: an error names them, not just 'unknown'."""
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden" and where in REMOVED_KEYS:
+        return f"key '{where}': {REMOVED_KEYS[where]}"
     if error["type"] == "extra_forbidden":
         return f"unknown key '{where}' (check its spelling against configs/default.yaml)"
     return f"key '{where}': {error['msg']}"

@@ -19,9 +19,11 @@ import pandas as pd
 from core import names
 from core.io import write_atomic_csv, write_atomic_parquet
 from core.settings import Settings
-from crm.early_warning import EXPECTED_LOSS, RISK_TIER, Frame, early_warning_columns, gc_paused, layer_bounds
+from crm.answers import crm_bounds
+from crm.early_warning import EXPECTED_LOSS, RISK_TIER, early_warning_columns, gc_paused
+from crm.tiers import risk_tiers
 from features.pipeline import FeaturePaths, historical_features, open_store
-from model.predictor import Predictor, Rows, risk_tiers
+from model.predictor import Predictor
 
 CHUNK = 100_000
 """Rows per probability step (one progress update each)."""
@@ -137,7 +139,7 @@ def _alert_list(
         proba[start:stop] = predictor.probabilities(features.iloc[start:stop])
         if progress:
             progress(stop, total)
-    tiers = risk_tiers(proba, predictor.tiers)
+    tiers = risk_tiers(proba, settings.serving.risk_tiers)
     crm = early_warning_columns(
         settings.crm, features, proba, tiers, reference=predictor.reference, bounds=crm_bounds(settings, predictor)
     )
@@ -186,62 +188,6 @@ def _in_order(values: Any, order: np.ndarray) -> Any:  # noqa: ANN401
 def _listed(values: np.ndarray) -> np.ndarray | list[Any]:
     """An object column, or with no rows an empty list (which pandas types float64, as the list it was)."""
     return values if len(values) else []
-
-
-def crm_bounds(settings: Settings, predictor: Predictor) -> dict[str, np.ndarray] | None:
-    """The CRM layers' bin edges against the model's training sample, computed once per model.
-
-    None when the model has no training sample: quantile layers then come from the scored rows.
-    """
-    if predictor.reference is None:
-        return None
-    if predictor.crm_bounds is None:
-        predictor.crm_bounds = layer_bounds(settings.crm, predictor.reference)
-    return predictor.crm_bounds
-
-
-def with_early_warning(
-    settings: Settings, predictor: Predictor, rows: Rows, scored: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Add segment, layers, rule hits, action, customer value and expected loss to scored answers.
-
-    Args:
-        settings: The profile with the CRM config.
-        predictor: The model that scored `rows` (its training sample sets quantile layers).
-        rows: The feature rows that were scored (customer_id optional): a DataFrame or columns.
-        scored: `predictor.score(rows)`, one answer per row.
-
-    Returns:
-        The answers, each extended in place and returned.
-    """
-    frame: Frame
-    if isinstance(rows, pd.DataFrame):
-        plain_index = isinstance(rows.index, pd.RangeIndex) and rows.index.start == 0 and rows.index.step == 1
-        frame = rows if plain_index else rows.reset_index(drop=True)
-    else:  # columns, as the request path has them
-        frame = rows
-    if names.CUSTOMER_ID not in frame:
-        ids = [str(i) for i in range(len(scored))]
-        frame = (
-            frame.assign(**{names.CUSTOMER_ID: ids})
-            if isinstance(frame, pd.DataFrame)
-            else {**frame, names.CUSTOMER_ID: ids}
-        )
-    proba = [s["churn_probability"] for s in scored]
-    tiers = [s["risk_tier"] for s in scored]
-    crm = early_warning_columns(
-        settings.crm, frame, proba, tiers, reference=predictor.reference, bounds=crm_bounds(settings, predictor)
-    )
-    keep = [*settings.crm.layers, "segment", "rule_hits", "action", "customer_value", "expected_loss"]
-    columns = [_plain_list(crm[k]) for k in keep]
-    for answer, values in zip(scored, zip(*columns, strict=True), strict=True):
-        answer.update(zip(keep, values, strict=True))
-    return scored
-
-
-def _plain_list(values: Any) -> list[Any]:  # noqa: ANN401
-    """A column as a list of plain Python values (what `DataFrame.to_dict` would give)."""
-    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def write_alerts(alerts: pd.DataFrame, out: Path) -> Path:

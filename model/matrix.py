@@ -102,29 +102,3 @@ def booster_input(booster: xgb.Booster, frame: pd.DataFrame) -> pd.DataFrame:
 def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     """Churn probabilities of `frame`'s rows (the booster picks and types its own columns)."""
     return np.asarray(booster.predict(dmatrix(booster_input(booster, frame))))
-
-
-CALIBRATION_ARTIFACT = "calibration/calibrator.json"
-"""Path, in a training run's artifacts, of the probability calibration serving applies (if any)."""
-
-
-def calibrate(spec: Mapping[str, object] | None, proba: np.ndarray) -> np.ndarray:
-    """Apply a calibration saved by training (`training.evaluate.calibrator_spec`) to raw probabilities.
-
-    Args:
-        spec: {"method": "isotonic", "x": [...], "y": [...], "floor": f} or
-            {"method": "sigmoid", "slope": a, "intercept": b}; None leaves `proba` as it is.
-        proba: The booster's probabilities.
-    """
-    if not spec:
-        return np.asarray(proba, dtype=float)
-    p = np.asarray(proba, dtype=float)
-    if spec["method"] == "isotonic":
-        floor = float(spec["floor"])  # type: ignore[arg-type]
-        mapped = np.interp(p, np.asarray(spec["x"], dtype=float), np.asarray(spec["y"], dtype=float))
-        return np.clip(mapped, floor, 1 - floor)
-    if spec["method"] == "sigmoid":
-        clipped = np.clip(p, 1e-7, 1 - 1e-7)  # as training.evaluate.LOGIT_EPS
-        z = float(spec["slope"]) * np.log(clipped / (1 - clipped)) + float(spec["intercept"])  # type: ignore[arg-type]
-        return 1.0 / (1.0 + np.exp(-z))
-    raise ValueError(f"unknown calibration method {spec['method']!r}")

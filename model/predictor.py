@@ -1,4 +1,4 @@
-"""The plain predictor behind the service: probabilities, risk tiers and top reasons.
+"""The plain predictor behind the service and batch scoring: probabilities and top reasons.
 
 It knows nothing of HTTP or BentoML, so tests build it from a small real booster. Probabilities
 cost a fraction of reasons (per-feature contributions: exact TreeSHAP, or XGBoost's approximation),
@@ -17,8 +17,11 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from core.settings import ServingSettings
 from model import treeshap
-from model.matrix import booster_categories, calibrate
+from model.calibration import calibrate
+from model.champion import RegisteredModel
+from model.matrix import booster_categories
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +34,6 @@ Method = Literal["shap", "approx"]
 Rows: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
 """Feature rows: a DataFrame, or columns (feature -> one value per row), which the request path
 builds without pandas."""
-
-
-def risk_tier(probability: float, tiers: Mapping[str, float]) -> str:
-    """The tier whose lower bound is the highest one not above `probability`."""
-    for name, floor in sorted(tiers.items(), key=lambda kv: kv[1], reverse=True):
-        if probability >= floor:
-            return name
-    return min(tiers.items(), key=lambda kv: kv[1])[0]
-
-
-def risk_tiers(probabilities: np.ndarray, tiers: Mapping[str, float]) -> np.ndarray:
-    """`risk_tier` of many probabilities at once (an object array of tier names)."""
-    ordered = sorted(tiers.items(), key=lambda kv: kv[1])
-    floors = np.array([floor for _, floor in ordered], dtype=float)
-    proba = np.asarray(probabilities, dtype=float)
-    index = np.searchsorted(floors, proba, side="right") - 1
-    index[np.isnan(proba)] = 0  # as `risk_tier`: no floor holds for NaN, so the lowest tier
-    return np.array([name for name, _ in ordered], dtype=object)[np.maximum(index, 0)]
 
 
 def phrase(feature: str, value: float | str | None) -> str:
@@ -96,22 +81,24 @@ class Predictor:
         self,
         booster: xgb.Booster,
         version: str,
-        tiers: Mapping[str, float],
         top_reasons: int,
         explainer: Explainer = "shap",
         exact_rows: int = 100,
+        calibration: Mapping[str, Any] | None = None,
+        reference: pd.DataFrame | None = None,
     ) -> None:
         """Wrap a trained booster.
 
         Args:
             booster: The model; its feature names define the expected columns.
             version: The registry version, echoed in every answer.
-            tiers: Risk tier -> lowest probability in it.
             top_reasons: How many reasons to give per customer.
             explainer: `shap` (exact TreeSHAP), `approx` (XGBoost's approximate contributions) or
                 `auto`: exact for calls on at most `exact_rows` rows, approximate for bigger ones.
                 Unless `approx`, the exact explainer's tables are built here (`model.treeshap`).
             exact_rows: The largest call `auto` explains exactly.
+            calibration: The probability calibration training chose (`model.calibration`), if any.
+            reference: A sample of the training features (quantile cut-offs of CRM layers come from it).
         """
         if not booster.feature_names:
             raise ValueError("the model has no feature names: train it on a DataFrame")
@@ -121,15 +108,12 @@ class Predictor:
         self.version = version
         self.features: list[str] = list(booster.feature_names)
         self.categories = booster_categories(booster)
-        self.reference: pd.DataFrame | None = None
+        self.reference = reference
         """A sample of the training features (quantile cut-offs of CRM layers come from it)."""
-        self.crm_bounds: dict[str, np.ndarray] | None = None
-        """The CRM layers' bin edges against `reference`, computed on first use (`crm.alerts`)."""
-        self.calibration: dict[str, Any] | None = None
-        """The probability calibration training chose (`model.matrix.calibrate`), if any."""
+        self.calibration = dict(calibration) if calibration is not None else None
+        """The probability calibration training chose (`model.calibration.calibrate`), if any."""
         self.info: dict[str, Any] = {"version": version}
         """Registry facts for GET /model: name, version, run, trained_at, metrics, feature_service."""
-        self.tiers = dict(tiers)
         self.top_reasons = top_reasons
         self.explainer = explainer
         self.exact_rows = exact_rows
@@ -239,19 +223,6 @@ class Predictor:
                 block[:, j] = values[start:stop]
         return out
 
-    def score(self, rows: Rows) -> list[dict[str, Any]]:
-        """Score feature rows.
-
-        Args:
-            rows: One row per customer with (at least) the model's features; missing values allowed.
-
-        Returns:
-            Per row: churn_probability, risk_tier, reasons (feature, value, contribution, phrase),
-            reasons_method (`method` of this call) and model_version.
-        """
-        method = self.method(row_count(rows))
-        return self.answers(rows, self.model_outputs(rows, method=method), method)
-
     def method(self, rows: int) -> Method:
         """How a call on `rows` rows computes reasons: the explainer, or for `auto` exact up to `exact_rows`."""
         if self.explainer == "auto":
@@ -326,10 +297,6 @@ class Predictor:
         proba = self.booster.inplace_predict(self._array(rows), validate_features=False)
         return calibrate(self.calibration, np.asarray(proba, dtype=np.float32).reshape(-1))
 
-    def tier(self, probability: float) -> str:
-        """The risk tier of one probability."""
-        return risk_tier(probability, self.tiers)
-
     def reasons(
         self, rows: Rows, contribs: np.ndarray | None = None, method: Method | None = None
     ) -> list[list[dict[str, Any]]]:
@@ -371,28 +338,6 @@ class Predictor:
             out.append(made[start : start + count])
             start += count
         return out
-
-    def answers(self, rows: Rows, outputs: np.ndarray, method: Method | None = None) -> list[dict[str, Any]]:
-        """Turn `model_outputs(rows)` into answers: calibrated probability, risk tier, reasons, version.
-
-        Args:
-            rows: The feature rows that were scored, in the same order.
-            outputs: `model_outputs` of `rows` (extra columns past the model's features are ignored).
-            method: How `outputs` were computed; default `method(len(rows))`, as `model_outputs` does.
-        """
-        method = method or self.method(row_count(rows))
-        proba = calibrate(self.calibration, outputs[:, 0])
-        reasons = self.reasons(rows, outputs[:, 1 : 1 + len(self.features)])
-        return [
-            {
-                "churn_probability": p,
-                "risk_tier": tier,
-                "reasons": r,
-                "reasons_method": method,
-                "model_version": self.version,
-            }
-            for p, tier, r in zip(proba.tolist(), risk_tiers(proba, self.tiers).tolist(), reasons, strict=True)
-        ]
 
 
 def _objective(booster: xgb.Booster) -> str:
@@ -473,3 +418,19 @@ def _plain(value: Any) -> float | str | None:  # noqa: ANN401
     if isinstance(value, str):
         return value
     return float(value)
+
+
+def predictor_of(registered: RegisteredModel, serving: ServingSettings) -> Predictor:
+    """A `Predictor` of a registered model with the serving settings' reasons and explainer."""
+    bundle = registered.bundle
+    predictor = Predictor(
+        bundle.booster,
+        registered.version,
+        serving.top_reasons,
+        serving.explainer,
+        serving.exact_shap_rows,
+        calibration=bundle.calibration,
+        reference=bundle.reference,
+    )
+    predictor.info = dict(registered.info)
+    return predictor

@@ -31,12 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import mlflow
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from core import names
@@ -44,7 +41,8 @@ from core.io import write_atomic_text
 from core.settings import Settings
 from features.labels import compute_labels, known_at
 from features.pipeline import FeaturePaths, historical_features, open_store
-from model.matrix import CALIBRATION_ARTIFACT, calibrate, predict
+from model.champion import NoChampionError, RegisteredModel
+from model.champion import load_champion as load_registered_champion
 from monitoring.drift import DriftMethods, drift_report
 from monitoring.policy import decide, fired_rules, status_of
 from monitoring.summary import (
@@ -63,10 +61,6 @@ Retrainer = Callable[[str, dt.date | None], Retraining]
 """Retrains on a drift decision: (monitoring run id, as-of date or None) -> what happened."""
 
 
-class NoChampionError(RuntimeError):
-    """Monitoring needs a champion (its reference sample and model)."""
-
-
 @dataclass(frozen=True)
 class Window:
     """A half-open time window [start, end), UTC."""
@@ -82,56 +76,24 @@ class Window:
         return f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M}"
 
 
-@dataclass(frozen=True)
-class Champion:
-    """What monitoring needs of the champion."""
-
-    version: str
-    run_id: str
-    booster: xgb.Booster
-    calibration: dict[str, Any] | None
-    reference: pd.DataFrame
-    """The training sample logged with the model: its features and churn probabilities."""
-    test_roc_auc: float | None
-
-    @property
-    def features(self) -> list[str]:
-        """The model's features, in its order."""
-        return list(self.booster.feature_names or [])
-
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probabilities of feature rows, as the service computes them."""
-        return calibrate(self.calibration, predict(self.booster, frame))
-
-
-def load_champion(settings: Settings) -> Champion:
-    """The champion's model, calibration, reference sample and test ROC AUC.
+def load_champion(settings: Settings) -> RegisteredModel:
+    """The champion with its reference sample (monitoring compares against it).
 
     Raises:
-        NoChampionError: No model has the champion alias, or its run has no reference sample.
+        NoChampionError: There is no champion, or it has no reference sample; the message says what to run.
     """
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    client = MlflowClient(settings.mlflow_uri)
-    name = settings.training.model_name
-    try:
-        version = client.get_model_version_by_alias(name, names.CHAMPION_ALIAS)
-    except MlflowException:
-        raise NoChampionError(f"model {name!r} has no champion: run `churn train` first") from None
-    run_id = str(version.run_id)
-    try:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=names.REFERENCE_ARTIFACT)
-    except (MlflowException, OSError):
+    champion = load_registered_champion(settings.mlflow_uri, settings.training.model_name)
+    if champion.bundle.reference is None:
         raise NoChampionError(
-            f"champion v{version.version} (run {run_id}) has no {names.REFERENCE_ARTIFACT}: "
-            "retrain it with this version of the platform"
-        ) from None
-    try:
-        calibration = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CALIBRATION_ARTIFACT}")
-    except (MlflowException, OSError):
-        calibration = None
-    booster = mlflow.xgboost.load_model(f"models:/{name}/{version.version}")
-    auc = client.get_run(run_id).data.metrics.get("test_roc_auc")
-    return Champion(str(version.version), run_id, booster, calibration, pd.read_parquet(local), auc)
+            f"champion v{champion.version} has no reference sample to monitor against: retrain with `churn train`"
+        )
+    return champion
+
+
+def reference_of(champion: RegisteredModel) -> pd.DataFrame:
+    """The champion's training sample: its features and churn probabilities."""
+    assert champion.bundle.reference is not None, "load_champion checks it"
+    return champion.bundle.reference
 
 
 # ---------------------------------------------------------------- current data
@@ -161,12 +123,12 @@ def snapshot_keys(settings: Settings, window: Window) -> pd.DataFrame:
     return keys.reset_index(drop=True)
 
 
-def batch_rows(settings: Settings, champion: Champion, keys: pd.DataFrame) -> pd.DataFrame:
+def batch_rows(settings: Settings, champion: RegisteredModel, keys: pd.DataFrame) -> pd.DataFrame:
     """Feature rows of snapshot keys through Feast (as training saw them), scored by the champion."""
     if keys.empty:
         return keys.assign(**{names.PREDICTION: pd.Series(dtype=float)})
     frame = historical_features(open_store(settings), keys, settings.training.feature_service)
-    frame[names.PREDICTION] = champion.score(frame)
+    frame[names.PREDICTION] = champion.bundle.probabilities(frame)
     return frame
 
 
@@ -306,7 +268,8 @@ def run_monitor(
     step(f"current data ({used} mode, {window})")
     if used == "batch":
         current = batch_rows(settings, champion, snapshot_keys(settings, window))
-    columns = [c for c in champion.features if c in champion.reference.columns]
+    reference = reference_of(champion)
+    columns = [c for c in champion.bundle.features if c in reference.columns]
 
     step("Evidently drift report")
     methods = drift_methods(settings)
@@ -317,7 +280,7 @@ def run_monitor(
         prediction = None
     else:
         snapshot, result = drift_report(
-            champion.reference,
+            reference,
             current,
             columns=columns,
             prediction_column=names.PREDICTION,
@@ -355,7 +318,7 @@ def run_monitor(
         window_start=window.start,
         window_end=window.end,
         model_version=champion.version,
-        reference_rows=len(champion.reference),
+        reference_rows=len(reference),
         current_rows=len(current),
         status=status,
         features=features,
@@ -385,7 +348,7 @@ def run_monitor(
 
 
 def _performance(
-    settings: Settings, champion: Champion, mode: str, window: Window, current: pd.DataFrame
+    settings: Settings, champion: RegisteredModel, mode: str, window: Window, current: pd.DataFrame
 ) -> Performance | None:
     """Performance on the window moved back by the label horizon, with labels known at the window's end."""
     horizon = dt.timedelta(days=settings.labels.horizon_days)
@@ -397,7 +360,7 @@ def _performance(
     if scored.empty:
         return None
     labels = matured_labels(settings, scored[[names.CUSTOMER_ID, names.EVENT_TIMESTAMP]], window.end)
-    return performance_of(scored, labels, champion.test_roc_auc, matured)
+    return performance_of(scored, labels, champion.metrics.get("test_roc_auc"), matured)
 
 
 def _empty_report(summary: MonitorSummary) -> str:

@@ -20,9 +20,11 @@ import xgboost as xgb
 from core import names
 from core.settings import Settings, parse_settings
 from crm import alerts as batch
+from crm.answers import crm_bounds
 from crm.early_warning import EXPECTED_LOSS, RISK_TIER, early_warning, gc_paused
+from crm.tiers import risk_tiers
 from model.matrix import dmatrix, model_frame, remember_categories
-from model.predictor import Predictor, risk_tiers
+from model.predictor import Predictor
 
 SETTINGS = parse_settings({}, "test", env={})
 PLANS = ["basic", "plus", "pro"]
@@ -78,9 +80,7 @@ def predictor() -> Predictor:
     params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "seed": 3, "nthread": 1}
     booster = remember_categories(xgb.train(params, matrix, num_boost_round=20), categories)
     cfg = SETTINGS.serving
-    out = Predictor(booster, "7", cfg.risk_tiers, cfg.top_reasons, explainer="auto", exact_rows=5)
-    out.reference = train
-    return out
+    return Predictor(booster, "7", cfg.top_reasons, explainer="auto", exact_rows=5, reference=train)
 
 
 def old_alert_list(
@@ -99,8 +99,8 @@ def old_alert_list(
     for start in range(0, n, batch.CHUNK):
         stop = min(start + batch.CHUNK, n)
         proba[start:stop] = predictor.probabilities(features.iloc[start:stop])
-    tiers = risk_tiers(proba, predictor.tiers)
-    bounds = batch.crm_bounds(settings, predictor)
+    tiers = risk_tiers(proba, settings.serving.risk_tiers)
+    bounds = crm_bounds(settings, predictor)
     alerts = early_warning(settings.crm, features, proba, tiers, reference=predictor.reference, bounds=bounds)
     alerts.insert(1, batch.AS_OF, date.date())
     alerts[batch.MODEL_VERSION] = predictor.version
@@ -153,8 +153,7 @@ def test_alert_list_of_no_rows_and_of_one_chunk_boundary(predictor: Predictor, m
 
 def _without_reference(predictor: Predictor) -> Predictor:
     """The same model without a training sample (quantile layers from the scored rows)."""
-    out = Predictor(predictor.booster, predictor.version, predictor.tiers, predictor.top_reasons, "auto", 5)
-    return out
+    return Predictor(predictor.booster, predictor.version, predictor.top_reasons, "auto", 5)
 
 
 def test_sort_order_is_pandas_stable_descending_sort() -> None:

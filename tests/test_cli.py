@@ -80,4 +80,4 @@ def test_monitor_bad_options_are_clear_errors(tmp_path: Path, args: list[str], m
 def test_monitor_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
     result = runner.invoke(app, ["monitor"], env={"CHURN_WORKSPACE": str(tmp_path), "COLUMNS": "200"})
     assert result.exit_code == 1
-    assert "no champion" in result.output and "churn train" in result.output
+    assert "no 'champion' version" in result.output and "run `churn train`" in result.output

@@ -11,13 +11,13 @@ import pytest
 import xgboost as xgb
 from sklearn.metrics import log_loss
 
+from model.calibration import fit_calibrator, should_calibrate
 from model.matrix import dmatrix, model_frame
 from training.evaluate import (
     NO_CONTACT,
     Evaluation,
     baseline_scores,
     evaluate,
-    fit_calibrator,
     make_figures,
     plot_calibration,
     plot_gains,
@@ -28,7 +28,6 @@ from training.evaluate import (
     recency_rule,
     render_report,
     shap_importance,
-    should_calibrate,
     top_fraction,
     write_artifacts,
 )

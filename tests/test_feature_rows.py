@@ -15,10 +15,12 @@ import pytest
 import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
 
+from crm.answers import score
 from model.matrix import dmatrix, model_frame, remember_categories
 from model.predictor import Predictor
-from serving.service import validate_feature_rows
+from serving.validation import validate_feature_rows
 
+TIERS = {"high": 0.5, "low": 0.0}
 FEATURES = ["visits_30d", "plan", "spend"]
 CATEGORIES = {"plan": ["basic", "pro"]}
 
@@ -34,7 +36,7 @@ def predictor() -> Predictor:
     matrix = dmatrix(model_frame(train, FEATURES, CATEGORIES), label=label)
     params = {"objective": "binary:logistic", "max_depth": 2, "seed": 3, "nthread": 1}
     booster = remember_categories(xgb.train(params, matrix, num_boost_round=5), CATEGORIES)
-    return Predictor(booster, "1", {"high": 0.5, "low": 0.0}, top_reasons=2)
+    return Predictor(booster, "1", top_reasons=2)
 
 
 def rows() -> list[dict[str, Any]]:
@@ -65,7 +67,7 @@ def test_columns_score_as_the_same_rows_in_a_frame(predictor: Predictor) -> None
     columns = validate_feature_rows(predictor, sent)
     frame = pd.DataFrame(sent, columns=FEATURES)
     np.testing.assert_array_equal(predictor.model_outputs(columns), predictor.model_outputs(frame))
-    assert predictor.score(columns) == predictor.score(frame)
+    assert score(predictor, columns, TIERS) == score(predictor, frame, TIERS)
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,7 @@ def test_serving_mode_reads_the_prediction_log_and_scores_matured_labels(
 
     def log_snapshot(observed: int, logged: dt.datetime) -> int:
         rows = batch_rows(settings, champion, snapshot_keys(settings, Window(day(observed), day(observed + 1))))
-        features = rows[champion.features].to_dict("records")
+        features = rows[champion.bundle.features].to_dict("records")
         log.append(rows[names.CUSTOMER_ID].tolist(), champion.version, features, rows[names.PREDICTION], now=logged)
         return len(rows)
 

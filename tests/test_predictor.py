@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+from crm.answers import answers, score
+from crm.tiers import risk_tier, risk_tiers
 from model.matrix import dmatrix, model_frame, remember_categories
-from model.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, phrase, risk_tier, risk_tiers
+from model.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, phrase
 
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["purchases_count_30d", "purchases_count_change", "days_since_last_activity", "profile_plan", "spend"]
@@ -75,7 +77,7 @@ def test_fast_input_predicts_as_the_typed_frame(booster: xgb.Booster) -> None:
     rows["purchases_count_30d"] = rows["purchases_count_30d"].astype(object)
     rows.loc[4, "purchases_count_30d"] = "7"
     rows.loc[5, "purchases_count_30d"] = "many"
-    predictor = Predictor(booster, "1", TIERS, top_reasons=3)
+    predictor = Predictor(booster, "1", top_reasons=3)
     outputs = predictor.model_outputs(rows)
     proba, contribs = old_path(booster, rows)
     # The probability comes from the contributions' sum: predict's number up to float32 rounding.
@@ -91,7 +93,7 @@ def test_fast_input_predicts_as_the_typed_frame(booster: xgb.Booster) -> None:
 @pytest.mark.parametrize("explainer", ["shap", "approx"])
 def test_probability_is_the_sigmoid_of_the_contributions(booster: xgb.Booster, explainer: str) -> None:
     rows = frame(400, seed=4).drop(columns="label")
-    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer=explainer)  # type: ignore[arg-type]
+    predictor = Predictor(booster, "1", top_reasons=3, explainer=explainer)  # type: ignore[arg-type]
     outputs = predictor.model_outputs(rows)
     matrix = predictor.matrix(rows)
     full = booster.predict(matrix, pred_contribs=True, approx_contribs=explainer == "approx")
@@ -116,18 +118,18 @@ def test_other_objectives_predict_their_probability() -> None:
     params = {"objective": "binary:hinge", "max_depth": 3, "seed": 7, "nthread": 1}
     hinge = remember_categories(xgb.train(params, matrix, num_boost_round=10), categories)
     rows = train.drop(columns="label").head(50)
-    outputs = Predictor(hinge, "1", TIERS, top_reasons=3).model_outputs(rows)
+    outputs = Predictor(hinge, "1", top_reasons=3).model_outputs(rows)
     np.testing.assert_array_equal(outputs[:, 0], hinge.predict(dmatrix(model_frame(rows, FEATURES, categories))))
     assert set(outputs[:, 0].tolist()) <= {0.0, 1.0}  # hinge gives classes, which no sigmoid would
 
 
 def test_reasons_are_the_largest_positive_contributions(booster: xgb.Booster) -> None:
     rows = frame(300, seed=3).drop(columns="label")
-    predictor = Predictor(booster, "4", TIERS, top_reasons=2)
+    predictor = Predictor(booster, "4", top_reasons=2)
     outputs = predictor.model_outputs(rows)
-    answers = predictor.answers(rows, outputs)
-    assert len(answers) == len(rows)
-    for i, answer in enumerate(answers):
+    scored = answers(predictor, rows, outputs, TIERS)
+    assert len(scored) == len(rows)
+    for i, answer in enumerate(scored):
         contribs = outputs[i, 1:]
         expected = [j for j in np.argsort(-contribs, kind="stable")[:2] if contribs[j] > 0]
         assert [r["feature"] for r in answer["reasons"]] == [FEATURES[j] for j in expected]
@@ -140,18 +142,18 @@ def test_reasons_are_the_largest_positive_contributions(booster: xgb.Booster) ->
         assert answer["model_version"] == "4"
         p = answer["churn_probability"]
         assert answer["risk_tier"] == ("high" if p >= 0.5 else "medium" if p >= 0.2 else "low")
-    assert any(len(a["reasons"]) == 2 for a in answers) and any(a["risk_tier"] == "high" for a in answers)
+    assert any(len(a["reasons"]) == 2 for a in scored) and any(a["risk_tier"] == "high" for a in scored)
 
 
 def test_no_reasons_asked(booster: xgb.Booster) -> None:
     rows = frame(20, seed=4).drop(columns="label")
-    assert all(a["reasons"] == [] for a in Predictor(booster, "1", TIERS, top_reasons=0).score(rows))
+    assert all(a["reasons"] == [] for a in score(Predictor(booster, "1", top_reasons=0), rows, TIERS))
 
 
 @pytest.mark.parametrize("explainer", ["shap", "approx"])
 def test_contributions_add_up_to_the_score(booster: xgb.Booster, explainer: str) -> None:
     rows = frame(200, seed=5).drop(columns="label")
-    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer=explainer)  # type: ignore[arg-type]
+    predictor = Predictor(booster, "1", top_reasons=3, explainer=explainer)  # type: ignore[arg-type]
     outputs = predictor.model_outputs(rows)
     bias = booster.predict(predictor.matrix(rows), pred_contribs=True)[:, -1]
     margin = np.log(outputs[:, 0] / (1 - outputs[:, 0]))
@@ -160,8 +162,8 @@ def test_contributions_add_up_to_the_score(booster: xgb.Booster, explainer: str)
 
 def test_approx_explainer_mostly_agrees_with_shap_on_the_top_reason(booster: xgb.Booster) -> None:
     rows = frame(500, seed=6).drop(columns="label")
-    exact = Predictor(booster, "1", TIERS, top_reasons=1).score(rows)
-    approx = Predictor(booster, "1", TIERS, top_reasons=1, explainer="approx").score(rows)
+    exact = score(Predictor(booster, "1", top_reasons=1), rows, TIERS)
+    approx = score(Predictor(booster, "1", top_reasons=1, explainer="approx"), rows, TIERS)
     # Either explainer's contributions sum to the margin: the same probability up to float32 rounding.
     np.testing.assert_allclose(
         [a["churn_probability"] for a in exact], [a["churn_probability"] for a in approx], rtol=1e-5, atol=3e-7
@@ -174,14 +176,14 @@ def test_approx_explainer_mostly_agrees_with_shap_on_the_top_reason(booster: xgb
 
 def test_calibration_applies_to_probabilities_and_tiers(booster: xgb.Booster) -> None:
     rows = frame(100, seed=7).drop(columns="label")
-    predictor = Predictor(booster, "1", TIERS, top_reasons=1)
+    predictor = Predictor(booster, "1", top_reasons=1)
     raw = predictor.probabilities(rows)
     predictor.calibration = {"method": "sigmoid", "slope": 1.0, "intercept": 3.0}
     calibrated = predictor.probabilities(rows)
     assert (calibrated > raw).all()
-    answers = predictor.score(rows)
-    np.testing.assert_allclose([a["churn_probability"] for a in answers], calibrated, rtol=1e-5, atol=3e-7)
-    assert all(math.isfinite(a["churn_probability"]) for a in answers)
+    scored = score(predictor, rows, TIERS)
+    np.testing.assert_allclose([a["churn_probability"] for a in scored], calibrated, rtol=1e-5, atol=3e-7)
+    assert all(math.isfinite(a["churn_probability"]) for a in scored)
 
 
 def test_risk_tiers_of_many_match_one_at_a_time() -> None:
@@ -193,14 +195,14 @@ def test_risk_tiers_of_many_match_one_at_a_time() -> None:
 
 def test_auto_explainer_is_exact_for_small_calls_and_approximate_for_big_ones(booster: xgb.Booster) -> None:
     rows = frame(30, seed=8).drop(columns="label")
-    auto = Predictor(booster, "1", TIERS, top_reasons=2, explainer="auto", exact_rows=10)
-    exact = Predictor(booster, "1", TIERS, top_reasons=2, explainer="shap")
-    approx = Predictor(booster, "1", TIERS, top_reasons=2, explainer="approx")
+    auto = Predictor(booster, "1", top_reasons=2, explainer="auto", exact_rows=10)
+    exact = Predictor(booster, "1", top_reasons=2, explainer="shap")
+    approx = Predictor(booster, "1", top_reasons=2, explainer="approx")
     small, big = rows.head(10), rows
-    assert {a["reasons_method"] for a in auto.score(small)} == {"shap"}
-    assert auto.score(small) == exact.score(small)
-    assert {a["reasons_method"] for a in auto.score(big)} == {"approx"}
-    assert auto.score(big) == approx.score(big)
+    assert {a["reasons_method"] for a in score(auto, small, TIERS)} == {"shap"}
+    assert score(auto, small, TIERS) == score(exact, small, TIERS)
+    assert {a["reasons_method"] for a in score(auto, big, TIERS)} == {"approx"}
+    assert score(auto, big, TIERS) == score(approx, big, TIERS)
     assert auto.reasons(big) == approx.reasons(big) and auto.reasons(big, method="shap") == exact.reasons(big)
     assert exact.method(10_000) == "shap" and approx.method(1) == "approx"
 
@@ -282,7 +284,7 @@ def _plan_variants(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("seed", [11, 12])
 def test_vectorised_input_matches_the_value_by_value_version(booster: xgb.Booster, seed: int) -> None:
-    predictor = Predictor(booster, "1", TIERS, top_reasons=3)
+    predictor = Predictor(booster, "1", top_reasons=3)
     for name, rows in _plan_variants(_odd_rows(700, seed)).items():
         expected = _old_array(predictor, rows)
         np.testing.assert_array_equal(predictor._array(rows), expected, err_msg=name)
@@ -298,7 +300,7 @@ def test_vectorised_input_matches_the_value_by_value_version(booster: xgb.Booste
 
 def test_inplace_probabilities_follow_the_categorical_splits(booster: xgb.Booster) -> None:
     rows = frame(400, seed=13).drop(columns="label")
-    predictor = Predictor(booster, "1", TIERS, top_reasons=0)
+    predictor = Predictor(booster, "1", top_reasons=0)
     assert any(t == "c" for t in booster.feature_types or [])
     moved = [predictor.probabilities(rows.assign(profile_plan=plan)) for plan in [*PLANS, None]]
     assert any(not np.array_equal(moved[0], other) for other in moved[1:])  # the plan matters to the model
@@ -336,7 +338,7 @@ def test_reasons_match_the_row_by_row_version(booster: xgb.Booster, top: int) ->
     # Zero and minus zero phrase differently ("0 days", "-0 days"); values repeat (phrases are reused).
     rows["days_since_last_activity"] = rng.choice([0.0, -0.0, 3.0, 45.0, np.nan], len(rows))
     rows["spend"] = rng.choice([0.0, -0.0, 12.5], len(rows))
-    predictor = Predictor(booster, "1", TIERS, top_reasons=top)
+    predictor = Predictor(booster, "1", top_reasons=top)
     computed = predictor.model_outputs(rows)[:, 1:]
     crafted = rng.choice([-1.0, -0.0, 0.0, 0.25, 0.5, 2.0, np.nan], computed.shape).astype(np.float32)
     for contribs in (computed, crafted, np.zeros_like(computed)):
@@ -349,12 +351,12 @@ def test_reasons_match_the_row_by_row_version(booster: xgb.Booster, top: int) ->
 def test_a_few_rows_score_on_one_thread_as_on_all(booster: xgb.Booster) -> None:
     # XGBoost's own calls (approximate contributions, probabilities; exact SHAP uses tables instead).
     rows = frame(40, seed=9).drop(columns="label")
-    predictor = Predictor(booster, "1", TIERS, top_reasons=3, explainer="approx")
+    predictor = Predictor(booster, "1", top_reasons=3, explainer="approx")
     few = rows.head(ONE_THREAD_ROWS)
     assert predictor._booster(predictor.matrix(few)) is not predictor.booster  # the one-thread copy
     assert predictor._booster(predictor.matrix(rows)) is predictor.booster
     # The same numbers, bit for bit, as the multi-threaded booster gives the same rows.
-    all_threads = Predictor(booster, "1", TIERS, top_reasons=3, explainer="approx")
+    all_threads = Predictor(booster, "1", top_reasons=3, explainer="approx")
     all_threads._one_thread = booster
     for contributions in (True, False):
         np.testing.assert_array_equal(
@@ -374,7 +376,7 @@ def test_a_model_without_tables_says_so(caplog: pytest.LogCaptureFixture) -> Non
     params = {"objective": "binary:logistic", "booster": "dart", "max_depth": 3, "seed": 7, "nthread": 1}
     dart = remember_categories(xgb.train(params, matrix, num_boost_round=5), categories)
     with caplog.at_level("WARNING", logger="model.predictor"):
-        predictor = Predictor(dart, "7", TIERS, top_reasons=3)
+        predictor = Predictor(dart, "7", top_reasons=3)
     assert predictor._shap is None
     assert "model v7: exact SHAP uses XGBoost's pred_contribs" in caplog.text
     rows = train.drop(columns="label").head(5)
@@ -387,13 +389,13 @@ def test_a_model_without_tables_says_so(caplog: pytest.LogCaptureFixture) -> Non
 def test_exact_reasons_without_tables_are_xgboosts(booster: xgb.Booster) -> None:
     """A model the tables do not cover (or a predictor made to approximate) gets exact SHAP from XGBoost."""
     rows = frame(30, seed=10).drop(columns="label")
-    with_tables = Predictor(booster, "1", TIERS, top_reasons=3, explainer="shap")
-    without = Predictor(booster, "1", TIERS, top_reasons=3, explainer="approx")
+    with_tables = Predictor(booster, "1", top_reasons=3, explainer="shap")
+    without = Predictor(booster, "1", top_reasons=3, explainer="approx")
     assert with_tables._shap is not None and without._shap is None
     exact = without.model_outputs(rows, method="shap")
     np.testing.assert_array_equal(exact[:, 1:], booster.predict(without.matrix(rows), pred_contribs=True)[:, :-1])
     np.testing.assert_allclose(with_tables.model_outputs(rows, method="shap"), exact, rtol=1e-5, atol=2e-6)
-    assert [a["reasons"] for a in without.answers(rows, exact, "shap")] == [
+    assert [a["reasons"] for a in answers(without, rows, exact, TIERS, "shap")] == [
         [{**r, "contribution": pytest.approx(r["contribution"], rel=1e-5, abs=2e-6)} for r in a["reasons"]]
-        for a in with_tables.score(rows)
+        for a in score(with_tables, rows, TIERS)
     ]

@@ -16,23 +16,21 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
 from core import names
 from core.settings import Settings, resolved_yaml
 from features.labels import known_at
 from features.pipeline import FeaturePaths, open_store
-from model.matrix import CALIBRATION_ARTIFACT, calibrate
+from model.bundle import ModelBundle, reference_sample
+from model.calibration import calibrate, calibrator_spec, fit_calibrator, should_calibrate
+from model.champion import NoChampionError, load_version
+from model.pyfunc import log_bundle
 from training.dataset import Split, historical_frame, out_of_time_split
 from training.evaluate import (
     Evaluation,
     baseline_scores,
-    calibrator_spec,
     evaluate,
-    fit_calibrator,
     shap_importance,
-    should_calibrate,
     write_artifacts,
 )
 from training.registry import GateDecision, champion_version, gate, record_and_apply
@@ -212,18 +210,11 @@ def train(
         )
         report = _evaluate_and_log(settings, booster, split)
         metrics = report.metrics
-        _log_reference(settings, split.train[features], report.train_proba)
-        info = mlflow.xgboost.log_model(
-            booster,
-            name="model",
-            registered_model_name=cfg.model_name,
-            # The API schema: what callers send (attributes as strings), not the model-typed frame.
-            signature=infer_signature(split.valid[features].head(50), report.valid_proba[:50]),
-            input_example=split.valid[features].head(3),
-            model_format="ubj",
-            # Stated, not inferred: inference runs `uv export` / scans the environment on every log.
-            pip_requirements=[f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}"],
+        reference = reference_sample(
+            split.train[features], report.train_proba, settings.monitoring.reference_sample, cfg.seed
         )
+        bundle = ModelBundle(booster, report.calibration_spec, reference)
+        info = log_bundle(bundle, split.valid, registered_model_name=cfg.model_name)
         version = str(info.registered_model_version)
     for key, value in {**lineage, "features": ",".join(features), "calibration": report.calibration}.items():
         client.set_model_version_tag(cfg.model_name, version, key, value)
@@ -240,6 +231,7 @@ class _Report:
     valid_proba: np.ndarray
     train_proba: np.ndarray
     calibration: str
+    calibration_spec: dict[str, object] | None
 
 
 def _evaluate_and_log(settings: Settings, booster: xgb.Booster, split: Split) -> _Report:
@@ -253,7 +245,6 @@ def _evaluate_and_log(settings: Settings, booster: xgb.Booster, split: Split) ->
     spec = None
     if decision.calibrate and decision.method is not None:
         spec = calibrator_spec(fit_calibrator(valid_raw, y_valid.to_numpy(), decision.method))
-        mlflow.log_dict(spec, CALIBRATION_ARTIFACT)
     valid_proba = calibrate(spec, valid_raw)
     test_proba = calibrate(spec, predict(booster, split.test))
     value_feature = settings.crm.customer_value
@@ -303,17 +294,8 @@ def _evaluate_and_log(settings: Settings, booster: xgb.Booster, split: Split) ->
         valid_proba=valid_proba,
         train_proba=calibrate(spec, predict(booster, split.train)),
         calibration=decision.method if decision.calibrate and decision.method else "none",
+        calibration_spec=spec,
     )
-
-
-def _log_reference(settings: Settings, x_train: pd.DataFrame, proba: object) -> None:
-    n = min(settings.monitoring.reference_sample, len(x_train))
-    sample = x_train.assign(**{names.PREDICTION: proba}).sample(n=n, random_state=settings.training.seed)
-    with TemporaryDirectory() as tmp:
-        folder, filename = names.REFERENCE_ARTIFACT.rsplit("/", 1)
-        path = Path(tmp) / filename
-        sample.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=folder)
 
 
 def champion_test_metrics(
@@ -324,16 +306,14 @@ def champion_test_metrics(
     current = champion_version(client, cfg.model_name)
     if current is None:
         return None, "no champion yet"
-    version = client.get_model_version(cfg.model_name, current)
-    champion = mlflow.xgboost.load_model(f"models:/{cfg.model_name}/{current}")
-    missing = set(champion.feature_names or []) - set(split.test.columns)
+    try:
+        champion = load_version(settings.mlflow_uri, cfg.model_name, current).bundle
+    except NoChampionError as exc:
+        return current, f"{exc}; or make the challenger champion with `churn promote`"
+    missing = set(champion.features) - set(split.test.columns)
     if missing:
         return current, f"champion v{current} needs features {sorted(missing)} this data lacks: not comparable"
-    try:
-        spec = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{CALIBRATION_ARTIFACT}")
-    except (MlflowException, OSError):
-        spec = None
-    proba = calibrate(spec, predict(champion, split.test))
+    proba = champion.probabilities(split.test)
     y = split.test[names.LABEL].to_numpy()
     value = 100.0
     ev = evaluate(y, proba, retention_cost=cfg.retention_cost, customer_value=value, success_rate=cfg.retention_success)
