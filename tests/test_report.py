@@ -221,6 +221,25 @@ def test_text_is_escaped(page: str) -> None:
     assert EVIL_ID in [r[0] for r in parse(page).tables["top-alerts-table"] if r]
 
 
+def test_hostile_segment_and_action_names_are_escaped(workspace: Settings, alerts: pd.DataFrame) -> None:
+    """Names from the CRM config reach the page as text in every table and figure that shows them."""
+    segment, action = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    hostile = alerts.copy()
+    hostile.loc[:9, "segment"] = segment
+    hostile.loc[:4, "action"] = action
+    page = build_report(workspace, hostile, now=NOW)
+    tables = parse(page).tables
+    assert segment not in page and action not in page
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert segment in [r[0] for r in tables["segment-table"] if r]
+    assert segment in [r[0] for r in tables["volume-segment"] if r]
+    assert action in [r[0] for r in tables["volume-action"] if r]
+    top = [r for r in tables["top-alerts-table"] if r]
+    assert top[0][3] == segment and top[0][4] == action
+
+
 def test_trend_table_matches_monthly_churn(page: str, workspace: Settings) -> None:
     paths = FeaturePaths.of(workspace)
     customers = pd.read_parquet(paths.clean_customers)
