@@ -815,14 +815,9 @@ def batch_step(workspace: str, frame_path: str, kind: str, profile_rows: int = 2
     from core import names
     from core.crm_settings import RFM_DIMENSION, TIER_DIMENSION
     from crm import alerts as batch
-    from crm.early_warning import (
-        EXPECTED_LOSS,
-        RISK_TIER,
-        SEGMENT,
-        choose_actions,
-        early_warning_columns,
-        evaluate_rules,
-    )
+    from crm.early_warning import EXPECTED_LOSS, RISK_TIER, SEGMENT, early_warning_columns
+    from crm.playbook import choose_actions
+    from crm.rules import evaluate_rules
     from model.matrix import dmatrix, model_frame
     from model.predictor import risk_tiers
     from serving.service import load_champion

@@ -632,7 +632,7 @@ def report(
     ctx = _load(config, "report")
     alerts = _alerts(ctx.settings, as_of.date() if as_of else None, _reasons_top(None))
     from core.io import write_atomic_text
-    from crm.report import build_report
+    from crm.report.page import build_report
 
     with console.status("building the ops report"):
         html = build_report(ctx.settings, alerts)
@@ -845,7 +845,7 @@ def quickstart(
     alerts = _alerts(settings, None, _reasons_top(None))
     from core.io import write_atomic_text
     from crm.alerts import write_alerts
-    from crm.report import build_report
+    from crm.report.page import build_report
 
     alerts_path = write_alerts(alerts, settings.path("alerts.csv"))
     with console.status("ops report"):

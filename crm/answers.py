@@ -15,7 +15,9 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
-from crm.early_warning import Frame, early_warning_columns, layer_bounds
+from crm.columns import Frame
+from crm.early_warning import early_warning_columns
+from crm.segments import layer_bounds
 from crm.tiers import risk_tiers
 from model.calibration import calibrate
 from model.predictor import Method, Predictor, Rows, row_count

@@ -14,21 +14,11 @@ import pytest
 from core import names
 from core.crm_settings import CrmSettings
 from core.settings import ConfigError, parse_settings
-from crm.early_warning import (
-    ACTION,
-    ACTION_PRIORITY,
-    RULE_HITS,
-    SEGMENT,
-    CrmConfigError,
-    RuleHit,
-    choose_actions,
-    early_warning,
-    evaluate_rules,
-    layer_bounds,
-    layer_labels,
-    rfm_segments,
-)
+from crm.early_warning import ACTION, ACTION_PRIORITY, RULE_HITS, SEGMENT, CrmConfigError, early_warning
 from crm.kpi import annualise, churn_by_observation, cohort_retention, monthly_churn
+from crm.playbook import choose_actions
+from crm.rules import RuleHit, evaluate_rules
+from crm.segments import layer_bounds, layer_labels, rfm_segments
 
 DEFAULT = parse_settings({}, "test", env={})
 

@@ -20,7 +20,9 @@ from core import names
 from core.settings import Settings, parse_settings
 from crm.early_warning import early_warning
 from crm.kpi import churn_by_observation, cohort_retention, monthly_churn
-from crm.report import NO_ALERTS, build_report, load_history, retention
+from crm.report.history import load_history
+from crm.report.page import NO_ALERTS, build_report
+from crm.report.tables import retention
 from features.generator import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import FeaturePaths, build_features, latest_snapshot
@@ -173,7 +175,7 @@ def page(workspace: Settings, alerts: pd.DataFrame) -> str:
 
 def test_every_section_is_there_in_a_well_formed_page(page: str) -> None:
     parsed = parse(page)
-    assert page.startswith("<!DOCTYPE html>")
+    assert page.lower().startswith("<!doctype html>")  # as core/templates/base.html writes it
     for ident in SECTION_IDS:
         assert f'<h2 id="{ident}">' in page
     assert [page.index(f'id="{i}"') for i in SECTION_IDS] == sorted(page.index(f'id="{i}"') for i in SECTION_IDS)
@@ -215,8 +217,27 @@ def test_top_alerts_start_with_the_highest_expected_loss(page: str, alerts: pd.D
 
 def test_text_is_escaped(page: str) -> None:
     assert EVIL_ID not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page  # as Jinja2 autoescape writes it
     assert EVIL_ID in [r[0] for r in parse(page).tables["top-alerts-table"] if r]
+
+
+def test_hostile_segment_and_action_names_are_escaped(workspace: Settings, alerts: pd.DataFrame) -> None:
+    """Names from the CRM config reach the page as text in every table and figure that shows them."""
+    segment, action = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    hostile = alerts.copy()
+    hostile.loc[:9, "segment"] = segment
+    hostile.loc[:4, "action"] = action
+    page = build_report(workspace, hostile, now=NOW)
+    tables = parse(page).tables
+    assert segment not in page and action not in page
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert segment in [r[0] for r in tables["segment-table"] if r]
+    assert segment in [r[0] for r in tables["volume-segment"] if r]
+    assert action in [r[0] for r in tables["volume-action"] if r]
+    top = [r for r in tables["top-alerts-table"] if r]
+    assert top[0][3] == segment and top[0][4] == action
 
 
 def test_trend_table_matches_monthly_churn(page: str, workspace: Settings) -> None:
