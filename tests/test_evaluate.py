@@ -1,4 +1,5 @@
-"""Evaluation: metrics on constructed examples, calibration, baselines, SHAP importance, plots and report."""
+"""The evaluation (training.metrics, .baselines, .importance, .plots, .report): metrics on constructed
+examples, calibration, baselines, SHAP importance, plots and the HTML report."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from sklearn.metrics import log_loss
 
 from model.calibration import fit_calibrator, should_calibrate
 from model.matrix import dmatrix, model_frame
-from training.evaluate import (
-    NO_CONTACT,
-    Evaluation,
-    baseline_scores,
-    evaluate,
+from training.baselines import baseline_scores, recency_rule
+from training.importance import shap_importance
+from training.metrics import NO_CONTACT, Evaluation, evaluate, top_fraction
+from training.plots import (
     make_figures,
     plot_calibration,
     plot_gains,
@@ -25,12 +25,8 @@ from training.evaluate import (
     plot_precision_recall,
     plot_profit,
     plot_roc,
-    recency_rule,
-    render_report,
-    shap_importance,
-    top_fraction,
-    write_artifacts,
 )
+from training.report import render_report, write_artifacts
 
 COSTS = {"retention_cost": 10.0, "customer_value": 200.0}
 
