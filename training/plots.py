@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,15 +41,34 @@ def _curves(evaluation: Evaluation, baselines: Mapping[str, Evaluation] | None, 
     return {label: evaluation, **(baselines or {})}
 
 
+def _ranking_figure(
+    kind: Literal["roc", "precision_recall"],
+    evaluation: Evaluation,
+    baselines: Mapping[str, Evaluation] | None,
+    label: str,
+) -> tuple[Figure, Axes]:
+    """The ROC or the precision-recall curves of the model and the baselines (those with both classes)."""
+    if kind == "roc":
+        fig, ax = _figure("ROC curve", "False positive rate", "True positive rate")
+    else:
+        fig, ax = _figure("Precision-recall curve", "Recall", "Precision")
+    for name, ev in _curves(evaluation, baselines, label).items():
+        if not 0 < ev.y_true.sum() < ev.n:
+            continue
+        if kind == "roc":
+            fpr, tpr, _ = roc_curve(ev.y_true, ev.proba)
+            ax.plot(fpr, tpr, label=f"{name} (AUC {ev.roc_auc:.3f})")
+        else:
+            precision, recall, _ = precision_recall_curve(ev.y_true, ev.proba)
+            ax.step(recall, precision, where="post", label=f"{name} (AP {ev.pr_auc:.3f})")
+    return fig, ax
+
+
 def plot_roc(
     evaluation: Evaluation, baselines: Mapping[str, Evaluation] | None = None, *, label: str = "model"
 ) -> Figure:
     """ROC curve of the model, with the baselines' overlaid and the chance diagonal."""
-    fig, ax = _figure("ROC curve", "False positive rate", "True positive rate")
-    for name, ev in _curves(evaluation, baselines, label).items():
-        if 0 < ev.y_true.sum() < ev.n:
-            fpr, tpr, _ = roc_curve(ev.y_true, ev.proba)
-            ax.plot(fpr, tpr, label=f"{name} (AUC {ev.roc_auc:.3f})")
+    fig, ax = _ranking_figure("roc", evaluation, baselines, label)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     ax.legend(loc="lower right")
     return fig
@@ -59,11 +78,7 @@ def plot_precision_recall(
     evaluation: Evaluation, baselines: Mapping[str, Evaluation] | None = None, *, label: str = "model"
 ) -> Figure:
     """Precision-recall curve of the model and the baselines, with the churn rate as the chance level."""
-    fig, ax = _figure("Precision-recall curve", "Recall", "Precision")
-    for name, ev in _curves(evaluation, baselines, label).items():
-        if 0 < ev.y_true.sum() < ev.n:
-            precision, recall, _ = precision_recall_curve(ev.y_true, ev.proba)
-            ax.step(recall, precision, where="post", label=f"{name} (AP {ev.pr_auc:.3f})")
+    fig, ax = _ranking_figure("precision_recall", evaluation, baselines, label)
     ax.axhline(evaluation.base_rate, linestyle="--", color="grey", label=f"chance ({evaluation.base_rate:.3f})")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
