@@ -1,39 +1,22 @@
 """The evaluation report: the figures as PNGs and one self-contained HTML page.
 
-`render_report` writes the page; `write_artifacts` fills the folder the training pipeline logs
-with `mlflow.log_artifacts(out_dir)`.
+`render_report` renders `training/templates/evaluation.html` (it extends core's `base.html`, so
+the page has the shared stylesheet and is autoescaped); `write_artifacts` fills the folder the
+training pipeline logs with `mlflow.log_artifacts(out_dir)`.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from core.html import png_data_uri
+from core.html import png_data_uri, render
 from training.importance import top_features
 from training.metrics import NO_CONTACT, Evaluation
 from training.plots import make_figures, png_bytes
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-figure { display: inline-block; margin: 0.5em; }
-img { max-width: 32em; }
-"""
-
-
-def _fmt(value: float) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.4f}"
 
 
 def render_report(
@@ -60,55 +43,20 @@ def render_report(
     Returns:
         The HTML document.
     """
-    esc = html.escape
-    columns = {"model": evaluation, **baselines}
-    metrics = {name: ev.metrics() for name, ev in columns.items()}
-    header = "".join(f"<th>{esc(name)}</th>" for name in columns)
-    rows = "".join(
-        f"<tr><td>{esc(key)}</td>"
-        + "".join(f"<td>{_fmt(metrics[name].get(key, math.nan))}</td>" for name in columns)
-        + "</tr>"
-        for key in metrics["model"]
-    )
-    ev = evaluation
-    decision = (
-        f"<p>Contacting every customer with churn probability &ge; <b>{ev.best_threshold:.2f}</b> "
-        f"({ev.best_contacted} of {ev.n}) would have earned <b>{_fmt(ev.best_profit)}</b> on these rows "
-        f"(best threshold chosen on the same rows, so optimistic).</p>"
-        f"<p>Without labels, the model's expected profit peaks at <b>{ev.expected_best_threshold:.2f}</b> "
-        f"(expected {_fmt(ev.expected_best_profit)}, realised {_fmt(ev.profit_at_expected_threshold)}).</p>"
-        f"<p>Assumptions: contact cost {_fmt(ev.retention_cost)}, offer success rate {ev.success_rate:.2f}, "
-        f"mean customer value {_fmt(ev.mean_customer_value)}. A threshold of {NO_CONTACT} means contact nobody.</p>"
-    )
-    if importance is not None and not importance.empty:
-        top = top_features(importance)
-        feature_rows = "".join(
-            f"<tr><td>{rank}</td><td>{esc(str(name))}</td><td>{value:.4f}</td></tr>"
-            for rank, (name, value) in enumerate(top.items(), start=1)
-        )
-        features_html = (
-            "<table><tr><th>#</th><th>feature</th><th>mean |SHAP| (log-odds)</th></tr>" + feature_rows + "</table>"
-        )
-    else:
-        features_html = "<p>Not computed.</p>"
-    images = "".join(
-        f'<figure><img src="{esc(src, quote=True)}" alt="{esc(caption)}">'
-        f"<figcaption>{esc(caption)}</figcaption></figure>"
-        for caption, src in figures.items()
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>\n"
-        f"<h1>{esc(title)}</h1>\n"
-        f"<p>{ev.n} customers, churn rate {ev.base_rate:.4f}.</p>\n"
-        f"<h2>Metrics</h2>\n<table><tr><th>metric</th>{header}</tr>{rows}</table>\n"
-        "<p>Log loss, Brier, ECE and the expected-profit rows assume the scores are probabilities; "
-        "for a rank-based baseline (the recency rule) only the ranking rows (AUCs, lift, capture, "
-        "best threshold and profit) are meaningful.</p>\n"
-        f"<h2>Retention campaign</h2>\n{decision}\n"
-        f"<h2>Top features</h2>\n{features_html}\n"
-        f"<h2>Figures</h2>\n{images}\n"
-        "</body></html>\n"
+    metrics = {"model": evaluation.metrics()} | {name: ev.metrics() for name, ev in baselines.items()}
+    rows = {key: [column.get(key, math.nan) for column in metrics.values()] for key in metrics["model"]}
+    shown = None if importance is None or importance.empty else list(top_features(importance).items())
+    return render(
+        "training",
+        "evaluation.html",
+        title=title,
+        wide=False,
+        ev=evaluation,
+        columns=list(metrics),
+        rows=rows,
+        no_contact=NO_CONTACT,
+        features=shown,
+        figures=figures,
     )
 
 
