@@ -1,8 +1,10 @@
-"""Evaluation: metrics on constructed examples, calibration, baselines, SHAP importance, plots and report."""
+"""The evaluation (training.metrics, .baselines, .importance, .plots, .report): metrics on constructed
+examples, calibration, baselines, SHAP importance, plots and the HTML report."""
 
 from __future__ import annotations
 
 import pickle
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,10 @@ from sklearn.metrics import log_loss
 
 from model.calibration import fit_calibrator, should_calibrate
 from model.matrix import dmatrix, model_frame
-from training.evaluate import (
-    NO_CONTACT,
-    Evaluation,
-    baseline_scores,
-    evaluate,
+from training.baselines import baseline_scores, recency_rule
+from training.importance import shap_importance
+from training.metrics import NO_CONTACT, Evaluation, evaluate, top_fraction
+from training.plots import (
     make_figures,
     plot_calibration,
     plot_gains,
@@ -25,12 +26,8 @@ from training.evaluate import (
     plot_precision_recall,
     plot_profit,
     plot_roc,
-    recency_rule,
-    render_report,
-    shap_importance,
-    top_fraction,
-    write_artifacts,
 )
+from training.report import render_report, write_artifacts
 
 COSTS = {"retention_cost": 10.0, "customer_value": 200.0}
 
@@ -386,22 +383,75 @@ def test_importance_chart_shows_at_most_twenty_features() -> None:
     assert len(bars) == 20
 
 
+class _Page(HTMLParser):
+    """What the report tests look at in a page; an end tag that closes no open element fails."""
+
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.doctype = ""
+        self.open: list[str] = []
+        self.title = ""
+        self.cells: list[tuple[str, str]] = []  # (td or th, its text)
+        self.tables = 0
+        self.images: list[dict[str, str | None]] = []
+
+    def handle_decl(self, decl: str) -> None:
+        self.doctype = decl
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+        if tag in ("td", "th"):
+            self.cells.append((tag, ""))
+        self.tables += tag == "table"
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes {self.open[-1:]}"
+        self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        where = self.open[-1] if self.open else ""
+        if where in ("td", "th"):
+            self.cells[-1] = (where, self.cells[-1][1] + data)
+        elif where == "title":
+            self.title += data
+
+
+def _page(document: str) -> _Page:
+    """The parsed page, asserting it is a well-formed HTML document (every element closed in order)."""
+    page = _Page()
+    page.feed(document)
+    page.close()
+    assert page.doctype.lower() == "doctype html"
+    assert not page.open, f"unclosed elements: {page.open}"
+    return page
+
+
 def test_report_holds_every_metric_and_baseline(
     evaluated: tuple[Evaluation, dict[str, Evaluation], pd.Series],
 ) -> None:
     ev, baselines, importance = evaluated
+    hostile = 'Churn <model> v3 <script>alert("x")</script>'
 
     report = render_report(
-        ev, baselines=baselines, importance=importance, figures={"ROC": "roc.png"}, title="Churn <model> v3"
+        ev, baselines=baselines, importance=importance, figures={"ROC <i>": "roc.png"}, title=hostile
     )
 
+    page = _page(report)
+    assert page.tables == 2  # the metrics and the top features
     for name in ev.metrics():
-        assert f"<td>{name}</td>" in report
+        assert ("td", name) in page.cells
     for name in baselines:
-        assert f"<th>{name}</th>" in report
-    assert "purchases_days_since_last" in report
-    assert 'src="roc.png"' in report
+        assert ("th", name) in page.cells
+    assert ("td", "purchases_days_since_last") in page.cells
+    assert page.images == [{"src": "roc.png", "alt": "ROC <i>"}]
+    assert page.title == hostile  # shown as text, never as markup
     assert "Churn &lt;model&gt; v3" in report
+    assert "<script>" not in report and "<i>" not in report
     assert f"{ev.best_threshold:.2f}" in report
 
 
@@ -421,3 +471,6 @@ def test_write_artifacts_saves_pngs_and_a_self_contained_report(
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "evaluation" / "report.html").read_text(encoding="utf-8")
     assert report.count("data:image/png;base64,") == 6
+    page = _page(report)
+    assert len(page.images) == 6 and all(str(image["src"]).startswith("data:image/png;") for image in page.images)
+    assert ("th", "logistic_regression") in page.cells and page.title == "Churn model evaluation"

@@ -25,15 +25,12 @@ from model.bundle import ModelBundle, reference_sample
 from model.calibration import calibrate, calibrator_spec, fit_calibrator, should_calibrate
 from model.champion import NoChampionError, load_version
 from model.pyfunc import log_bundle
+from training.baselines import baseline_scores
 from training.dataset import Split, historical_frame, out_of_time_split
-from training.evaluate import (
-    Evaluation,
-    baseline_scores,
-    evaluate,
-    shap_importance,
-    write_artifacts,
-)
+from training.importance import shap_importance
+from training.metrics import Evaluation, evaluate
 from training.registry import GateDecision, champion_version, gate, record_and_apply
+from training.report import write_artifacts
 from training.tune import PARENT_RUN, best_of, fit, negatives_per_positive, open_study, predict, run_trials, score
 
 

@@ -1,0 +1,48 @@
+"""Global feature importance of a booster from its SHAP values (an explanation, no plotting).
+
+`training.plots` draws it and `training.report` lists its top features; both show the same
+`top_features`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from model.matrix import booster_input, dmatrix
+
+TOP_FEATURES = 20
+"""Features shown in the importance chart and in the report."""
+
+
+def shap_importance(booster: xgb.Booster, data: xgb.DMatrix | pd.DataFrame) -> pd.Series:
+    """Global SHAP importance: each feature's mean |contribution| to the margin (XGBoost `pred_contribs`).
+
+    Args:
+        booster: A trained binary booster (categorical features are fine).
+        data: Rows to explain: a DMatrix, or a frame that is typed as the booster was trained
+            (`model.matrix.booster_input`, extra columns ignored).
+
+    Returns:
+        Feature -> mean |SHAP value| in log-odds, the bias excluded, sorted descending.
+    """
+    matrix = data if isinstance(data, xgb.DMatrix) else dmatrix(booster_input(booster, data))
+    if matrix.num_row() == 0:
+        raise ValueError("no rows to explain")
+    contributions = np.asarray(booster.predict(matrix, pred_contribs=True))
+    if contributions.ndim != 2:
+        raise ValueError("SHAP importance supports single-output (binary) boosters only")
+    names = matrix.feature_names or booster.feature_names or [f"f{i}" for i in range(contributions.shape[1] - 1)]
+    importance = pd.Series(np.abs(contributions[:, :-1]).mean(axis=0), index=list(names), name="mean_abs_shap")
+    return importance.sort_values(ascending=False, kind="stable")
+
+
+def top_features(importance: pd.Series, top: int = TOP_FEATURES) -> pd.Series:
+    """The `top` most important features, the most important first (ties keep their order).
+
+    Args:
+        importance: Feature -> importance, e.g. `shap_importance`.
+        top: How many to keep.
+    """
+    return importance.sort_values(ascending=False, kind="stable").head(top)
