@@ -214,13 +214,12 @@ class ServingSettings(_Frozen):
     """Tier -> lowest probability in that tier."""
     top_reasons: int = Field(3, ge=0)
     explainer: Literal["shap", "approx", "auto"] = "auto"
-    """How reasons are computed: `shap`, exact TreeSHAP (by table lookup, `model.treeshap`: about
-    0.25 ms for one row of 300 trees of depth 6, 0.2-0.4 ms per row in bigger calls; XGBoost's
-    `pred_contribs` for a model too deep for the tables); `approx`, XGBoost's approximate per-path
-    contributions (Saabas): the same top reasons in most rows, and tens of times faster on many
-    rows, though not on one (see bench/serving.py); `auto`,
-    exact for a request (or a `churn score` run) explaining at most `exact_shap_rows` rows,
-    approximate for bigger ones. Every answer names the method in `reasons_method`."""
+    """How reasons are computed: `shap`, exact TreeSHAP (by table lookup, `model.treeshap`;
+    XGBoost's `pred_contribs` for a model too deep for the tables); `approx`, XGBoost's approximate
+    per-path contributions (Saabas): the same top reasons in most rows, and much faster on many
+    rows, though not on one (bench/serving.py measures both); `auto`, exact for a request (or a
+    `churn score` run) explaining at most `exact_shap_rows` rows, approximate for bigger ones.
+    Every answer names the method in `reasons_method`."""
     exact_shap_rows: int = Field(100, ge=0)
     """The most rows `auto` explains with exact TreeSHAP in one request or batch run."""
     batch_reasons_top: int | None = Field(20_000, ge=0)
