@@ -933,7 +933,8 @@ def run(
     import pandas as pd
     import yaml
 
-    from churn.cli import Context, running_service
+    from churn.cli.common import Context
+    from churn.server import running_service
     from core.settings import CONFIG_ENV
 
     if shutil.which("wrk") is None:

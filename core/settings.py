@@ -1,22 +1,31 @@
 """Typed settings: `configs/*.yaml` mapped onto frozen pydantic models.
 
-Every model forbids unknown keys, so a typo in a config is an error that names the key and the
-file. URIs and secrets can be overridden by `CHURN_*` environment variables (see `ENV_OVERRIDES`).
-Relative paths in a config are relative to the workspace directory.
+`Settings` holds one section per top-level key (the models are in `core.config_sections` and
+`core.crm_settings`). Every model forbids unknown keys, so a typo in a config is an error that
+names the key and the file. URIs and secrets can be overridden by `CHURN_*` environment variables
+(see `ENV_OVERRIDES`). Relative paths in a config are relative to the workspace directory.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from core import names
+from core.config_sections import (
+    DataSettings,
+    FeastSettings,
+    FeatureSettings,
+    GeneratorSettings,
+    LabelSettings,
+    MonitoringSettings,
+    ServingSettings,
+    TrainingSettings,
+)
 from core.crm_settings import CrmSettings, check_playbook
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
@@ -40,292 +49,10 @@ class ConfigError(ValueError):
     """A config file that cannot be read or does not match the settings schema."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CustomersSource(_Frozen):
-    """Where the customers table comes from and how its columns map onto the contract."""
-
-    path: str | None = "raw/customers.parquet"
-    """None: there is no customers table (a transactions export); customers are derived from the
-    events, each signed up on the day of their first event, with no churn date or attributes."""
-    columns: dict[str, str] = Field(
-        default_factory=lambda: {
-            names.CUSTOMER_ID: names.CUSTOMER_ID,
-            names.SIGNUP_DATE: names.SIGNUP_DATE,
-            names.CHURN_DATE: names.CHURN_DATE,
-        },
-        description="contract field -> column name in the file",
-    )
-    attributes: tuple[str, ...] = ("plan", "channel", "region", "value_tier")
-    """Optional static attributes, kept when present in the file."""
-
-
-class EventsSource(_Frozen):
-    """Where the event log comes from, its column mapping and the accepted event types."""
-
-    path: str = "raw/events.parquet"
-    columns: dict[str, str] = Field(
-        default_factory=lambda: {
-            names.CUSTOMER_ID: names.CUSTOMER_ID,
-            names.EVENT_TIMESTAMP: names.EVENT_TIMESTAMP,
-            names.EVENT_TYPE: names.EVENT_TYPE,
-            names.AMOUNT: names.AMOUNT,
-            names.CATEGORY: names.CATEGORY,
-        },
-        description="contract field -> column name in the file",
-    )
-    event_types: tuple[str, ...] = names.STANDARD_EVENT_TYPES
-    default_event_type: str | None = None
-    """Event type given to every row when the file has no event type column (e.g. a transactions export)."""
-    timestamp_format: str | None = None
-    """strptime format of the timestamp column in a CSV; None lets pandas infer ISO 8601."""
-
-
-class DataSettings(_Frozen):
-    """The CRM data contract: sources and where ingested data lands."""
-
-    customers: CustomersSource = CustomersSource()
-    events: EventsSource = EventsSource()
-    clean_dir: str = "clean"
-    quarantine_dir: str = "quarantine"
-
-
-class GeneratorSettings(_Frozen):
-    """Defaults of the synthetic CRM generator."""
-
-    customers: int = Field(2_000, gt=0)
-    days: int = Field(180, gt=0)
-    seed: int = 42
-    start_date: dt.date = dt.date(2025, 1, 1)
-    drift_at: int | None = Field(None, ge=0)
-
-
-class FeatureSettings(_Frozen):
-    """Behaviour feature computation."""
-
-    windows_days: tuple[int, ...] = (7, 30, 90)
-    observation_every_days: int = Field(7, gt=0)
-    first_observation_after_days: int = Field(60, ge=0)
-    """Observation dates start this many days after the first event, so windows have history."""
-    grid_origin: dt.date = dt.date(2000, 1, 3)
-    """Any date on the observation grid (a Monday: a weekly grid falls on Mondays). Fixed, so new
-    data adds observation dates instead of moving them."""
-    include_latest: bool = True
-    """Also observe at the day after the last event: the freshest snapshot, for serving and scoring."""
-    snapshots_dir: str = "features"
-    duckdb_memory_limit: str = "6GB"
-    """DuckDB's memory cap for the feature build; beyond it DuckDB spills to disk."""
-
-    @model_validator(mode="after")
-    def _windows_positive(self) -> FeatureSettings:
-        if not self.windows_days or min(self.windows_days) <= 0:
-            raise ValueError("windows_days must list at least one positive number of days")
-        return self
-
-
-class LabelSettings(_Frozen):
-    """How the churn label is defined."""
-
-    kind: Literal["contractual", "activity"] = "contractual"
-    horizon_days: int = Field(30, gt=0)
-    activity_event_types: tuple[str, ...] = ("purchase",)
-    """Event types that count as 'still active' for the activity (non-contractual) label."""
-
-
-class OnlineStoreSettings(_Frozen):
-    """Feast online store: SQLite embedded by default, Redis in the services profile."""
-
-    type: Literal["sqlite", "redis"] = "sqlite"
-    path: str = "feast/online_store.db"
-    connection_string: str | None = None
-
-
-class FeastSettings(_Frozen):
-    """Feast feature store settings."""
-
-    project: str = "churn"
-    registry: str = "feast/registry.db"
-    """A file path (embedded) or a SQLAlchemy URI such as postgresql+psycopg://... (services)."""
-    online_store: OnlineStoreSettings = OnlineStoreSettings()
-    ttl_days: int = Field(14, gt=0)
-    """How far back a point-in-time join may look for a snapshot: above the observation interval."""
-
-
-class SplitSettings(_Frozen):
-    """Out-of-time split: train on earlier observation dates, validate on later ones, test on the latest."""
-
-    test_dates: int = Field(2, gt=0)
-    """The latest labelled observation dates (complete horizon) held out for the final test."""
-    valid_dates: int = Field(2, gt=0)
-    """The labelled dates before the test dates, for early stopping and tuning."""
-    embargo_days: int | None = Field(None, ge=0)
-    """Gap between the last training date and the first test date, so no training label is still
-    open when the test period starts; None means the label horizon."""
-    test_customers: float = Field(0.3, gt=0, lt=1)
-    """Share of customers (by a seeded hash of the id) reserved for the test: they never appear in
-    train or validation, so no customer straddles train and test."""
-
-
-class SearchSpace(_Frozen):
-    """Optuna search space: [low, high] per XGBoost parameter (log scale for eta and lambda)."""
-
-    max_depth: tuple[int, int] = (2, 8)
-    eta: tuple[float, float] = (0.02, 0.3)
-    min_child_weight: tuple[float, float] = (1.0, 20.0)
-    subsample: tuple[float, float] = (0.6, 1.0)
-    colsample_bytree: tuple[float, float] = (0.5, 1.0)
-    reg_lambda: tuple[float, float] = (1e-3, 10.0)
-    scale_pos_weight: Literal["search", "balanced", "none"] = "search"
-    """search: tune it between 1 and negatives/positives; balanced: fix it at that ratio; none: 1."""
-
-
-GuardMetric = Literal["roc_auc", "pr_auc", "log_loss", "brier", "lift_top10"]
-
-
-def _default_guards() -> dict[GuardMetric, float]:
-    return {"pr_auc": 0.02, "log_loss": 0.02}
-
-
-class GateSettings(_Frozen):
-    """The promotion gate: when a challenger replaces the champion."""
-
-    margin: float = Field(0.0, ge=0)
-    """The challenger must beat the champion's objective metric on the same test data by this much."""
-    guards: dict[GuardMetric, float] = Field(default_factory=_default_guards)
-    """Metric -> largest tolerated regression (absolute) against the champion."""
-
-
-class TrainingSettings(_Frozen):
-    """Tuning, tracking and the model registry."""
-
-    experiment: str = "churn"
-    model_name: str = "churn-xgb"
-    tracking_uri: str | None = None
-    """MLflow tracking URI; None means a SQLite file in the workspace."""
-    optuna_storage: str | None = None
-    """Optuna storage URI; None means a SQLite file in the workspace."""
-    feature_service: str = names.FEATURE_SERVICE
-    """The Feast feature service the model trains on (serving reads the same one)."""
-    n_trials: int = Field(20, gt=0)
-    timeout_s: float | None = Field(None, gt=0)
-    seed: int = 42
-    metric: Literal["roc_auc", "pr_auc", "log_loss"] = "roc_auc"
-    """The objective Optuna optimises and the gate compares."""
-    pruning: bool = True
-    """Stop unpromising trials early (Optuna's XGBoost pruning callback with a median pruner)."""
-    split: SplitSettings = SplitSettings()
-    search: SearchSpace = SearchSpace()
-    max_rounds: int = Field(300, gt=0)
-    early_stopping_rounds: int = Field(30, gt=0)
-    gate: GateSettings = GateSettings()
-    retention_cost: float = Field(5.0, ge=0)
-    """Cost of one retention contact, for the profit curve and threshold."""
-    retention_success: float = Field(0.25, gt=0, le=1)
-    """Share of contacted churners a retention action keeps."""
-    as_of: dt.date | None = None
-    """Train as if today were this date: only observation dates whose label horizon ended by then
-    (backtests and drift scenarios); None uses every labelled date."""
-
-
-class ServingSettings(_Frozen):
-    """BentoML scoring service."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(3000, gt=0, lt=65536)
-    api_key: str | None = None
-    risk_tiers: dict[str, float] = Field(default_factory=lambda: {"high": 0.5, "medium": 0.2, "low": 0.0})
-    """Tier -> lowest probability in that tier."""
-    top_reasons: int = Field(3, ge=0)
-    explainer: Literal["shap", "approx", "auto"] = "auto"
-    """How reasons are computed: `shap`, exact TreeSHAP (by table lookup, `model.treeshap`: about
-    0.25 ms for one row of 300 trees of depth 6, 0.2-0.4 ms per row in bigger calls; XGBoost's
-    `pred_contribs` for a model too deep for the tables); `approx`, XGBoost's approximate per-path
-    contributions (Saabas): the same top reasons in most rows, and tens of times faster on many
-    rows, though not on one (see bench/serving.py); `auto`,
-    exact for a request (or a `churn score` run) explaining at most `exact_shap_rows` rows,
-    approximate for bigger ones. Every answer names the method in `reasons_method`."""
-    exact_shap_rows: int = Field(100, ge=0)
-    """The most rows `auto` explains with exact TreeSHAP in one request or batch run."""
-    batch_reasons_top: int | None = Field(20_000, ge=0)
-    """`churn score` gives reasons to this many rows from the top of the alert list (the rows a CRM
-    works; reasons cost far more than probabilities); the rest get none (null). None: every row."""
-    startup_timeout_s: float = Field(120, gt=0)
-    workers: int = Field(1, ge=1)
-    """Processes of the scoring API (BentoML workers), each with its own event loop, model copy,
-    online reader and prediction log writer. More use more cores for the per-request work."""
-    max_concurrency: int | None = Field(64, gt=0)
-    """Requests each worker works on at once; more are refused at once with 429 Too many requests
-    (load shedding: an overload gets quick refusals, not a queue of timeouts). None: no limit."""
-    max_ids: int = Field(1_000, gt=0)
-    """Most customer ids (or feature rows) in one request."""
-    max_request_bytes: int = Field(4_000_000, gt=0)
-    """Larger request bodies are refused with 413 (1,000 rows of 40 features take about 1.4 MB)."""
-    reload_interval_s: float = Field(30.0, gt=0)
-    """How often the service checks whether the champion alias moved (hot reload)."""
-    prediction_log_dir: str = "predictions"
-    """Every scored row is appended here (Parquet parts), the monitoring input."""
-
-
-class DriftTests(_Frozen):
-    """Which test or distance each kind of column gets, and where it flags drift.
-
-    Names are Evidently's (`wasserstein`, `jensenshannon`, `ks`, `chisquare`, `psi`, ...). p-value
-    tests flag values below the threshold, distances values at or above it. The defaults are
-    effect sizes: with thousands of rows a p-value test flags differences too small to matter.
-    """
-
-    numeric: str = "wasserstein"
-    numeric_threshold: float = Field(0.15, gt=0)
-    """Wasserstein distance in reference standard deviations. 0.15 flags a shift of 0.2 std and,
-    on windows of ~500 rows, stays above sampling noise (see the drift scenario in tests/)."""
-    categorical: str = "jensenshannon"
-    categorical_threshold: float = Field(0.1, gt=0)
-    prediction: str = "wasserstein"
-    prediction_threshold: float = Field(0.2, gt=0)
-    """Churn probabilities move with the season and the customer mix: a fifth of a std is a real shift."""
-
-
-class DriftPolicy(_Frozen):
-    """When a monitoring run says "retrain": any rule that fires, outside the cool-down."""
-
-    drifted_share: float = Field(0.25, gt=0, le=1)
-    """Share of drifted features at or above which the data counts as drifted."""
-    prediction_drift: bool = True
-    """Retrain when the churn-probability distribution drifted (see `DriftTests.prediction`)."""
-    auc_drop: float | None = Field(0.03, gt=0)
-    """Retrain when the champion's ROC AUC on matured labels fell this far below its test AUC."""
-    auc_min_positives: int = Field(100, gt=0)
-    """The AUC rule needs this many churners among the matured labels: with fewer, an AUC moves by
-    several hundredths from sampling alone (its standard error is about 0.04 with 40 churners)."""
-    cooldown_days: int = Field(14, ge=0)
-    """No retraining within this many days after the window of the last retraining."""
-    min_rows: int = Field(100, gt=0)
-    """A window with fewer current rows is reported but decides nothing (too little to judge)."""
-
-
-class MonitoringSettings(_Frozen):
-    """Evidently drift reports, the drift policy and drift-triggered retraining."""
-
-    reports_dir: str = "reports"
-    """HTML reports, JSON summaries and index.html, one pair per run."""
-    evidently_workspace: str = "evidently"
-    """Evidently workspace (`evidently ui --workspace <workspace>/evidently`): every run's snapshot."""
-    project: str = "churn-monitoring"
-    """Evidently project and MLflow experiment of the monitoring runs."""
-    reference_sample: int = Field(5_000, gt=0)
-    """Rows of the training data stored with each model as the monitoring reference."""
-    window_days: int = Field(7, gt=0)
-    """Default window: the last N days before now."""
-    mode: Literal["auto", "serving", "batch"] = "auto"
-    """serving: the prediction log; batch: feature snapshots; auto: the log when it has rows in the window."""
-    tests: DriftTests = DriftTests()
-    policy: DriftPolicy = DriftPolicy()
-
-
-class Settings(_Frozen):
+class Settings(BaseModel):
     """The whole platform's settings, as loaded from one config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     workspace: str = "workspace"
     """Where data, stores and reports go; relative to the current directory."""

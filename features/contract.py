@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from core import names
-from core.settings import CustomersSource, EventsSource
+from core.config_sections import CustomersSource, EventsSource
 
 STRING = pd.StringDtype("pyarrow")
 """Dtype of the clean string columns."""

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from core.settings import ServingSettings
+from core.config_sections import ServingSettings
 from model import treeshap
 from model.calibration import calibrate
 from model.champion import RegisteredModel

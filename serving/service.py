@@ -37,7 +37,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core import names
-from core.settings import ConfigError, ServingSettings, load_settings, resolved_yaml
+from core.config_sections import ServingSettings
+from core.settings import ConfigError, load_settings, resolved_yaml
 from serving.guard import RequestGuard
 from serving.validation import validate_feature_rows
 

@@ -17,8 +17,9 @@ from rich.console import Console
 
 from core import io as atomic_io
 from core import names
+from core.config_sections import CustomersSource, EventsSource
 from core.io import write_atomic_csv, write_atomic_parquet
-from core.settings import CustomersSource, EventsSource, Settings, parse_settings
+from core.settings import Settings, parse_settings
 from features.contract import (
     DATE_NS,
     SOURCE_ROW,

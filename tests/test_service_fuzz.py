@@ -42,7 +42,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from training_fixtures import write_config
 
-from churn.cli import Context, running_service
+from churn.cli.common import Context
+from churn.server import running_service
 from core import names
 from core.settings import Settings, parse_settings
 from features.pipeline import latest_snapshot

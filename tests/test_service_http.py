@@ -25,7 +25,9 @@ from mlflow import MlflowClient
 from training_fixtures import write_config
 from typer.testing import CliRunner
 
-from churn.cli import Context, app, running_service
+from churn.cli import app
+from churn.cli.common import Context
+from churn.server import running_service
 from core import names
 from core.prediction_log import read_prediction_log
 from core.settings import Settings, parse_settings

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from optuna_integration.xgboost import XGBoostPruningCallback
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from core.settings import SearchSpace, TrainingSettings
+from core.config_sections import SearchSpace, TrainingSettings
 from model.matrix import dmatrix, remember_categories
 from model.matrix import predict as predict_matrix
 from training.dataset import Split

@@ -1,0 +1,119 @@
+"""What every command shares: the console, the `--config` option, loading a job's settings, failing.
+
+Every command loads its settings through `load_context`, which also logs the resolved config to
+the job's log file, and ends a failure with `raise fail(message, hint)`: a red error line, a
+yellow line saying what to do next, exit code 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from core.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_settings,
+    resolved_yaml,
+)
+
+console = Console()
+log = logging.getLogger("churn")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help=f"Config file (default: ${CONFIG_ENV} or configs/default.yaml).", exists=False),
+]
+
+
+@dataclass
+class Context:
+    """What every command receives: the settings and the config file they came from."""
+
+    settings: Settings
+    config_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fail(message: str, hint: str | None = None) -> typer.Exit:
+    """Print an error and, if given, what to do next; the exit (code 1) for the caller to raise.
+
+    Args:
+        message: What went wrong.
+        hint: What to do about it.
+    """
+    console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        console.print(f"[yellow]next:[/] {hint}")
+    return typer.Exit(code=1)
+
+
+def load_context(config: Path | None, job: str, **overrides: Any) -> Context:
+    """Load settings (with CLI overrides) and log the resolved config for this job.
+
+    Args:
+        config: The `--config` file; None reads `$CHURN_CONFIG` or else the embedded default.
+        job: The job's name, which names its log file.
+        **overrides: Dotted settings key -> value from a command-line option; None values are skipped.
+    """
+    path = (config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)).resolve()
+    try:
+        settings = load_settings(path)
+        if overrides:
+            settings = _override(settings, overrides, str(path))
+    except ConfigError as exc:
+        raise fail(str(exc), "fix the key named above in the config file") from None
+    logs = settings.path("logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    logfile = logs / f"{job}-{stamp}.log"
+    handler = logging.FileHandler(logfile)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler, RichHandler(console=console, level=logging.ERROR, show_path=False)]
+    root.setLevel(logging.INFO)
+    # Library chatter (MLflow's INFO lines, deprecation warnings of dependencies) goes to the log
+    # file only; the console shows our progress and results.
+    logging.captureWarnings(True)
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    log.info("job %s with config %s resolved to:\n%s", job, path, resolved_yaml(settings))
+    console.print(f"[dim]{job}: config {path}; resolved config logged to {logfile}[/]")
+    return Context(settings, path)
+
+
+def _override(settings: Settings, overrides: dict[str, Any], source: str) -> Settings:
+    tree = settings.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return parse_settings(tree, f"{source} (with command-line options)", env={})
+
+
+def progress() -> Progress:
+    """A progress bar on the console: spinner, description, bar, done/total and elapsed time."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

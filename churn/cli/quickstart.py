@@ -1,0 +1,167 @@
+"""`churn quickstart`: the whole loop once, on embedded defaults, ending with where everything is."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from churn.cli.common import ConfigOption, console, load_context
+from churn.cli.data import generate_data, ingest_data
+from churn.cli.features import build_snapshots
+from churn.cli.scoring import champion_alerts, parse_reasons_top
+from churn.cli.training import train_model
+from churn.server import running_service
+from core import names
+
+app = typer.Typer()
+
+
+@app.command()
+def quickstart(
+    customers: Annotated[int, typer.Option(help="Customers to generate.")] = 2000,
+    days: Annotated[int, typer.Option(help="Days of history to generate.")] = 180,
+    trials: Annotated[int, typer.Option(help="Optuna trials.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed for data and tuning.")] = 42,
+    config: ConfigOption = None,
+) -> None:
+    """Run the whole loop on embedded defaults: data, features, Feast, Optuna+MLflow, BentoML, Evidently.
+
+    Example: churn quickstart --customers 2000 --days 180 --trials 10
+    """
+    ctx = load_context(
+        config,
+        "quickstart",
+        **{
+            "generator.customers": customers,
+            "generator.days": days,
+            "generator.seed": seed,
+            "training.n_trials": trials,
+            "training.seed": seed,
+        },
+    )
+    settings = ctx.settings
+    started = time.perf_counter()
+    steps: list[tuple[str, str]] = []
+
+    def step(name: str, detail: str) -> None:
+        steps.append((name, detail))
+        console.print(f"[green]✓[/] {name}: {detail}")
+
+    generated = generate_data(settings)
+    step("generate", f"{customers:,} customers, {generated['events']:,} events -> {generated['events_path'].parent}")
+    report = ingest_data(settings)
+    step("ingest", f"{report.events.valid_rows:,} valid events, {report.events.quarantined_rows:,} quarantined")
+    built = build_snapshots(settings)
+    step("features", f"{built.rows:,} snapshots x {len(built.features)} features, churn rate {built.churn_rate:.1%}")
+
+    from features.pipeline import apply_features, latest_snapshot, materialize
+
+    with console.status("feast apply + materialize"):
+        apply_features(settings)
+        start, end = materialize(settings)
+    step(
+        "feast",
+        f"applied and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d} "
+        f"into the {settings.feast.online_store.type} online store",
+    )
+    trained = train_model(settings)
+    step(
+        "train",
+        f"{trained.n_trials} trials; v{trained.version} valid AUC {trained.metrics['valid_roc_auc']:.3f}; "
+        f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})",
+    )
+
+    ids = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.CUSTOMER_ID].head(5).tolist()
+    with (
+        console.status("starting the BentoML service"),
+        running_service(ctx, settings.serving.startup_timeout_s) as url,
+    ):
+        response = httpx.post(f"{url}/score", json={"customer_ids": ids}, timeout=60)
+        response.raise_for_status()
+        scores = response.json()
+    step("serve", f"POST {url}/score answered {len(scores)} scores")
+
+    from monitoring.jobs import Window, run_monitor
+
+    newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
+    with console.status("Evidently drift report") as status:
+        monitored = run_monitor(
+            settings,
+            Window(newest, newest + dt.timedelta(days=1)),
+            mode="batch",
+            on_step=lambda text: status.update(text),
+        )
+    step(
+        "monitor",
+        f"drift status {monitored.summary.status} ({monitored.summary.features.drifted_columns}/"
+        f"{monitored.summary.features.n_columns} features drifted)",
+    )
+
+    alerts = champion_alerts(settings, None, parse_reasons_top(None))
+    from core.io import write_atomic_text
+    from crm.alerts import write_alerts
+    from crm.report import build_report
+
+    alerts_path = write_alerts(alerts, settings.path("alerts.csv"))
+    with console.status("ops report"):
+        ops_path = write_atomic_text(
+            build_report(settings, alerts), settings.path(settings.monitoring.reports_dir) / "ops-quickstart.html"
+        )
+    step("alerts", f"{len(alerts):,} customers scored, sorted by expected loss -> {alerts_path}; ops report {ops_path}")
+
+    summary = {
+        "workspace": str(Path(settings.workspace).resolve()),
+        "mlflow_tracking_uri": settings.mlflow_uri,
+        "model": f"models:/{trained.model_name}@champion",
+        "model_version": trained.version,
+        "metrics": trained.metrics,
+        "service_url": url,
+        "drift_report": str(monitored.html),
+        "drift_summary": str(monitored.summary_json),
+        "drift_status": monitored.summary.status,
+        "monitoring_index": str(monitored.index),
+        "scores": scores,
+        "alerts": str(alerts_path),
+        "ops_report": str(ops_path),
+        "top_actions": alerts["action"].value_counts().head(5).to_dict(),
+    }
+    summary_path = write_atomic_text(json.dumps(summary, indent=2), settings.path("quickstart-summary.json"))
+    table = Table(title="churn quickstart: where everything is", show_lines=False)
+    table.add_column("what")
+    table.add_column("where / value", overflow="fold")
+    table.add_row("workspace", str(Path(settings.workspace).resolve()))
+    table.add_row("MLflow tracking URI", settings.mlflow_uri)
+    table.add_row("MLflow UI", f"mlflow ui --backend-store-uri {settings.mlflow_uri}")
+    table.add_row("registered model", f"models:/{trained.model_name}@champion (v{trained.version})")
+    table.add_row("Feast registry", str(settings.path(settings.feast.registry)))
+    table.add_row("Feast online store", str(settings.path(settings.feast.online_store.path)))
+    table.add_row("quarantine", str(settings.path(settings.data.quarantine_dir)))
+    table.add_row("service URL used", f"{url}/score (stopped after the check; `churn serve` runs it)")
+    table.add_row("drift report", str(monitored.html))
+    table.add_row("drift summary", str(monitored.summary_json))
+    table.add_row("CRM alert list", str(alerts_path))
+    table.add_row("ops report", str(ops_path))
+    table.add_row("this summary as JSON", str(summary_path))
+    table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
+    console.print(table)
+    _print_scores(scores)
+
+
+def _print_scores(scores: list[dict[str, Any]]) -> None:
+    table = Table(title="scores returned over HTTP")
+    for col in ("customer_id", "churn_probability", "risk_tier", "top reason"):
+        table.add_column(col)
+    for s in scores:
+        if "error" in s:
+            table.add_row(s["customer_id"], "-", "-", s["error"])
+            continue
+        reason = s["reasons"][0]["phrase"] if s["reasons"] else "-"
+        table.add_row(s["customer_id"], f"{s['churn_probability']:.3f}", s["risk_tier"], reason)
+    console.print(table)

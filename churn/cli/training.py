@@ -1,0 +1,142 @@
+"""Training commands: `train`, `tune-worker`, and the registry's `promote` and `champions`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from churn.cli.common import ConfigOption, console, fail, load_context, progress
+from core.settings import Settings
+
+app = typer.Typer()
+
+
+@app.command()
+def train(
+    trials: Annotated[int | None, typer.Option(help="Optuna trials in all (default: from the config).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes working on the study, this one included.")] = 1,
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date (backtests)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Tune XGBoost with Optuna, track every trial in MLflow, evaluate, register and gate the best model.
+
+    With --workers N, N - 1 `churn tune-worker` processes join the study beside this one (the
+    study lives in training.optuna_storage: PostgreSQL in configs/services.yaml). --as-of uses
+    only the labels known on that date (training.as_of).
+
+    Example: churn train --trials 30 --workers 2
+    """
+    if as_of is not None and workers > 1:
+        raise fail("--as-of applies to this process only", "set training.as_of in the config to use --workers")
+    day = as_of.date().isoformat() if as_of else None
+    ctx = load_context(config, "train", **{"training.n_trials": trials, "training.as_of": day})
+    result = train_model(ctx.settings, workers=workers, config=ctx.config_path, trials=trials)
+    console.print(
+        f"model {result.model_name} v{result.version}: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("test_") and "profit" not in k)
+        + f"\ngate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
+    )
+
+
+def train_model(settings: Settings, workers: int = 1, config: Path | None = None, trials: int | None = None) -> Any:
+    """Run the training job with a progress bar of this process's trials; missing features end the command.
+
+    Args:
+        settings: The profile.
+        workers: Processes working on the study, this one included.
+        config: The config file the tuning workers load.
+        trials: The workers' `--trials` (None: the config's).
+
+    Returns:
+        The `training.pipeline` result: the registered version, its metrics and the gate's decision.
+    """
+    from training.distributed import start_workers
+    from training.pipeline import train as train_job
+
+    hook = start_workers(workers - 1, config, trials) if workers > 1 else None
+    with progress() as bar:
+        task = bar.add_task("optuna trials (this process)", total=settings.training.n_trials)
+        try:
+            return train_job(settings, on_trial=lambda _n: bar.advance(task), run_workers=hook)
+        except (FileNotFoundError, ValueError) as exc:
+            raise fail(str(exc), "run `churn features build` and `churn features apply` first") from None
+
+
+@app.command("tune-worker")
+def tune_worker(
+    study: Annotated[str, typer.Option(help="The Optuna study to join (printed by `churn train`, tag optuna.study).")],
+    trials: Annotated[int | None, typer.Option(help="Trials the study should reach in all.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Join a running tuning study and work on it until it has its trials; start one per machine or core.
+
+    Example: churn tune-worker --study churn-xgb-20250101T120000 --config configs/services.yaml
+    """
+    ctx = load_context(config, "tune-worker", **{"training.n_trials": trials})
+    from training.distributed import StudyMismatchError
+    from training.distributed import tune_worker as run_worker
+
+    try:
+        result = run_worker(ctx.settings, study)
+    except (KeyError, StudyMismatchError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc).strip("'\"")) from None
+    console.print(
+        f"study {result.study_name}: this worker ran {result.trials_run} trials; {result.study_finished} finished"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why: recorded on the version.")],
+    config: ConfigOption = None,
+) -> None:
+    """Make a model version the champion by hand (the override of the promotion gate).
+
+    Example: churn promote 3 --reason "rollback: v4 mis-scores the spring campaign"
+    """
+    ctx = load_context(config, "promote")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import promote as promote_version
+
+    name = ctx.settings.training.model_name
+    try:
+        previous = promote_version(MlflowClient(ctx.settings.mlflow_uri), name, version, by="manual", reason=reason)
+    except MlflowException as exc:
+        raise fail(f"model {name} version {version}: {exc.message}", "list versions with `churn champions`") from None
+    console.print(f"{name} v{version} is champion (was {'v' + previous if previous else 'none'}): {reason}")
+
+
+@app.command()
+def champions(config: ConfigOption = None) -> None:
+    """List every version that was champion: when, by whom (gate or manual) and why.
+
+    Example: churn champions
+    """
+    ctx = load_context(config, "champions")
+    from mlflow import MlflowClient
+
+    from training.registry import champion_history
+
+    history = champion_history(MlflowClient(ctx.settings.mlflow_uri), ctx.settings.training.model_name)
+    table = Table(title=f"champions of {ctx.settings.training.model_name}")
+    for column in ("version", "promoted at", "by", "previous", "reason"):
+        table.add_column(column)
+    for r in history:
+        table.add_row(
+            f"v{r.version}" + (" (current)" if r.current else ""),
+            r.promoted_at,
+            r.promoted_by,
+            r.previous or "-",
+            r.reason,
+        )
+    console.print(table)

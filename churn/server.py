@@ -1,0 +1,120 @@
+"""The BentoML scoring service as a child process: in the foreground (`churn serve`) or for a block.
+
+The service runs `serving.service:ChurnService` with `bentoml serve` from the repository root; the
+child reads the same config file (`$CHURN_CONFIG`) and workspace as the command that starts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from core.settings import CONFIG_ENV
+
+if TYPE_CHECKING:
+    from churn.cli.common import Context
+
+
+def run_service(ctx: Context) -> int:
+    """Serve on the configured host and port in the foreground until the service stops.
+
+    Args:
+        ctx: The command's settings and config file.
+
+    Returns:
+        The service process's exit code.
+    """
+    s = ctx.settings.serving
+    return subprocess.call(_serve_command(s.host, s.port), env=_service_env(ctx), cwd=_repo_root())
+
+
+@contextlib.contextmanager
+def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
+    """Start the BentoML service in a subprocess on a free port; yield its URL; stop it.
+
+    Args:
+        ctx: The settings and config file the service runs with.
+        timeout_s: How long to wait for the service to answer its readiness check.
+
+    Yields:
+        The service's base URL.
+
+    Raises:
+        RuntimeError: The service exited or was not ready in time; the message names its log file.
+    """
+    host = ctx.settings.serving.host
+    port = _free_port(host)
+    logfile = ctx.settings.path("logs") / f"service-{port}.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(
+            _serve_command(host, port),
+            env=_service_env(ctx),
+            cwd=_repo_root(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with code {proc.returncode}; see {logfile}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service was not ready after {timeout_s:.0f} s; see {logfile}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def _serve_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:ChurnService",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _service_env(ctx: Context) -> dict[str, str]:
+    env = dict(os.environ)
+    env[CONFIG_ENV] = str(ctx.config_path)
+    env["CHURN_WORKSPACE"] = str(Path(ctx.settings.workspace).resolve())
+    env.setdefault("BENTOML_HOME", str(ctx.settings.path("bentoml")))
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return env
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
