@@ -107,7 +107,7 @@ def quickstart(
     alerts = champion_alerts(settings, None, parse_reasons_top(None))
     from core.io import write_atomic_text
     from crm.alerts import write_alerts
-    from crm.report import build_report
+    from crm.report.page import build_report
 
     alerts_path = write_alerts(alerts, settings.path("alerts.csv"))
     with console.status("ops report"):

@@ -149,7 +149,7 @@ def report(
     ctx = load_context(config, "report")
     alerts = champion_alerts(ctx.settings, as_of.date() if as_of else None, parse_reasons_top(None))
     from core.io import write_atomic_text
-    from crm.report import build_report
+    from crm.report.page import build_report
 
     with console.status("building the ops report"):
         html = build_report(ctx.settings, alerts)
