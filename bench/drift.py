@@ -127,7 +127,8 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float, float]:
 
 def _preset_flags(snapshot: Any, reference: pd.DataFrame) -> list[str]:
     """Columns flagged by a `DataDriftPreset` snapshot, read from its `ValueDrift` metrics."""
-    from monitoring.drift import ColumnTest, read_columns
+    from monitoring.drift import read_columns
+    from monitoring.drift_methods import ColumnTest
 
     tests = [ColumnTest(str(c), "numeric", "", 0.0) for c in reference.columns]
     return [r.column for r in read_columns(snapshot.dict(), tests) if r.drifted]

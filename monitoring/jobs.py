@@ -43,7 +43,7 @@ from features.labels import compute_labels, known_at
 from features.pipeline import FeaturePaths, historical_features, open_store
 from model.champion import NoChampionError, RegisteredModel
 from model.champion import load_champion as load_registered_champion
-from monitoring.drift import DriftMethods, drift_report
+from monitoring.drift import drift_report
 from monitoring.policy import decide, fired_rules, status_of
 from monitoring.summary import (
     FeatureDrift,
@@ -215,19 +215,6 @@ class MonitorResult:
     index: Path
 
 
-def drift_methods(settings: Settings) -> DriftMethods:
-    """The configured Evidently tests."""
-    t = settings.monitoring.tests
-    return DriftMethods(
-        numeric=t.numeric,
-        numeric_threshold=t.numeric_threshold,
-        categorical=t.categorical,
-        categorical_threshold=t.categorical_threshold,
-        prediction=t.prediction,
-        prediction_threshold=t.prediction_threshold,
-    )
-
-
 def run_monitor(
     settings: Settings,
     window: Window,
@@ -272,7 +259,6 @@ def run_monitor(
     columns = [c for c in champion.bundle.features if c in reference.columns]
 
     step("Evidently drift report")
-    methods = drift_methods(settings)
     policy = settings.monitoring.policy
     if current.empty:
         snapshot, result = None, None
@@ -284,7 +270,7 @@ def run_monitor(
             current,
             columns=columns,
             prediction_column=names.PREDICTION,
-            methods=methods,
+            methods=settings.monitoring.tests,
             drift_share=policy.drifted_share,
         )
         features = FeatureDrift(
