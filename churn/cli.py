@@ -679,7 +679,8 @@ def monitor(
     settings = ctx.settings
     from churn.loop import retrainer_for
     from model.champion import NoChampionError
-    from monitoring.jobs import Window, run_monitor
+    from monitoring.current import Window
+    from monitoring.jobs import run_monitor
     from monitoring.policy import parse_window
 
     if mode is not None and mode not in ("auto", "serving", "batch"):
@@ -826,7 +827,8 @@ def quickstart(
         scores = response.json()
     step("serve", f"POST {url}/score answered {len(scores)} scores")
 
-    from monitoring.jobs import Window, run_monitor
+    from monitoring.current import Window
+    from monitoring.jobs import run_monitor
 
     newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
     with console.status("Evidently drift report") as status:
