@@ -1,9 +1,10 @@
-"""Benchmark of the drift engine (`monitoring.drift.drift_report`) beside two baselines, in one run.
+"""Benchmark of the drift report (`monitoring.drift.drift_report`) beside a SciPy KS loop, in one run.
 
-Run with `.venv/bin/python bench/drift.py [--rows 100000] [--columns 40] [--seed 7] [--repeats 3]`,
-or as the group `drift` of `bench/run.py` (`--only drift`, `--drift-rows`, `--drift-columns`), which
-runs it in a fresh process as `python bench/drift.py step ARGS_JSON RESULT_JSON_PATH` (the keyword
-arguments of `measure` in, `{"rows": [...], "peak_rss_mib": ...}` out) and adds its rows to its table.
+Run with `.venv/bin/python bench/drift.py [--rows 100000] [--columns 40] [--seed 7] [--repeats 3]
+[--before REV]`, or as the group `drift` of `bench/run.py` (`--only drift`, `--drift-rows`,
+`--drift-columns`), which runs it in a fresh process as `python bench/drift.py step ARGS_JSON
+RESULT_JSON_PATH` (the keyword arguments of `measure` in, `{"rows": [...], "peak_rss_mib": ...}`
+out) and adds its rows to its table.
 
 Data: seeded synthetic reference and current frames of `--rows` rows each and `--columns` feature
 columns shaped like churn features: normal, log-normal (spend), Poisson (event counts), exponential
@@ -14,38 +15,46 @@ numeric column, whose current mean is 0.2 standard deviations higher.
 Measured, interleaved `--repeats` times (each figure is the median, so every contender sees the
 same background load; the notes give the best):
 
-- ours: `drift_report(reference, current)` with the platform defaults (normed Wasserstein 0.1 for
-  numeric, Jensen-Shannon 0.1 for categorical columns): building the datasets, `Report.run` and
-  reading the verdicts back; then, separately, `snapshot.save_html`.
+- `drift_report(reference, current)` with the platform defaults (normed Wasserstein 0.15 for
+  numeric, Jensen-Shannon 0.1 for categorical columns), once per engine: `fast` (the default, the
+  metrics of `monitoring.evidently_adapter`) and `public` (Evidently's own `ValueDrift` and
+  `DriftedColumnsCount`). Each figure is building the datasets, `Report.run` and reading the
+  verdicts back; `snapshot.save_html` is timed separately.
+- with `--before REV`: `drift_report` of `monitoring/drift.py` as it was at git revision REV
+  (loaded from `git show`, imported as a module of its own), to compare a change of the engine
+  with what it replaces in the same run.
 - Evidently `Report([DataDriftPreset()]).run(current, reference)` with its defaults, and its
   `save_html`.
 - the baseline: a SciPy loop of `scipy.stats.ks_2samp(reference[c], current[c])` over the same
   columns (categorical ones as integer codes of the shared categories, prepared outside the timing),
   flagging p < 0.05.
 
-Checked: which columns each flags. Target: ours <= 5x the KS loop, flagging exactly the shifted
-column. CPU time (this process) is in the notes: on a busy machine wall times grow, CPU times less.
-`measure()` returns the rows as dicts with the fields of `bench.run.Row`.
+Checked: which columns each flags. Target: each `drift_report` <= 5x the KS loop, flagging exactly
+the shifted column. CPU time (this process) is in the notes: on a busy machine wall times grow,
+CPU times less. `measure()` returns the rows as dicts with the fields of `bench.run.Row`.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 TARGET_RATIO = 5.0
-"""Our report may take at most this many times the KS loop."""
+"""The drift report may take at most this many times the KS loop."""
 
 SHIFT_SD = 0.2
 """Mean shift of the one drifted column, in standard deviations."""
@@ -127,20 +136,45 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float, float]:
 
 def _preset_flags(snapshot: Any, reference: pd.DataFrame) -> list[str]:
     """Columns flagged by a `DataDriftPreset` snapshot, read from its `ValueDrift` metrics."""
-    from monitoring.drift import ColumnTest, read_columns
+    from monitoring.drift import read_columns
+    from monitoring.drift_methods import ColumnTest
 
     tests = [ColumnTest(str(c), "numeric", "", 0.0) for c in reference.columns]
     return [r.column for r in read_columns(snapshot.dict(), tests) if r.drifted]
 
 
-def measure(rows: int, columns: int, seed: int, repeats: int = 3) -> list[dict[str, object]]:
-    """Time our report, Evidently's preset and the KS loop on the same data; see the module docstring.
+def load_before(revision: str) -> ModuleType:
+    """`monitoring/drift.py` as it was at git `revision`, imported as the module `drift_before`.
+
+    Raises:
+        subprocess.CalledProcessError: Not a git checkout, or no such file at `revision`.
+    """
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{revision}:monitoring/drift.py"], check=True, capture_output=True, text=True
+    ).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "drift_before.py")
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("drift_before", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return module
+
+
+def measure(rows: int, columns: int, seed: int, repeats: int = 3, before: str | None = None) -> list[dict[str, object]]:
+    """Time the drift report's engines, Evidently's preset and the KS loop on the same data.
+
+    See the module docstring.
 
     Args:
         rows: Rows per frame (reference and current).
         columns: Feature columns.
         seed: Seed of the data.
         repeats: Timed runs of each contender (interleaved); figures are medians.
+        before: A git revision whose `monitoring/drift.py` is measured too; None: not measured.
 
     Returns:
         Table rows with the fields of `bench.run.Row` (name, scale, figure, baseline, baseline_figure,
@@ -153,29 +187,32 @@ def measure(rows: int, columns: int, seed: int, repeats: int = 3) -> list[dict[s
 
     reference, current, shifted = make_data(rows, columns, seed)
     ref_codes, cur_codes = as_codes(reference, current)
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in ("ks", "ours", "ours_html", "preset", "preset_html")}
+    reports: dict[str, Callable[[], tuple[Any, list[str]]]] = {
+        "fast": functools.partial(_report_flags, drift_report, reference, current, engine="fast"),
+        "public": functools.partial(_report_flags, drift_report, reference, current, engine="public"),
+    }
+    if before is not None:
+        reports["before"] = functools.partial(_report_flags, load_before(before).drift_report, reference, current)
+
+    def preset() -> tuple[Any, list[str]]:
+        snapshot = Report([DataDriftPreset()]).run(current, reference)
+        return snapshot, _preset_flags(snapshot, reference)
+
+    reports["preset"] = preset
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in ("ks", *reports, *(f"{k}_html" for k in reports))}
     flags: dict[str, list[str]] = {}
     html_bytes: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             flags["ks"], wall, cpu = _timed(functools.partial(ks_loop, ref_codes, cur_codes))
             times["ks"].append((wall, cpu))
-
-            (snapshot, result), wall, cpu = _timed(functools.partial(drift_report, reference, current))
-            times["ours"].append((wall, cpu))
-            flags["ours"] = [c.column for c in result.columns if c.drifted]
-            path = Path(tmp, "ours.html")
-            _, wall, cpu = _timed(functools.partial(snapshot.save_html, str(path)))
-            times["ours_html"].append((wall, cpu))
-            html_bytes["ours"] = path.stat().st_size
-
-            preset, wall, cpu = _timed(functools.partial(Report([DataDriftPreset()]).run, current, reference))
-            times["preset"].append((wall, cpu))
-            flags["preset"] = _preset_flags(preset, reference)
-            path = Path(tmp, "preset.html")
-            _, wall, cpu = _timed(functools.partial(preset.save_html, str(path)))
-            times["preset_html"].append((wall, cpu))
-            html_bytes["preset"] = path.stat().st_size
+            for key, report in reports.items():
+                (snapshot, flags[key]), wall, cpu = _timed(report)
+                times[key].append((wall, cpu))
+                path = Path(tmp, f"{key}.html")
+                _, wall, cpu = _timed(functools.partial(snapshot.save_html, str(path)))
+                times[f"{key}_html"].append((wall, cpu))
+                html_bytes[key] = path.stat().st_size
 
     def median(key: str) -> float:
         return statistics.median(w for w, _ in times[key])
@@ -190,49 +227,67 @@ def measure(rows: int, columns: int, seed: int, repeats: int = 3) -> list[dict[s
         return ", ".join(flags[key]) or "nothing"
 
     scale = f"{rows:,} x {rows:,} rows x {columns} columns"
-    ks_label = "SciPy ks_2samp loop, same columns"
-    ks_figure = f"{median('ks'):.2f} s"
-    ours_ok = flags["ours"] == [shifted]
-    ratio = median("ours") / median("ks")
-    return [
+    ks = {"baseline": "SciPy ks_2samp loop, same columns", "baseline_figure": f"{median('ks'):.2f} s"}
+    names = {
+        "fast": "drift_report, engine 'fast' (default: monitoring.evidently_adapter)",
+        "public": "drift_report, engine 'public' (Evidently's ValueDrift + DriftedColumnsCount)",
+        "before": f"drift_report before: monitoring/drift.py at {before}",
+    }
+    out: list[dict[str, object]] = []
+    for key in (k for k in reports if k != "preset"):
+        ratio = median(key) / median("ks")
+        out.append(
+            {
+                "name": names[key],
+                "scale": scale,
+                "figure": f"{median(key):.2f} s",
+                **ks,
+                "ratio": ratio,
+                "target": f"<= {TARGET_RATIO:g}x, flags only {shifted}",
+                "met": ratio <= TARGET_RATIO and flags[key] == [shifted],
+                "notes": (
+                    f"flags {flagged(key)} (shifted: {shifted}, +{SHIFT_SD} sd); KS p<0.05 flags {flagged('ks')}; "
+                    f"{detail(key)}; {detail('ks')}; DataDriftPreset takes {median('preset') / median(key):.1f}x "
+                    f"as long; medians of {repeats}"
+                ),
+            }
+        )
+    out.append(
         {
-            "name": "ours: drift_report (Report.run + verdicts)",
-            "scale": scale,
-            "figure": f"{median('ours'):.2f} s",
-            "baseline": ks_label,
-            "baseline_figure": ks_figure,
-            "ratio": ratio,
-            "target": f"<= {TARGET_RATIO:g}x, flags only {shifted}",
-            "met": ratio <= TARGET_RATIO and ours_ok,
-            "notes": (
-                f"ours flags {flagged('ours')} (shifted: {shifted}, +{SHIFT_SD} sd); KS p<0.05 flags "
-                f"{flagged('ks')}; {detail('ours')}; {detail('ks')}; {median('preset') / median('ours'):.1f}x "
-                f"faster than DataDriftPreset; medians of {repeats}"
-            ),
-        },
-        {
-            "name": "ours: snapshot.save_html",
-            "scale": f"{html_bytes['ours'] / 2**20:.1f} MiB HTML",
-            "figure": f"{median('ours_html'):.2f} s",
-            "baseline": "DataDriftPreset save_html",
-            "baseline_figure": f"{median('preset_html'):.2f} s ({html_bytes['preset'] / 2**20:.1f} MiB)",
-            "ratio": median("ours_html") / median("preset_html"),
+            "name": "drift_report 'fast': snapshot.save_html",
+            "scale": f"{html_bytes['fast'] / 2**20:.1f} MiB HTML",
+            "figure": f"{median('fast_html'):.2f} s",
+            "baseline": "engine 'public': save_html",
+            "baseline_figure": f"{median('public_html'):.2f} s ({html_bytes['public'] / 2**20:.1f} MiB)",
+            "ratio": median("fast_html") / median("public_html"),
             "target": "",
             "met": None,
-            "notes": f"{detail('ours_html')}; {detail('preset_html')}",
-        },
+            "notes": "; ".join(
+                f"{detail(f'{key}_html')} ({html_bytes[key] / 2**20:.1f} MiB)" for key in reports if key != "fast"
+            ),
+        }
+    )
+    out.append(
         {
             "name": "Evidently DataDriftPreset(): Report.run",
             "scale": scale,
             "figure": f"{median('preset'):.2f} s",
-            "baseline": ks_label,
-            "baseline_figure": ks_figure,
+            **ks,
             "ratio": median("preset") / median("ks"),
             "target": "",
             "met": None,
             "notes": f"preset flags {flagged('preset')}; {detail('preset')}",
-        },
-    ]
+        }
+    )
+    return out
+
+
+def _report_flags(
+    report: Callable[..., tuple[Any, Any]], reference: pd.DataFrame, current: pd.DataFrame, **kwargs: Any
+) -> tuple[Any, list[str]]:
+    """A `drift_report`'s snapshot and the columns it flags."""
+    snapshot, result = report(reference, current, **kwargs)
+    return snapshot, [c.column for c in result.columns if c.drifted]
 
 
 def render(rows: Sequence[dict[str, object]], title: str) -> Any:
@@ -294,11 +349,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--columns", type=int, default=40, help="feature columns")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic data")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each contender")
+    parser.add_argument("--before", metavar="REV", help="also measure monitoring/drift.py of this git revision")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"drift bench: {args.rows:,} rows x {args.columns} columns, seed {args.seed}, {args.repeats} repeats")
-    rows = measure(args.rows, args.columns, args.seed, args.repeats)
-    console.print(render(rows, "Drift report: ours vs Evidently DataDriftPreset vs SciPy KS loop"))
+    rows = measure(args.rows, args.columns, args.seed, args.repeats, args.before)
+    console.print(render(rows, "Drift report: its engines vs Evidently DataDriftPreset vs SciPy KS loop"))
 
 
 if __name__ == "__main__":

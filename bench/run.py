@@ -52,8 +52,8 @@ Rows (group in brackets, for `--only`):
   and with reasons for every row (`reasons_top=None`, on the first 100,000 rows only), each beside
   bare predict. Load generators share the cores with the servers. Script: `bench/serving.py`; its
   raw figures stay in `<workdir>/serving/result.json`.
-- [drift] the drift engine (`monitoring.drift.drift_report`) beside a SciPy `ks_2samp` loop over
-  the same columns, and Evidently's `DataDriftPreset` (run and save_html) beside it, on seeded
+- [drift] the drift report (`monitoring.drift.drift_report`, both engines) beside a SciPy `ks_2samp`
+  loop over the same columns, and Evidently's `DataDriftPreset` (run and save_html) beside it, on seeded
   synthetic reference and current frames of `--drift-rows` rows (100,000) x `--drift-columns`
   columns (40), one column shifted by 0.2 sd (target: <= 5x the KS loop, flagging only that
   column); medians of 3 interleaved runs. Needs no generated data or workspace. Script:
@@ -789,10 +789,10 @@ def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
 
 
 def bench_drift(run: Runner, args: argparse.Namespace) -> list[Row]:
-    """The drift engine beside a SciPy KS loop and Evidently's DataDriftPreset (`bench/drift.py`)."""
+    """The drift report's engines beside a SciPy KS loop and Evidently's DataDriftPreset (`bench/drift.py`)."""
     res = run("drift", rows=args.drift_rows, columns=args.drift_columns, seed=args.seed)
     rows = [Row(**row) for row in res["rows"]]
-    note = f"; peak RSS of the process (all three contenders) {res['peak_rss_mib']:,.0f} MiB"
+    note = f"; peak RSS of the process (all contenders) {res['peak_rss_mib']:,.0f} MiB"
     rows[0] = replace(rows[0], notes=rows[0].notes + note)
     return rows
 

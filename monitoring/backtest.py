@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.settings import Settings
-from monitoring.jobs import Mode, MonitorResult, Retrainer, Window, run_monitor
+from monitoring.current import Mode, Window
+from monitoring.jobs import MonitorResult, Retrainer, run_monitor
 from monitoring.summary import MonitorSummary
 
 

@@ -19,7 +19,8 @@ from churn.loop import MONITOR_TAG, retrain_champion, retrainer_for
 from core import names
 from core.settings import Settings, parse_settings
 from monitoring.backtest import backtest, detection_figures
-from monitoring.jobs import MonitorResult, Window, batch_rows, load_champion, run_monitor, snapshot_keys
+from monitoring.current import Window, batch_rows, snapshot_keys
+from monitoring.jobs import MonitorResult, load_champion, run_monitor
 from monitoring.summary import read_summaries
 from serving.prediction_log import PredictionLog
 

@@ -46,7 +46,8 @@ def monitor(
     settings = ctx.settings
     from churn.loop import retrainer_for
     from model.champion import NoChampionError
-    from monitoring.jobs import Window, run_monitor
+    from monitoring.current import Window
+    from monitoring.jobs import run_monitor
     from monitoring.policy import parse_window
 
     if mode is not None and mode not in ("auto", "serving", "batch"):

@@ -88,7 +88,8 @@ def quickstart(
         scores = response.json()
     step("serve", f"POST {url}/score answered {len(scores)} scores")
 
-    from monitoring.jobs import Window, run_monitor
+    from monitoring.current import Window
+    from monitoring.jobs import run_monitor
 
     newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
     with console.status("Evidently drift report") as status:
