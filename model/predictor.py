@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,19 @@ from model import treeshap
 from model.calibration import calibrate
 from model.champion import RegisteredModel
 from model.matrix import booster_categories
+from model.reasons import phraser, reason
+from model.rows import (
+    Rows,
+    category_codes,
+    column,
+    column_numbers,
+    frame_category_codes,
+    plain,
+    row_count,
+)
+from model.rows import (
+    numbers as to_numbers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,47 +44,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 Explainer = Literal["shap", "approx", "auto"]
 Method = Literal["shap", "approx"]
 """How one call computed its reasons: exact TreeSHAP, or XGBoost's approximation (Saabas)."""
-Rows: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
-"""Feature rows: a DataFrame, or columns (feature -> one value per row), which the request path
-builds without pandas."""
-
-
-def phrase(feature: str, value: float | str | None) -> str:
-    """A readable phrase for a feature value, e.g. 'purchases down 60% vs previous 30 days'."""
-    return phraser(feature)(value)
-
-
-def phraser(feature: str) -> Callable[[float | str | None], str]:
-    """`phrase` of one feature as a function of the value, its wording worked out once."""
-    unknown = f"{feature.replace('_', ' ')} unknown"
-    attribute = feature.removeprefix("profile_").replace("_", " ")
-    number: Callable[[float], str]
-    if feature.endswith("_change"):
-        theme = feature.removesuffix("_change").replace("purchases_", "purchase ").replace("_", " ")
-
-        def number(value: float) -> str:
-            return f"{theme} {'down' if value < 0 else 'up'} {abs(value):.0%} vs previous 30 days"
-
-    elif feature.endswith("days_since_last") or feature.endswith("days_since_last_activity"):
-        what = "purchase" if feature.startswith("purchases") else "activity"
-
-        def number(value: float) -> str:
-            return f"{value:.0f} days since last {what}"
-
-    else:
-        name = feature.replace("_", " ")
-
-        def number(value: float) -> str:
-            return f"{name} = {value:g}"
-
-    def of(value: float | str | None) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return unknown
-        if isinstance(value, str):
-            return f"{attribute} is {value}"
-        return number(value)
-
-    return of
 
 
 class Predictor:
@@ -177,23 +149,23 @@ class Predictor:
         out = np.empty((row_count(rows), len(self.features)), dtype=np.float32)
         if self.numeric_features:
             numbers = (
-                _numbers(rows[self.numeric_features])
+                to_numbers(rows[self.numeric_features])
                 if isinstance(rows, pd.DataFrame)
-                else _column_numbers(rows, self.numeric_features)
+                else column_numbers(rows, self.numeric_features)
             )
             out[:, self._numeric_at] = np.clip(numbers, -FLOAT32_MAX, FLOAT32_MAX)
         for j, feature in enumerate(self.features):
             codes = self._codes.get(feature)
             if codes is not None:
-                out[:, j] = _category_codes(column(rows, feature), codes)
+                out[:, j] = category_codes(column(rows, feature), codes)
         return out
 
     def _frame_array(self, rows: pd.DataFrame) -> np.ndarray:
         """`_array` of a DataFrame, column by column, without a Python step per value.
 
-        The same numbers as converting the numeric features together (`_numbers`): a NumPy bool,
+        The same numbers as converting the numeric features together (`model.rows.numbers`): a NumPy bool,
         integer or float column converts the same way on either path, and the rest go through
-        `_numbers` together, as before. The array is filled a block of rows at a time, so each
+        `model.rows.numbers` together, as before. The array is filled a block of rows at a time, so each
         block stays in cache while its columns are written.
         """
         n = len(rows)
@@ -207,10 +179,10 @@ class Predictor:
             else:
                 other.append(feature)
         if other:
-            numbers = _numbers(rows[other])
+            numbers = to_numbers(rows[other])
             columns += [(self.features.index(f), numbers[:, k]) for k, f in enumerate(other)]
         coded = [
-            (j, _frame_category_codes(rows[feature], codes))
+            (j, frame_category_codes(rows[feature], codes))
             for j, feature in enumerate(self.features)
             if (codes := self._codes.get(feature)) is not None
         ]
@@ -330,8 +302,8 @@ class Predictor:
         for i, j, amount in zip(at_row.tolist(), at_feature.tolist(), picked[at_row, at_rank].tolist(), strict=True):
             value = values[j][i]
             if type(value) is not float or math.isnan(value):  # else it is plain already
-                value = _plain(value)
-            made.append(_reason(features[j], value, amount, phrasers[j](value)))
+                value = plain(value)
+            made.append(reason(features[j], value, amount, phrasers[j](value)))
         out: list[list[dict[str, Any]]] = []
         start = 0
         for count in kept.sum(axis=1).tolist():
@@ -345,79 +317,11 @@ def _objective(booster: xgb.Booster) -> str:
     return str(json.loads(booster.save_config())["learner"]["objective"]["name"])
 
 
-def _reason(feature: str, value: float | str | None, contribution: float, text: str) -> dict[str, Any]:
-    """One feature's contribution to a customer's churn score, as answers carry it: the feature, its value,
-    the contribution and a readable phrase."""
-    return {"feature": feature, "value": value, "contribution": contribution, "phrase": text}
-
-
-def row_count(rows: Rows) -> int:
-    """How many rows `rows` holds."""
-    if isinstance(rows, pd.DataFrame):
-        return len(rows)
-    return len(next(iter(rows.values()))) if rows else 0
-
-
-def column(rows: Rows, feature: str) -> list[Any]:
-    """One column of `rows` as a list."""
-    values = rows[feature]
-    return values.tolist() if isinstance(values, pd.Series | np.ndarray) else list(values)
-
-
 ONE_THREAD_ROWS = 16
 """Calls on at most this many rows run XGBoost on one thread (see `Predictor._booster`)."""
 
 _BLOCK_ROWS = 8_192
 """Rows per block when `Predictor._frame_array` fills the model's input."""
-
-
-def _category_codes(values: Sequence[Any], codes: Mapping[str, float]) -> list[float]:
-    """Each value's code in the training categories; NaN (missing to the model) for an unknown one or no string."""
-    return [codes.get(v, math.nan) if isinstance(v, str) else math.nan for v in values]
-
-
-def _frame_category_codes(values: pd.Series, codes: Mapping[str, float]) -> np.ndarray:
-    """`_category_codes` of a column as float32, looking up each distinct value once.
-
-    Equal values get the same code either way: the column is factorized (missing values, which
-    are no strings, apart) and its distinct values coded as `_category_codes` codes each value.
-    A column with unhashable values (which are no strings: NaN) is coded value by value.
-    """
-    try:
-        positions, uniques = pd.factorize(values, use_na_sentinel=True)
-    except TypeError:  # e.g. a list somewhere: no string, and no key either
-        return np.array(_category_codes(values.tolist(), codes), dtype=np.float32)
-    table = np.empty(len(uniques) + 1, dtype=np.float32)
-    table[:-1] = _category_codes(list(uniques), codes)
-    table[-1] = math.nan  # position -1: missing
-    return table[positions]
-
-
-def _column_numbers(rows: Mapping[str, Sequence[Any]], features: list[str]) -> np.ndarray:
-    """`features` of columns as float64, one line per row; a value that is no number becomes NaN."""
-    try:
-        return np.array([rows[f] for f in features], dtype=np.float64).T.copy()
-    except (TypeError, ValueError):  # a string or an odd object somewhere
-        return _numbers(pd.DataFrame({f: rows[f] for f in features}, columns=features))
-
-
-def _numbers(frame: pd.DataFrame) -> np.ndarray:
-    """The numeric features as float64, missing values NaN; a value that is no number becomes NaN."""
-    try:
-        return frame.to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError):  # a string or an odd object somewhere: column by column, coercing
-        return np.column_stack(
-            [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in frame]
-        )
-
-
-def _plain(value: Any) -> float | str | None:  # noqa: ANN401
-    """A feature value as JSON wants it: a float, a string (attributes) or None when missing."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, str):
-        return value
-    return float(value)
 
 
 def predictor_of(registered: RegisteredModel, serving: ServingSettings) -> Predictor:

@@ -15,7 +15,8 @@ import xgboost as xgb
 from crm.answers import answers, score
 from crm.tiers import risk_tier, risk_tiers
 from model.matrix import dmatrix, model_frame, remember_categories
-from model.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor, phrase
+from model.predictor import FLOAT32_MAX, ONE_THREAD_ROWS, Predictor
+from model.reasons import phrase
 
 PLANS = ["basic", "plus", "pro"]
 FEATURES = ["purchases_count_30d", "purchases_count_change", "days_since_last_activity", "profile_plan", "spend"]
