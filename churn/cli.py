@@ -196,7 +196,7 @@ def data_ingest(
 
 
 def _ingest(settings: Settings, customers: Path | None = None, events: Path | None = None) -> Any:
-    from features.contract import ContractError
+    from features.contract.fields import ContractError
     from features.ingest import ingest
 
     try:
