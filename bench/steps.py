@@ -90,7 +90,7 @@ def step_generate(workdir: str, customers: int, days: int, seed: int) -> dict[st
     """Generate the synthetic CRM data in memory and write it as Parquet under `workdir/raw`."""
     import pyarrow.parquet as pq
 
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
 
     (customers_path, events_path), timing = measured(
         lambda: write_generated(generate(customers, days, seed), Path(workdir) / "raw")

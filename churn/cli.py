@@ -162,7 +162,7 @@ def data_generate(
 
 
 def _generate(settings: Settings, out: Path | None = None) -> dict[str, Any]:
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
 
     g = settings.generator
     target = out or settings.path("raw")

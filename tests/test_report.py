@@ -21,7 +21,7 @@ from core.settings import Settings, parse_settings
 from crm.early_warning import early_warning
 from crm.kpi import churn_by_observation, cohort_retention, monthly_churn
 from crm.report import NO_ALERTS, build_report, load_history, retention
-from features.generator import generate, write_generated
+from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import FeaturePaths, build_features, latest_snapshot
 
