@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core import names
+from core.io import atomic_path
 from features.generator.customers import (
     CATEGORIES,
     CHANNELS,
@@ -131,8 +130,12 @@ def _chunks(
     start_date: dt.date,
     drift_at: int | None,
     chunk_size: int,
+    progress: Callable[[int], None] | None,
 ) -> Iterator[tuple[pd.DataFrame, pa.Table]]:
-    """Customers and events of each chunk in turn, each from its own spawned seed."""
+    """Customers and events of each chunk in turn, each from its own spawned seed.
+
+    `progress` is called with the chunk's customer count once the caller is done with the chunk.
+    """
     _check_arguments(n_customers, days, drift_at, chunk_size)
     width = max(7, len(str(n_customers)))
     n_chunks = -(-n_customers // chunk_size)
@@ -143,6 +146,8 @@ def _chunks(
         ids = _customer_ids(first, m, width)
         events = draw_events(rng, cust, days, start_date, drift_at)
         yield _customers_frame(ids, cust, days, start_date), _events_table(ids, *events)
+        if progress is not None:
+            progress(m)
 
 
 def _concat_customers(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -181,11 +186,9 @@ def generate(
     """
     frames: list[pd.DataFrame] = []
     tables: list[pa.Table] = []
-    for customers, events in _chunks(n_customers, days, seed, start_date, drift_at, chunk_size):
+    for customers, events in _chunks(n_customers, days, seed, start_date, drift_at, chunk_size, progress):
         frames.append(customers)
         tables.append(events)
-        if progress is not None:
-            progress(len(customers))
     return GeneratedData(customers=_concat_customers(frames), events=pa.concat_tables(tables))
 
 
@@ -193,30 +196,10 @@ def _customers_arrow(customers: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(customers, preserve_index=False)
 
 
-class _AtomicPath:
-    """A temporary path next to `target`, moved onto it by `commit` and removed otherwise."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A unique name rather than mkstemp, whose 0600 mode would survive the rename.
-        self.temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-
-    def commit(self) -> Path:
-        os.replace(self.temp, self.target)
-        return self.target
-
-    def discard(self) -> None:
-        self.temp.unlink(missing_ok=True)
-
-
 def _write_atomically(table: pa.Table, target: Path) -> Path:
-    tmp = _AtomicPath(target)
-    try:
-        pq.write_table(table, tmp.temp)
-        return tmp.commit()
-    finally:
-        tmp.discard()
+    with atomic_path(target) as temp:
+        pq.write_table(table, temp)
+    return target
 
 
 def write_generated(data: GeneratedData, out_dir: Path) -> tuple[Path, Path]:
@@ -268,17 +251,13 @@ def generate_to_parquet(
     """
     out_dir = Path(out_dir)
     _check_arguments(n_customers, days, drift_at, chunk_size)
-    events_tmp = _AtomicPath(out_dir / EVENTS_FILE)
-    try:
+    events_path = out_dir / EVENTS_FILE
+    # The events file appears only once the customers file is in place.
+    with atomic_path(events_path) as events_temp:
         frames: list[pd.DataFrame] = []
-        with pq.ParquetWriter(events_tmp.temp, EVENTS_SCHEMA) as writer:
-            for customers, events in _chunks(n_customers, days, seed, start_date, drift_at, chunk_size):
+        with pq.ParquetWriter(events_temp, EVENTS_SCHEMA) as writer:
+            for customers, events in _chunks(n_customers, days, seed, start_date, drift_at, chunk_size, progress):
                 writer.write_table(events)
                 frames.append(customers)
-                if progress is not None:
-                    progress(len(customers))
         customers_path = _write_atomically(_customers_arrow(_concat_customers(frames)), out_dir / CUSTOMERS_FILE)
-        events_path = events_tmp.commit()
-    finally:
-        events_tmp.discard()
     return customers_path, events_path
