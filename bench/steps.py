@@ -141,7 +141,9 @@ def step_features(workdir: str, dates: int, memory_limit: str) -> dict[str, Any]
     """
     import pyarrow.parquet as pq
 
-    from features.compute import data_shape, event_day_range, observation_grid, snapshot_spec, write_snapshots
+    from features.snapshots.build import write_snapshots
+    from features.snapshots.inputs import data_shape, event_day_range
+    from features.snapshots.spec import observation_grid, snapshot_spec
 
     settings = _settings(workdir)
     clean = settings.path(settings.data.clean_dir)

@@ -36,8 +36,8 @@ from core import names
 from core.settings import Settings
 from crm.early_warning import ACTION, EXPECTED_LOSS, RISK_TIER, RULE_HITS, SEGMENT
 from crm.kpi import alert_volume, annualise, churn_by_observation, cohort_retention, monthly_churn, revenue_at_risk
-from features.compute import event_day_range
 from features.pipeline import FeaturePaths
+from features.snapshots.inputs import event_day_range
 
 SECTIONS: dict[str, str] = {
     "headline": "Headline figures",

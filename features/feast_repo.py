@@ -30,7 +30,7 @@ from feast.types import Float64, String
 
 from core import names
 from core.settings import Settings
-from features.compute import view_of
+from features.snapshots.spec import view_of
 
 RHYTHM_FEATURE = "purchases_overdue_ratio"
 RHYTHM_SINCE = "purchases_days_since_last"
@@ -95,7 +95,7 @@ def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl
         name=names.SNAPSHOT_SOURCE,
         path=str(snapshots_path),
         timestamp_field=names.EVENT_TIMESTAMP,
-        description="Behaviour snapshots computed by features/compute.py from the event log.",
+        description="Behaviour snapshots computed by features/snapshots/ from the event log.",
     )
     grouped: dict[str, list[str]] = {}
     for feature in schema:
