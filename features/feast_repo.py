@@ -57,7 +57,7 @@ def purchases_rhythm_columns(columns: Mapping[str, np.ndarray]) -> dict[str, np.
     """`purchases_rhythm` on float columns (NaN missing), without pandas: what online reads run.
 
     A lookup of one customer builds no DataFrame for this ratio: two DataFrames and their column
-    access cost about 0.3 ms, half of a /score request's online read. The same numbers as
+    access were a large share of a /score request's online read. The same numbers as
     `purchases_rhythm` (tests/test_features_pipeline.py compares them); `features.online` calls
     this only while the registry holds `purchases_rhythm` as this module defines it.
     """
