@@ -472,11 +472,11 @@ def step_online(
 
     for size in batch_sizes:
         result[f"dict_{size}"] = _percentiles(_latencies(dict_lookup, batches[size], warmup))
-    result["checked_values"], result["mismatches"] = _check_online(online, table)
+    result["checked_values"], result["mismatches"] = check_online(online, table)
     return result
 
 
-def _check_online(online: dict[str, list[Any]], table: dict[str, dict[str, Any]]) -> tuple[int, int]:
+def check_online(online: dict[str, list[Any]], table: dict[str, dict[str, Any]]) -> tuple[int, int]:
     """Compare Feast's online values with the dict rows (features both have): (compared, differing).
 
     Missing values (None or NaN) on both sides count as equal; floats compare to 1e-9 relative.
