@@ -43,7 +43,7 @@ START = dt.date(2025, 1, 1)
 def scenario(ws: Path, args: argparse.Namespace, drift: bool, console: Console) -> dict[str, Any]:
     """Build one workspace, train its champion as of `--as-of`, monitor every week; return the figures."""
     from core.settings import load_settings, parse_settings
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
     from features.ingest import ingest
     from features.pipeline import apply_features, build_features
     from monitoring.backtest import backtest, detection_figures, windows

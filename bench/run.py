@@ -10,7 +10,7 @@ Rows (group in brackets, for `--only`):
   file (best of three).
 - [ingest] ingest + validate events and customers: rows/s, beside `pyarrow.parquet.read_table` of
   the events file (best of three).
-- [features] feature build (`features.compute.write_snapshots`, plus reading the event day range
+- [features] feature build (`features.snapshots.build.write_snapshots`, plus reading the event day range
   and data shape) for the last 52 weekly observation dates and windows 7/30/90 days: wall time and
   peak memory, beside one DuckDB scan-and-aggregate pass over the same events (count and sum of
   amount per customer and event type). Target: <= 60 s and <= 8 GiB on 2 cores.

@@ -203,7 +203,7 @@ def build_workspace(ws: Path, seed: int) -> dict[str, Any]:
     from mlflow import MlflowClient
 
     from core import names
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
     from features.ingest import ingest
     from features.pipeline import apply_features, build_features, materialize
     from model.matrix import dmatrix, remember_categories

@@ -90,7 +90,7 @@ def step_generate(workdir: str, customers: int, days: int, seed: int) -> dict[st
     """Generate the synthetic CRM data in memory and write it as Parquet under `workdir/raw`."""
     import pyarrow.parquet as pq
 
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
 
     (customers_path, events_path), timing = measured(
         lambda: write_generated(generate(customers, days, seed), Path(workdir) / "raw")
@@ -141,7 +141,9 @@ def step_features(workdir: str, dates: int, memory_limit: str) -> dict[str, Any]
     """
     import pyarrow.parquet as pq
 
-    from features.compute import data_shape, event_day_range, observation_grid, snapshot_spec, write_snapshots
+    from features.snapshots.build import write_snapshots
+    from features.snapshots.inputs import data_shape, event_day_range
+    from features.snapshots.spec import observation_grid, snapshot_spec
 
     settings = _settings(workdir)
     clean = settings.path(settings.data.clean_dir)
@@ -470,11 +472,11 @@ def step_online(
 
     for size in batch_sizes:
         result[f"dict_{size}"] = _percentiles(_latencies(dict_lookup, batches[size], warmup))
-    result["checked_values"], result["mismatches"] = _check_online(online, table)
+    result["checked_values"], result["mismatches"] = check_online(online, table)
     return result
 
 
-def _check_online(online: dict[str, list[Any]], table: dict[str, dict[str, Any]]) -> tuple[int, int]:
+def check_online(online: dict[str, list[Any]], table: dict[str, dict[str, Any]]) -> tuple[int, int]:
     """Compare Feast's online values with the dict rows (features both have): (compared, differing).
 
     Missing values (None or NaN) on both sides count as equal; floats compare to 1e-9 relative.

@@ -30,7 +30,7 @@ from feast.types import Float64, String
 
 from core import names
 from core.settings import Settings
-from features.compute import view_of
+from features.snapshots.spec import view_of
 
 RHYTHM_FEATURE = "purchases_overdue_ratio"
 RHYTHM_SINCE = "purchases_days_since_last"
@@ -57,7 +57,7 @@ def purchases_rhythm_columns(columns: Mapping[str, np.ndarray]) -> dict[str, np.
     """`purchases_rhythm` on float columns (NaN missing), without pandas: what online reads run.
 
     A lookup of one customer builds no DataFrame for this ratio: two DataFrames and their column
-    access cost about 0.3 ms, half of a /score request's online read. The same numbers as
+    access were a large share of a /score request's online read. The same numbers as
     `purchases_rhythm` (tests/test_features_pipeline.py compares them); `features.online` calls
     this only while the registry holds `purchases_rhythm` as this module defines it.
     """
@@ -95,7 +95,7 @@ def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl
         name=names.SNAPSHOT_SOURCE,
         path=str(snapshots_path),
         timestamp_field=names.EVENT_TIMESTAMP,
-        description="Behaviour snapshots computed by features/compute.py from the event log.",
+        description="Behaviour snapshots computed by features/snapshots/ from the event log.",
     )
     grouped: dict[str, list[str]] = {}
     for feature in schema:

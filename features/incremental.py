@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.compute import SnapshotSpec, connect, register_inputs
+from features.snapshots.inputs import connect, register_inputs
+from features.snapshots.spec import SnapshotSpec
 
 
 @dataclass(frozen=True)

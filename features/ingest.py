@@ -1,7 +1,7 @@
 """Ingestion: read the CRM exports, hold them to the data contract, write clean Parquet and
 quarantine CSVs.
 
-The I/O edge around `features.contract.split_valid`. Both tables are read and validated before
+The I/O edge around `features.contract.split.split_valid`. Both tables are read and validated before
 anything is written, and every file is replaced atomically, so a run that fails (a missing
 column, say) leaves the previous output untouched.
 
@@ -28,7 +28,8 @@ from rich.table import Table
 from core import names
 from core.io import write_atomic_csv, write_atomic_parquet
 from core.settings import Settings
-from features.contract import STRING, ContractError, TableKind, ValidationResult, split_valid
+from features.contract.fields import STRING, ContractError, TableKind, ValidationResult
+from features.contract.split import split_valid
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")

@@ -1,11 +1,11 @@
-"""Online features for the request path: Feast's own online store, read without the generic client.
+"""Online features for the request path: one feature service's features by customer id.
 
-`FeatureStore.get_online_features` resolves the feature service in the registry, converts every
-value through protobuf responses and builds a DataFrame on each call: about 4.5 ms for one
-customer here, most of a /score request. `OnlineReader` resolves the service's views once and
-calls the configured online store's `online_read` (SQLite, Redis or any Feast store) for each
-view, then runs the service's on-demand views on the rows it read: the same values, a fraction of
-the cost. Feast stays the source of the definitions and of materialization.
+Feast stays the source of the definitions and of materialization, and its public API resolves the
+service's feature views and on-demand views in the registry, once, when a reader is built. Each
+read then goes to the configured online store itself, one read per feature view, through
+`features.feast_adapter` (the one module that uses Feast below its public API, and why), and runs
+the service's on-demand views on the rows it read: the values `FeatureStore.get_online_features`
+gives, without its per-call registry lookups and response building.
 
 An on-demand view whose registered function is one of `features.feast_repo.ONLINE_KERNELS`,
 unchanged, runs as that function's NumPy twin on the columns read, without pandas; any other
@@ -23,28 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore, FeatureView
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-from feast.protos.feast.types.Value_pb2 import Value
-from feast.transformation.base import Transformation
-from feast.type_map import feast_value_type_to_python_type
 
 from core import names
+from features.feast_adapter import OnlineStoreReader, on_demand_function
 from features.feast_repo import ONLINE_KERNELS
 
 Kernel = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 """An on-demand view's function on float columns (NaN missing), returning its features' columns."""
-
-_SCALARS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val"})
-
-
-def python_value(value: Value) -> Any:  # noqa: ANN401
-    """A stored Feast value as Python: a number, a string, a bool, or None when it is unset."""
-    kind = value.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return None
-    if kind in _SCALARS:
-        return getattr(value, kind)
-    return feast_value_type_to_python_type(value)
+Transform = Callable[[pd.DataFrame], Mapping[str, Any]]
+"""An on-demand view's function as Feast runs it: a frame of its source features in, its features out."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +82,11 @@ class OnlineReader:
         """
         if isinstance(service, str):
             service = store.get_feature_service(service)
-        self.config = store.config
-        self.online_store = store._get_provider().online_store  # noqa: SLF001  (Feast exposes no public getter)
+        self.online_store = OnlineStoreReader(store)
         views: dict[str, _View] = {}
-        self.on_demand: list[tuple[Transformation, list[str], list[str], Kernel | None]] = []
-        """Per on-demand view: its function, its source features, the features it gives, and its
-        NumPy twin when the registry holds a function of `ONLINE_KERNELS` unchanged."""
+        self.on_demand: list[tuple[Transform, list[str], list[str], Kernel | None]] = []
+        """Per on-demand view: its function as Feast runs it, its source features, the features it
+        gives, and its NumPy twin when the registry holds a function of `ONLINE_KERNELS` unchanged."""
         self.features: list[str] = []
         on_demand = {v.name: v for v in store.list_on_demand_feature_views()}
         for projection in service.feature_view_projections:
@@ -108,12 +94,9 @@ class OnlineReader:
             self.features.extend(wanted)
             if projection.name in on_demand:
                 odfv = on_demand[projection.name]
-                if odfv.mode != "pandas":
-                    raise ValueError(f"on-demand view '{odfv.name}': mode '{odfv.mode}' is not supported, only pandas")
-                transformation = odfv.feature_transformation
-                assert transformation is not None  # a pandas-mode view always has its function
+                function = on_demand_function(odfv)
                 sources = [f.name for p in odfv.source_feature_view_projections.values() for f in p.features]
-                self.on_demand.append((transformation, sources, wanted, _kernel(odfv.name, transformation)))
+                self.on_demand.append((function.transform, sources, wanted, _kernel(odfv.name, function.source)))
                 for source in odfv.source_feature_view_projections.values():
                     self._want(store, views, source.name, [f.name for f in source.features])
             else:
@@ -135,43 +118,42 @@ class OnlineReader:
             Exception: Whatever the online store raises when it is unreachable or broken.
         """
         ids = [str(c) for c in customer_ids]
-        keys = [EntityKey(join_keys=[names.CUSTOMER_ID], entity_values=[Value(string_val=c)]) for c in ids]
         columns: dict[str, list[Any]] = {}
         newest: list[dt.datetime | None] = [None] * len(ids)
-        for entry in self.views:
-            found = self.online_store.online_read(self.config, entry.view, keys, entry.features)
-            for feature in entry.features:
-                columns[feature] = [None if values is None else _get(values, feature) for _, values in found]
-            for i, (stamp, values) in enumerate(found):
-                # Redis answers an unknown key with empty values stamped 1970-01-01: not a snapshot.
-                if stamp is not None and values and any(v.WhichOneof("val") for v in values.values()):
-                    stamp = stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
-                    if newest[i] is None or stamp > newest[i]:  # type: ignore[operator]
-                        newest[i] = stamp
-        for transformation, sources, outputs, kernel in self.on_demand:
+        for rows in self.online_store.read([(entry.view, entry.features) for entry in self.views], ids):
+            columns.update(rows.columns)
+            for i, stamp in enumerate(rows.stamps):
+                current = newest[i]
+                if stamp is not None and (current is None or stamp > current):
+                    newest[i] = stamp
+        for transform, sources, outputs, kernel in self.on_demand:
             inputs = {f: _column(columns[f]) for f in sources}
             computed: Mapping[str, Any]
             if kernel is not None and all(v.dtype == np.float64 for v in inputs.values()):
                 computed = kernel(inputs)
             else:
-                computed = transformation.transform(pd.DataFrame(inputs))
+                computed = transform(pd.DataFrame(inputs))
             for feature in outputs:
                 out = np.asarray(computed[feature], dtype=object)
                 columns[feature] = [None if newest[i] is None else plain_value(v) for i, v in enumerate(out)]
         return OnlineRows(ids, columns, newest)
 
 
-def _kernel(view: str, transformation: Transformation) -> Kernel | None:
+def _kernel(view: str, source: str | None) -> Kernel | None:
     """The NumPy twin of an on-demand view's function, if the registry holds that function unchanged.
 
     A registry applied from older code (before `churn features apply`) keeps its own function,
     which then runs as Feast runs it.
+
+    Args:
+        view: The on-demand view's name.
+        source: The source text of the function the registry holds for it.
     """
     known = ONLINE_KERNELS.get(view)
     if known is None:
         return None
     function, kernel = known
-    return kernel if getattr(transformation, "udf_string", None) == inspect.getsource(function) else None
+    return kernel if source == inspect.getsource(function) else None
 
 
 def _column(values: list[Any]) -> np.ndarray:
@@ -187,8 +169,3 @@ def plain_value(value: Any) -> Any:  # noqa: ANN401
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _get(values: dict[str, Value], feature: str) -> Any:  # noqa: ANN401
-    stored = values.get(feature)
-    return None if stored is None else python_value(stored)

@@ -18,17 +18,12 @@ from feast import FeatureStore
 from core import names
 from core.io import atomic_path, write_atomic_parquet, write_atomic_text
 from core.settings import Settings
-from features.compute import (
-    SnapshotSpec,
-    data_shape,
-    event_day_range,
-    observation_grid,
-    snapshot_spec,
-    write_snapshots,
-)
 from features.feast_repo import build_definitions, repo_config
 from features.incremental import Manifest, recipe, summarise, touched_from
 from features.labels import compute_labels
+from features.snapshots.build import write_snapshots
+from features.snapshots.inputs import data_shape, event_day_range
+from features.snapshots.spec import SnapshotSpec, observation_grid, snapshot_spec
 
 
 @dataclass(frozen=True)

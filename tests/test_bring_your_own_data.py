@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from churn.cli import app
 from core import names
-from features.generator import generate, write_generated
+from features.generator.dataset import generate, write_generated
 
 REPO = Path(__file__).resolve().parent.parent
 

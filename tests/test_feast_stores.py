@@ -7,7 +7,6 @@ import inspect
 import math
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -111,10 +110,11 @@ def _reader_gives_feasts_values(
 
 def test_only_the_registered_function_unchanged_gets_its_numpy_twin() -> None:
     source = inspect.getsource(purchases_rhythm)
-    assert _kernel(names.RHYTHM_VIEW, SimpleNamespace(udf_string=source)) is purchases_rhythm_columns  # type: ignore[arg-type]
-    changed = SimpleNamespace(udf_string=source.replace("gap > 0", "gap >= 0"))  # a registry from other code
-    assert _kernel(names.RHYTHM_VIEW, changed) is None  # type: ignore[arg-type]
-    assert _kernel("another_view", SimpleNamespace(udf_string=source)) is None  # type: ignore[arg-type]
+    assert _kernel(names.RHYTHM_VIEW, source) is purchases_rhythm_columns
+    changed = source.replace("gap > 0", "gap >= 0")  # a registry from other code
+    assert _kernel(names.RHYTHM_VIEW, changed) is None
+    assert _kernel(names.RHYTHM_VIEW, None) is None
+    assert _kernel("another_view", source) is None
 
 
 def test_embedded_profile_file_registry_and_sqlite(tmp_path: Path) -> None:

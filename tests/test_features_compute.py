@@ -9,16 +9,11 @@ import pandas as pd
 import pytest
 
 from core import names
-from features.compute import (
-    compute_snapshots,
-    data_shape,
-    event_types_in,
-    feature_names,
-    observation_grid,
-    rfm_names,
-    snapshot_spec,
-)
 from features.labels import compute_labels
+from features.snapshots.build import compute_snapshots
+from features.snapshots.inputs import data_shape, event_types_in
+from features.snapshots.spec import observation_grid, snapshot_spec
+from features.snapshots.sql import feature_names, rfm_names
 
 OBS = dt.date(2025, 3, 1)
 

@@ -18,7 +18,7 @@ from core import names
 from core.io import write_atomic_parquet
 from core.settings import Settings, parse_settings
 from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
-from features.generator import generate, write_generated
+from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import (
     FeaturePaths,

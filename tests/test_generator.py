@@ -13,18 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core import names
-from features.generator import (
-    CATEGORIES,
-    CHANNELS,
-    EVENTS_SCHEMA,
-    PLANS,
-    REGIONS,
-    VALUE_TIERS,
-    GeneratedData,
-    generate,
-    generate_to_parquet,
-    write_generated,
-)
+from features.generator.customers import CATEGORIES, CHANNELS, PLANS, REGIONS, VALUE_TIERS
+from features.generator.dataset import EVENTS_SCHEMA, GeneratedData, generate, generate_to_parquet, write_generated
 
 START = dt.date(2025, 1, 1)
 START_TS = pd.Timestamp(START)

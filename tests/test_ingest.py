@@ -20,17 +20,9 @@ from core import names
 from core.config_sections import CustomersSource, EventsSource
 from core.io import write_atomic_csv, write_atomic_parquet
 from core.settings import Settings, parse_settings
-from features.contract import (
-    DATE_NS,
-    SOURCE_ROW,
-    STRING,
-    UTC_NS,
-    ContractError,
-    customers_schema,
-    events_schema,
-    later_duplicates,
-    split_valid,
-)
+from features.contract.fields import DATE_NS, SOURCE_ROW, STRING, UTC_NS, ContractError
+from features.contract.schemas import customers_schema, events_schema, later_duplicates
+from features.contract.split import split_valid
 from features.ingest import IngestReport, ingest, read_table
 
 CUSTOMERS = pd.DataFrame(

@@ -56,7 +56,7 @@ def scenario_settings(ws: Path, **training: object) -> Settings:
 
 def build(ws: Path, drift: bool) -> Settings:
     """Generate, ingest, featurize and apply; train the champion as of AS_OF."""
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
     from features.ingest import ingest
     from features.pipeline import apply_features, build_features
     from training.pipeline import train

@@ -25,7 +25,7 @@ from nbformat import NotebookNode
 
 from core import names
 from core.settings import parse_settings
-from features.generator import generate, write_generated
+from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import FeaturePaths, build_features, snapshot_schema
 from monitoring.summary import (

@@ -23,7 +23,7 @@ from crm.kpi import churn_by_observation, cohort_retention, monthly_churn
 from crm.report.history import load_history
 from crm.report.page import NO_ALERTS, build_report
 from crm.report.tables import retention
-from features.generator import generate, write_generated
+from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import FeaturePaths, build_features, latest_snapshot
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from churn.cli import app
 from core import names
 from core.settings import Settings, parse_settings
-from features.generator import generate, write_generated
+from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
 from features.pipeline import apply_features, build_features
 from training import pipeline

@@ -48,7 +48,7 @@ def build_workspace(ws: Path, customers: int = 600, days: int = 220, seed: int =
     Returns:
         The workspace's settings (`settings_for(ws)`).
     """
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
     from features.ingest import ingest
     from features.pipeline import apply_features, build_features
 

@@ -50,7 +50,7 @@ def generate_data(settings: Settings, out: Path | None = None) -> dict[str, Any]
     Returns:
         The paths written (`customers_path`, `events_path`) and the number of `events`.
     """
-    from features.generator import generate, write_generated
+    from features.generator.dataset import generate, write_generated
 
     g = settings.generator
     target = out or settings.path("raw")
@@ -94,7 +94,7 @@ def ingest_data(settings: Settings, customers: Path | None = None, events: Path 
     Returns:
         The `features.ingest.IngestReport`.
     """
-    from features.contract import ContractError
+    from features.contract.fields import ContractError
     from features.ingest import ingest
 
     try:

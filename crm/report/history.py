@@ -14,8 +14,8 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
-from features.compute import event_day_range
 from features.pipeline import FeaturePaths
+from features.snapshots.inputs import event_day_range
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,109 @@
+"""DuckDB over the clean data: the connection the feature SQL runs on, its input views, and what the data holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from core import names
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What an event log and customer table contain, which decides the feature list."""
+
+    event_types: tuple[str, ...]
+    has_amount: bool = True
+    has_category: bool = True
+    attributes: tuple[str, ...] = ()
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection in UTC with the `change_ratio` macro the feature SQL uses."""
+    con = duckdb.connect()
+    # Naive timestamps in the queries mean UTC, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    # The relative change, well defined when the earlier window is empty: 0 when both are empty,
+    # +1 (capped) when activity appears from nothing.
+    con.execute(
+        """CREATE MACRO change_ratio(now, before) AS
+           CASE WHEN coalesce(before, 0) = 0 THEN (CASE WHEN coalesce(now, 0) = 0 THEN 0.0 ELSE 1.0 END)
+                ELSE (coalesce(now, 0) - before) / before END"""
+    )
+    return con
+
+
+def relation(con: duckdb.DuckDBPyConnection, data: Path | pd.DataFrame, name: str) -> str:
+    """SQL text reading `data`: a Parquet scan for a path, a registered view for a frame."""
+    if isinstance(data, Path):
+        return "read_parquet('" + str(data).replace("'", "''") + "')"
+    con.register(name, data)
+    return name
+
+
+def _columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+
+
+def register_inputs(
+    con: duckdb.DuckDBPyConnection, events: Path | pd.DataFrame, customers: Path | pd.DataFrame | None = None
+) -> None:
+    """Create the views `events` and `customers` the feature SQL reads, with contract column types."""
+    source = relation(con, events, "_events_df")
+    columns = _columns(con, source)
+    amount = f"{names.AMOUNT}::DOUBLE" if names.AMOUNT in columns else "NULL::DOUBLE"
+    category = f"{names.CATEGORY}::VARCHAR" if names.CATEGORY in columns else "NULL::VARCHAR"
+    con.execute(
+        "CREATE VIEW events AS SELECT customer_id::VARCHAR AS customer_id,"
+        " timezone('UTC', event_timestamp::TIMESTAMPTZ) AS event_timestamp,"
+        f" event_type::VARCHAR AS event_type, {amount} AS amount, {category} AS category FROM {source}"
+    )
+    if customers is None:
+        return
+    source = relation(con, customers, "_customers_df")
+    columns = _columns(con, source)
+    churn = "churn_date::TIMESTAMP" if names.CHURN_DATE in columns else "NULL::TIMESTAMP"
+    con.execute(
+        f"CREATE VIEW customers AS SELECT * EXCLUDE (customer_id, signup_date"
+        f"{', churn_date' if names.CHURN_DATE in columns else ''}),"
+        f" customer_id::VARCHAR AS customer_id, signup_date::TIMESTAMP AS signup_date, {churn} AS churn_date"
+        f" FROM {source}"
+    )
+
+
+def data_shape(
+    events: Path | pd.DataFrame, customers: Path | pd.DataFrame, attributes: Sequence[str] = ()
+) -> DataShape:
+    """What the data holds: event types present, whether purchases carry amounts and categories,
+    and which of the wanted static `attributes` the customer table has."""
+    con = connect()
+    register_inputs(con, events, customers)
+    types = tuple(sorted(r[0] for r in con.execute("SELECT DISTINCT event_type FROM events").fetchall()))
+    row = con.execute("SELECT count(amount), count(category) FROM events WHERE event_type = 'purchase'").fetchone() or (
+        0,
+        0,
+    )
+    present = set(_columns(con, "customers"))
+    return DataShape(types, row[0] > 0, row[1] > 0, tuple(a for a in attributes if a in present))
+
+
+def event_types_in(events: Path | pd.DataFrame) -> tuple[str, ...]:
+    """The distinct event types present in an event log, sorted."""
+    con = connect()
+    register_inputs(con, events)
+    return tuple(sorted(r[0] for r in con.execute("SELECT DISTINCT event_type FROM events").fetchall()))
+
+
+def event_day_range(events: Path | pd.DataFrame) -> tuple[dt.date, dt.date]:
+    """First and last day (UTC) with an event."""
+    con = connect()
+    register_inputs(con, events)
+    row = con.execute("SELECT min(event_timestamp)::DATE, max(event_timestamp)::DATE FROM events").fetchone()
+    if row is None or row[0] is None:
+        raise ValueError("the event log is empty")
+    return row[0], row[1]

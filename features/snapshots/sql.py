@@ -1,0 +1,226 @@
+"""The snapshot query: one DuckDB statement computing every feature of a spec from running totals."""
+
+from __future__ import annotations
+
+from core import names
+from features.snapshots.spec import COUNTED_EVENTS, ENGAGEMENT_EVENTS, RFM_BINS, TREND_DAYS, SnapshotSpec
+
+
+def feature_names(spec: SnapshotSpec) -> list[str]:
+    """The feature columns `feature_sql(spec)` produces, in order."""
+    return [alias for _, alias in _feature_exprs(spec)]
+
+
+def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
+    """(SQL expression over the `wide` relation, feature name) for every feature of `spec`."""
+
+    def window(column: str, days: int) -> str:
+        # Exact: counts are whole numbers and spend is DECIMAL, so an empty window is exactly 0.
+        return f"(coalesce({column}_0, 0) - coalesce({column}_{days}, 0))::DOUBLE"
+
+    out: list[tuple[str, str]] = []
+    spend = spec.purchases and spec.has_amount
+    for w in spec.windows_days:
+        for etype in spec.counted:
+            view, word = COUNTED_EVENTS[etype]
+            out.append((window(f"n_{etype}", w), f"{view}_{word}_{w}d"))
+        if spend:
+            out.append((window("spend", w), f"purchases_spend_{w}d"))
+            count = window("n_purchase", w)
+            out.append(
+                (f"CASE WHEN {count} > 0 THEN {window('spend', w)} / {count} END", f"purchases_avg_order_value_{w}d")
+            )
+        if spec.purchases and spec.has_category:
+            out.append((f"coalesce(cat.categories_{w}, 0)::DOUBLE", f"purchases_categories_{w}d"))
+    if spec.purchases:
+        long = spec.long_window
+        n_gaps = window("gap_n", long)
+        mean = f"({window('gap_sum', long)} / nullif({n_gaps}, 0))"
+        out.append((mean, f"purchases_gap_mean_{long}d"))
+        variance = f"greatest(0, {window('gap_sq', long)} / {n_gaps} - {mean} * {mean})"
+        out.append((f"CASE WHEN {n_gaps} >= 2 THEN sqrt({variance}) END", f"purchases_gap_std_{long}d"))
+        out.append(("date_diff('day', last_purchase_0, wide.obs_ts)::DOUBLE", "purchases_days_since_last"))
+    # Trends: the last TREND_DAYS days against the TREND_DAYS before them.
+    t, t2 = TREND_DAYS, 2 * TREND_DAYS
+
+    def trend(column: str) -> str:
+        return f"change_ratio({window(column, t)}, (coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE)"
+
+    if spec.purchases:
+        out.append((trend("n_purchase"), "purchases_frequency_change"))
+        if spend:
+            out.append((trend("spend"), "purchases_spend_change"))
+    if any(e in spec.event_types for e in ENGAGEMENT_EVENTS):
+        out.append((trend("n_engagement"), "engagement_change"))
+    out.append(("date_diff('day', last_activity_0, wide.obs_ts)::DOUBLE", "engagement_days_since_last_activity"))
+    out.append(("tenure_days", "profile_tenure_days"))
+    out += [(f"attr_{i}", f"profile_{a}") for i, a in enumerate(spec.attributes)]
+    return out
+
+
+def _edges(spec: SnapshotSpec) -> list[int]:
+    """Days before the observation date at which running totals are looked up."""
+    edges = {0, *spec.windows_days}
+    if spec.purchases or any(e in spec.event_types for e in ENGAGEMENT_EVENTS):
+        edges |= {TREND_DAYS, 2 * TREND_DAYS}
+    return sorted(edges)
+
+
+def feature_sql(spec: SnapshotSpec) -> str:
+    """The DuckDB query computing the snapshots for `spec`.
+
+    It expects views `events` (customer_id, event_timestamp, event_type, amount, category),
+    `customers` (customer_id, signup_date, churn_date, attributes...) and `obs` (observation_ts).
+    """
+    counted = spec.counted
+    engagement = [e for e in ENGAGEMENT_EVENTS if e in spec.event_types]
+    daily_cols = [f"count(*) FILTER (WHERE event_type = '{e}')::DOUBLE AS n_{e}" for e in counted]
+    if engagement:
+        types = ", ".join(f"'{e}'" for e in engagement)
+        daily_cols.append(f"count(*) FILTER (WHERE event_type IN ({types}))::DOUBLE AS n_engagement")
+    if spec.purchases and spec.has_amount:
+        # DECIMAL, not DOUBLE: running totals and their differences stay exact, so a window without
+        # purchases has spend exactly 0 and the result does not depend on summation order.
+        daily_cols.append("coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type = 'purchase'), 0) AS spend")
+    running = [c.rsplit(" AS ", 1)[1] for c in daily_cols]
+    gap = ""
+    if spec.purchases:
+        # The gap (days) from the previous purchase day, on each purchase day.
+        gap = """, CASE WHEN n_purchase > 0 THEN date_diff('day',
+                  lag(day) OVER (PARTITION BY cid, n_purchase > 0 ORDER BY day), day)::DOUBLE END AS gap"""
+    cum_cols = [f"sum({c}) OVER w AS {c}" for c in running]
+    if spec.purchases:
+        cum_cols += [
+            "sum(gap) OVER w AS gap_sum",
+            "sum(gap * gap) OVER w AS gap_sq",
+            "count(gap) OVER w AS gap_n",
+            "max(CASE WHEN n_purchase > 0 THEN day END) OVER w AS last_purchase",
+        ]
+    cum_cols.append("day AS last_activity")
+    looked_up = [c.rsplit(" AS ", 1)[1] for c in cum_cols]
+    edges = _edges(spec)
+    # One ASOF join looks up the running totals at every window edge of every (customer, date),
+    # then one GROUP BY on the integer row id `pid` lays the edges out side by side.
+    trend_edges = {TREND_DAYS, 2 * TREND_DAYS}
+
+    def needed_at(column: str, k: int) -> bool:
+        if k == 0:
+            return True
+        if column in ("last_purchase", "last_activity"):
+            return False
+        if column.startswith("gap_"):
+            return k == spec.long_window
+        if column == "n_engagement":
+            return k in trend_edges
+        return k in spec.windows_days or (k in trend_edges and column in ("n_purchase", "spend"))
+
+    picks = ", ".join(
+        f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}" for k in edges for c in looked_up if needed_at(c, k)
+    )
+    lookup_sql = f"""probes AS (
+    SELECT pid, cid, e.k, obs_ts - to_days(e.k::INTEGER) AS edge
+    FROM population CROSS JOIN (SELECT unnest({edges}) AS k) e
+),
+at_edges AS (
+    SELECT pr.pid, pr.k, {", ".join(f"cum.{c}" for c in looked_up)}
+    FROM probes pr ASOF LEFT JOIN cum ON cum.cid = pr.cid AND pr.edge > cum.day
+),
+edge_totals AS (SELECT pid, {picks} FROM at_edges GROUP BY pid)"""
+    attrs = "".join(f", c.{_quote(a)}::VARCHAR AS attr_{i}" for i, a in enumerate(spec.attributes))
+    categories = ""
+    category_join = ""
+    if spec.purchases and spec.has_category:
+        counts = ", ".join(
+            f"count(*) FILTER (WHERE cd.day >= cp.obs_ts - INTERVAL {w} DAY) AS categories_{w}"
+            for w in spec.windows_days
+        )
+        categories = f""",
+cat_days AS (
+    SELECT DISTINCT cid, category, day FROM ev WHERE event_type = 'purchase' AND category IS NOT NULL
+),
+cat_probe AS (
+    SELECT p.pid, p.cid, p.obs_ts, c.category
+    FROM population p JOIN (SELECT DISTINCT cid, category FROM cat_days) c ON c.cid = p.cid
+),
+cat AS (
+    SELECT cp.pid, {counts}
+    FROM cat_probe cp ASOF JOIN cat_days cd
+      ON cd.cid = cp.cid AND cd.category = cp.category AND cp.obs_ts > cd.day
+    GROUP BY cp.pid
+)"""
+        category_join = "LEFT JOIN cat ON cat.pid = wide.pid"
+    select = ",\n    ".join(f"{expr} AS {alias}" for expr, alias in _feature_exprs(spec))
+    rfm_cte, rfm_join = _rfm_sql(spec)
+    return f"""
+WITH cust AS (SELECT row_number() OVER () AS cid, * FROM customers),
+ev AS (
+    SELECT c.cid, date_trunc('day', e.event_timestamp) AS day, e.event_type, e.amount, e.category
+    FROM events e JOIN cust c ON c.customer_id = e.customer_id
+),
+daily AS (
+    SELECT cid, day, {", ".join(daily_cols) or "0 AS _none"}
+    FROM ev GROUP BY cid, day
+),
+daily_gap AS (SELECT *{gap} FROM daily),
+cum AS (
+    SELECT cid, day, {", ".join(cum_cols)}
+    FROM daily_gap
+    WINDOW w AS (PARTITION BY cid ORDER BY day)
+),
+population AS (
+    SELECT row_number() OVER () AS pid, c.cid, c.customer_id, o.observation_ts AS obs_ts,
+           date_diff('day', c.signup_date, o.observation_ts)::DOUBLE AS tenure_days{attrs}
+    FROM cust c JOIN obs o
+      ON c.signup_date < o.observation_ts
+     AND (c.churn_date IS NULL OR c.churn_date >= o.observation_ts)
+),
+{lookup_sql},
+wide AS (SELECT p.*, t.* EXCLUDE (pid) FROM population p JOIN edge_totals t ON t.pid = p.pid){categories},
+features AS (
+    SELECT wide.pid, wide.customer_id, wide.obs_ts,
+    {select}
+    FROM wide {category_join}
+){rfm_cte}
+SELECT f.customer_id, f.obs_ts::TIMESTAMPTZ AS {names.EVENT_TIMESTAMP}, f.* EXCLUDE (pid, customer_id, obs_ts){rfm_join}
+"""
+
+
+def _rfm_sql(spec: SnapshotSpec) -> tuple[str, str]:
+    """RFM scores (1..RFM_BINS, higher is better) by quantile within each observation date.
+
+    `cume_dist` gives tied values the same score, so scores do not depend on row order.
+
+    Returns:
+        A CTE `rfm` over `features` (empty without purchases) and the FROM clause of the final select.
+    """
+    if not spec.purchases:
+        return "", " FROM features f"
+    long = spec.long_window
+
+    def score(order: str) -> str:
+        return f"greatest(1, ceil({RFM_BINS} * cume_dist() OVER (PARTITION BY obs_ts ORDER BY {order})))::DOUBLE"
+
+    parts = [
+        f"{score('purchases_days_since_last DESC NULLS FIRST')} AS purchases_rfm_recency",
+        f"{score(f'purchases_count_{long}d')} AS purchases_rfm_frequency",
+    ]
+    inputs = ["pid", "obs_ts", "purchases_days_since_last", f"purchases_count_{long}d"]
+    if spec.has_amount:
+        parts.append(f"{score(f'purchases_spend_{long}d')} AS purchases_rfm_monetary")
+        inputs.append(f"purchases_spend_{long}d")
+    cte = f""",
+rfm AS (SELECT pid, {", ".join(parts)} FROM (SELECT {", ".join(inputs)} FROM features))"""
+    return cte, ", r.* EXCLUDE (pid) FROM features f JOIN rfm r ON r.pid = f.pid"
+
+
+def rfm_names(spec: SnapshotSpec) -> list[str]:
+    """The RFM score columns `feature_sql(spec)` appends."""
+    if not spec.purchases:
+        return []
+    return ["purchases_rfm_recency", "purchases_rfm_frequency"] + (
+        ["purchases_rfm_monetary"] if spec.has_amount else []
+    )
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
