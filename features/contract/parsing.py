@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow
 
 from core import names
-from core.settings import CustomersSource, EventsSource
+from core.config_sections import CustomersSource, EventsSource
 from features.contract.fields import (
     CONTRACT_FIELDS,
     DATE_NS,

@@ -8,7 +8,7 @@ import pyarrow
 import pyarrow.compute as pc
 
 from core import names
-from core.settings import CustomersSource, EventsSource
+from core.config_sections import CustomersSource, EventsSource
 from features.contract.arrow import arrow_text
 from features.contract.fields import (
     CHURN_BEFORE_SIGNUP,

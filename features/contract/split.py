@@ -9,7 +9,7 @@ import pyarrow
 from pandera.errors import SchemaErrors
 
 from core import names
-from core.settings import CustomersSource, EventsSource
+from core.config_sections import CustomersSource, EventsSource
 from features.contract.fields import (
     CHURN_BEFORE_SIGNUP,
     CUSTOMER_REASONS,
