@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11+:
 #   make quickstart   set up, then run the whole loop end to end on embedded defaults
-#   make test         set up, then run ruff, mypy and the whole test suite
+#   make test         set up, then run ruff, mypy, the layer contract and the whole test suite
+# For the edit loop: make check (lint and the unit tests, under two minutes on 2 cores).
 # Set-up installs uv (pip-installable) and syncs .venv to exactly uv.lock.
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Trust the platform certificate store too (machines behind a TLS-inspecting proxy).
 export UV_SYSTEM_CERTS := true
 
-.PHONY: setup quickstart test lint bench clean
+.PHONY: setup quickstart test check lint bench bento clean
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -32,6 +33,9 @@ lint: setup
 
 test: lint
 	$(VENV)/bin/pytest
+
+check: lint
+	$(VENV)/bin/pytest -q tests/unit
 
 bench: setup
 	$(VENV)/bin/python bench/run.py

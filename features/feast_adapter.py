@@ -5,7 +5,7 @@ on every call it resolves the feature service in the registry, turns the entity 
 protobufs, runs on-demand views through Arrow and pandas and builds a generic response: many
 times the cost of reading one customer's rows, which is what a /score request needs. So the
 request path reads the configured online store itself, and that takes three things Feast offers
-only below its public API. They are all here, each with why; tests/test_feast_adapter.py fails
+only below its public API. They are all here, each with why; tests/integration/test_feast_adapter.py fails
 when a Feast upgrade changes what this module relies on.
 
 * The online store's `online_read`: the interface every Feast online store implements (SQLite,

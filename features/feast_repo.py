@@ -58,7 +58,7 @@ def purchases_rhythm_columns(columns: Mapping[str, np.ndarray]) -> dict[str, np.
 
     A lookup of one customer builds no DataFrame for this ratio: two DataFrames and their column
     access were a large share of a /score request's online read. The same numbers as
-    `purchases_rhythm` (tests/test_features_pipeline.py compares them); `features.online` calls
+    `purchases_rhythm` (tests/integration/test_features_pipeline.py compares them); `features.online` calls
     this only while the registry holds `purchases_rhythm` as this module defines it.
     """
     gap = next(v for k, v in columns.items() if k.startswith(RHYTHM_GAP_PREFIX))

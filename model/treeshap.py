@@ -12,7 +12,7 @@ Only the o's depend on the row. So when the model loads, the contributions of ev
 every pattern of its path's decisions are computed once (as in Fast TreeSHAP v2, Yang 2021), and
 a row costs one comparison per split, one pattern per leaf and a table row per leaf: about a
 fifth of XGBoost's `pred_contribs` for one row of a 300-tree model of depth 6 (bench/serving.py).
-The numbers are XGBoost's up to float rounding (tests/test_treeshap.py compares them).
+The numbers are XGBoost's up to float rounding (tests/unit/model/test_treeshap.py compares them).
 
 A table holds 2^depth rows per leaf, so a deep model's can be too big: `build` then returns None,
 and the caller uses XGBoost's `pred_contribs`.

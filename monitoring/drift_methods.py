@@ -31,7 +31,7 @@ Two columns cannot be tested by their distribution:
 
 Evidently's methods are listed in `METHODS` (name, display name, the kinds it tests, p-value or
 distance) instead of being looked up in Evidently's registry, which is not public API;
-`tests/test_evidently_adapter.py` checks the table against the registry of the installed version.
+`tests/unit/monitoring/test_evidently_adapter.py` checks the table against the registry of the installed version.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ property validation); the rest copies and re-aggregates the whole current frame 
 give the same values (the same registered statistic with the same method and threshold, on the
 same non-missing values) with one light histogram per column; the statistic is all they compute.
 
-What it relies on, none of it public API (so `tests/test_evidently_adapter.py` pins each, and
+What it relies on, none of it public API (so `tests/unit/monitoring/test_evidently_adapter.py` pins each, and
 checks the values against Evidently's own `ValueDrift` and `DriftedColumnsCount`):
 
 - a metric calculation is bound to its metric by the calculation's generic parameter

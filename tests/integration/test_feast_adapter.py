@@ -30,7 +30,7 @@ from core.io import write_atomic_parquet
 from features.feast_adapter import SCALAR_KINDS, OnlineStoreReader, on_demand_function, python_value
 from features.feast_repo import build_definitions, purchases_rhythm
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = (pd.Timestamp(d, tz="UTC") for d in ("2025-03-01", "2025-03-08"))
 IDS = ["C001", "C002", "C003"]
 TYPES = "types"

@@ -20,7 +20,7 @@ from churn.cli import app
 from core import names
 from features.generator.dataset import generate, write_generated
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _readme_commands() -> list[list[str]]:

@@ -20,7 +20,7 @@ from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
 from features.online import OnlineReader, _kernel
 from features.pipeline import FeaturePaths, apply_features, materialize, open_store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _snapshots(seed: int) -> pd.DataFrame:

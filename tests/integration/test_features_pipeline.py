@@ -30,7 +30,7 @@ from features.pipeline import (
     open_store,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEYS = [names.CUSTOMER_ID, names.EVENT_TIMESTAMP]
 
 

@@ -40,7 +40,7 @@ from monitoring.summary import (
     summary_path,
 )
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "python3"
 EXPLORE_FEATURES = "01-explore-features.ipynb"
 DRIFT_REVIEW = "03-drift-review.ipynb"

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from core.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_settings, resolved_yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_default_config_loads_and_matches_model_defaults() -> None:
