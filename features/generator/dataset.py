@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,8 @@ from features.generator.customers import (
 )
 from features.generator.events import draw_events
 
+DEFAULT_START = dt.date(2025, 1, 1)
+DEFAULT_CHUNK = 20_000
 CUSTOMERS_FILE = "customers.parquet"
 EVENTS_FILE = "events.parquet"
 
@@ -123,19 +126,36 @@ def _check_arguments(n_customers: int, days: int, drift_at: int | None, chunk_si
         raise ValueError(f"drift_at must be a day in [0, {days}), got {drift_at}")
 
 
-def _chunks(
-    n_customers: int,
-    days: int,
-    seed: int,
-    start_date: dt.date,
-    drift_at: int | None,
-    chunk_size: int,
-    progress: Callable[[int], None] | None,
-) -> Iterator[tuple[pd.DataFrame, pa.Table]]:
+class Options(TypedDict, total=False):
+    """The optional arguments of `generate` and `generate_to_parquet`.
+
+    Attributes:
+        start_date: First day of the period (events are in UTC); default 2025-01-01.
+        drift_at: Day (0-based, relative to `start_date`) from which behaviour drifts and the
+            `social` channel appears; None (the default) for no drift.
+        chunk_size: Customers generated per vectorised batch (and per spawned seed, so it is part
+            of what defines the data); default 20,000.
+        progress: Called with the number of customers just finished, once per chunk.
+    """
+
+    start_date: dt.date
+    drift_at: int | None
+    chunk_size: int
+    progress: Callable[[int], None] | None
+
+
+def _chunks(n_customers: int, days: int, seed: int, options: Options) -> Iterator[tuple[pd.DataFrame, pa.Table]]:
     """Customers and events of each chunk in turn, each from its own spawned seed.
 
     `progress` is called with the chunk's customer count once the caller is done with the chunk.
+
+    Raises:
+        ValueError: A size is not positive or `drift_at` is outside the period.
     """
+    start_date = options.get("start_date", DEFAULT_START)
+    drift_at = options.get("drift_at")
+    chunk_size = options.get("chunk_size", DEFAULT_CHUNK)
+    progress = options.get("progress")
     _check_arguments(n_customers, days, drift_at, chunk_size)
     width = max(7, len(str(n_customers)))
     n_chunks = -(-n_customers // chunk_size)
@@ -154,27 +174,14 @@ def _concat_customers(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def generate(
-    n_customers: int,
-    days: int,
-    seed: int,
-    start_date: dt.date = dt.date(2025, 1, 1),
-    drift_at: int | None = None,
-    chunk_size: int = 20_000,
-    progress: Callable[[int], None] | None = None,
-) -> GeneratedData:
+def generate(n_customers: int, days: int, seed: int, **options: Unpack[Options]) -> GeneratedData:
     """Generate a synthetic CRM data set in memory.
 
     Args:
         n_customers: Number of customers.
         days: Length of the period in days, starting at `start_date`.
         seed: Seed of all randomness; the same arguments give identical data.
-        start_date: First day of the period (events are in UTC).
-        drift_at: Day (0-based, relative to `start_date`) from which behaviour drifts and the
-            `social` channel appears; None for no drift.
-        chunk_size: Customers generated per vectorised batch (and per spawned seed, so it is part
-            of what defines the data).
-        progress: Called with the number of customers just finished, once per chunk.
+        **options: `Options`: start date, drift day, chunk size, progress callback.
 
     Returns:
         The customers frame (customer_id, signup_date, churn_date, plan, channel, region,
@@ -186,7 +193,7 @@ def generate(
     """
     frames: list[pd.DataFrame] = []
     tables: list[pa.Table] = []
-    for customers, events in _chunks(n_customers, days, seed, start_date, drift_at, chunk_size, progress):
+    for customers, events in _chunks(n_customers, days, seed, options):
         frames.append(customers)
         tables.append(events)
     return GeneratedData(customers=_concat_customers(frames), events=pa.concat_tables(tables))
@@ -219,14 +226,7 @@ def write_generated(data: GeneratedData, out_dir: Path) -> tuple[Path, Path]:
 
 
 def generate_to_parquet(
-    out_dir: Path,
-    n_customers: int,
-    days: int,
-    seed: int,
-    start_date: dt.date = dt.date(2025, 1, 1),
-    drift_at: int | None = None,
-    chunk_size: int = 20_000,
-    progress: Callable[[int], None] | None = None,
+    out_dir: Path, n_customers: int, days: int, seed: int, **options: Unpack[Options]
 ) -> tuple[Path, Path]:
     """Generate straight into Parquet, one chunk at a time, so the event log is never whole in memory.
 
@@ -238,10 +238,7 @@ def generate_to_parquet(
         n_customers: Number of customers.
         days: Length of the period in days.
         seed: Seed of all randomness.
-        start_date: First day of the period.
-        drift_at: Day from which behaviour drifts; None for no drift.
-        chunk_size: Customers per batch (part of what defines the data, as in `generate`).
-        progress: Called with the number of customers just finished, once per chunk.
+        **options: `Options`, as for `generate`.
 
     Returns:
         The paths of customers.parquet and events.parquet.
@@ -250,13 +247,12 @@ def generate_to_parquet(
         ValueError: A size is not positive or `drift_at` is outside the period.
     """
     out_dir = Path(out_dir)
-    _check_arguments(n_customers, days, drift_at, chunk_size)
     events_path = out_dir / EVENTS_FILE
     # The events file appears only once the customers file is in place.
     with atomic_path(events_path) as events_temp:
         frames: list[pd.DataFrame] = []
         with pq.ParquetWriter(events_temp, EVENTS_SCHEMA) as writer:
-            for customers, events in _chunks(n_customers, days, seed, start_date, drift_at, chunk_size, progress):
+            for customers, events in _chunks(n_customers, days, seed, options):
                 writer.write_table(events)
                 frames.append(customers)
         customers_path = _write_atomically(_customers_arrow(_concat_customers(frames)), out_dir / CUSTOMERS_FILE)
