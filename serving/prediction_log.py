@@ -8,8 +8,7 @@ renamed, so a reader never sees half a file. The thread flushes every `flush_row
 accepted.
 
 Why a process: turning rows into Arrow columns and encoding Parquet hold the interpreter lock
-for much of their time, and on a small machine the requests in flight waited for it (12 ms of a
-1,000-row /score_features request at p50). The writer process ignores SIGINT and SIGTERM, which a
+for much of their time, and on a small machine the requests in flight waited for it. The writer process ignores SIGINT and SIGTERM, which a
 server's shutdown may send its whole process group: it stops when the log closes (after writing
 everything) or when the process that started it is gone.
 """

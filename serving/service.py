@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 # MLflow, Feast, XGBoost and pandas are imported where they are used, not here. `bentoml serve`
 # imports this module in its own process to find the services before it starts their workers,
-# which import it again: with those imports at the top (about 20 s on 2 cores, Feast and MLflow
-# the most), that first import alone delayed every start by as much.
+# which import it again: with those imports at the top, that first import alone delayed every start
+# by the time the stack takes to import (the README's serving figures say how long).
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,18 +63,17 @@ FeatureValue = FiniteNumber | Annotated[str, StringConstraints(max_length=256)] 
 
 Answers = Annotated[list[dict[str, Any]], ContentType("application/json")]
 """What the scoring endpoints return, as their OpenAPI document describes it. The content type is
-stated so that BentoML 1.4.39 does not derive it from the type's JSON schema on every response.
+stated so that BentoML does not derive it from the type's JSON schema on every response.
 The handlers hand BentoML the answers already encoded (`json_answers`)."""
 
 
 def json_answers(answers: list[dict[str, Any]]) -> Any:  # noqa: ANN401  (a Response where `Answers` is declared)
     """`answers` encoded as the JSON response of a scoring endpoint.
 
-    BentoML 1.4.39 passes a Response an API returns through untouched (its status code and
-    headers still come from the request context). Otherwise it validates the answers against an
-    output model, dumps that to Python objects, encodes them with the standard library's `json`
-    and streams the result: 70% of the event loop's time for a 1,000-row /score_features answer.
-    pydantic-core encodes the same list in one Rust call; a NaN, which `json` wrote as an invalid
+    BentoML passes a Response an API returns through untouched (its status code and headers still
+    come from the request context). Otherwise it validates the answers against an output model,
+    dumps that to Python objects, encodes them with the standard library's `json` and streams the
+    result, most of the event loop's time for a big /score_features answer. pydantic-core encodes the same list in one Rust call; a NaN, which `json` wrote as an invalid
     `NaN`, becomes null.
     """
     return Response(pydantic_core.to_json(answers, inf_nan_mode="null"), media_type="application/json")
@@ -98,8 +97,8 @@ def settle_heap() -> None:
     """Collect once, then move every object alive after start-up out of the garbage collector's sight.
 
     The imports (MLflow, Feast, BentoML, pandas) leave about a million objects that live as long as
-    the process; each full collection walked all of them, a pause of 100-250 ms that a request
-    now and then waited out (the p99 of /score). Frozen, they are never scanned again.
+    the process; each full collection walked all of them, a pause that a request now and then
+    waited out (the tail of /score's latency). Frozen, they are never scanned again.
     """
     gc.collect()
     gc.freeze()
