@@ -8,9 +8,9 @@ renamed, so a reader never sees half a file. The thread flushes every `flush_row
 accepted.
 
 Why a process: turning rows into Arrow columns and encoding Parquet hold the interpreter lock
-for much of their time, and on a small machine the requests in flight waited for it. The writer process ignores SIGINT and SIGTERM, which a
-server's shutdown may send its whole process group: it stops when the log closes (after writing
-everything) or when the process that started it is gone.
+for much of their time, and on a small machine the requests in flight waited for it. The writer
+process ignores SIGINT and SIGTERM, which a server's shutdown may send its whole process group: it
+stops when the log closes (after writing everything) or when the process that started it is gone.
 """
 
 from __future__ import annotations

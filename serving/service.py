@@ -73,8 +73,8 @@ def json_answers(answers: list[dict[str, Any]]) -> Any:  # noqa: ANN401  (a Resp
     BentoML passes a Response an API returns through untouched (its status code and headers still
     come from the request context). Otherwise it validates the answers against an output model,
     dumps that to Python objects, encodes them with the standard library's `json` and streams the
-    result, most of the event loop's time for a big /score_features answer. pydantic-core encodes the same list in one Rust call; a NaN, which `json` wrote as an invalid
-    `NaN`, becomes null.
+    result, most of the event loop's time for a big /score_features answer. pydantic-core encodes
+    the same list in one Rust call; a NaN, which `json` wrote as an invalid `NaN`, becomes null.
     """
     return Response(pydantic_core.to_json(answers, inf_nan_mode="null"), media_type="application/json")
 
