@@ -37,6 +37,9 @@ class CustomersSource(_Frozen):
     """Optional static attributes, kept when present in the file."""
 
 
+EventFamily = Literal["purchase", "engagement", "service"]
+
+
 class EventsSource(_Frozen):
     """Where the event log comes from, its column mapping and the accepted event types."""
 
@@ -56,6 +59,21 @@ class EventsSource(_Frozen):
     """Event type given to every row when the file has no event type column (e.g. a transactions export)."""
     timestamp_format: str | None = None
     """strptime format of the timestamp column in a CSV; None lets pandas infer ISO 8601."""
+    families: dict[str, EventFamily] = Field(default_factory=dict)
+    """Event type -> family (purchase, engagement or service). Purchases drive spend, gaps, RFM,
+    recency and the lifetime features; engagement the engagement trend. The six standard types have
+    theirs already; any other type not listed is engagement. Every type gets counts per window,
+    days since its last occurrence, its 30-vs-30-day change and, with amounts, sums per window."""
+
+    @model_validator(mode="after")
+    def _families_name_known_types(self) -> EventsSource:
+        unknown = sorted(set(self.families) - set(self.event_types))
+        if unknown:
+            raise ValueError(
+                f"families names event types that are not in event_types: {', '.join(unknown)} "
+                f"(event_types: {', '.join(self.event_types)})"
+            )
+        return self
 
 
 class DataSettings(_Frozen):

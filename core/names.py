@@ -52,3 +52,10 @@ CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 
 STANDARD_EVENT_TYPES = ("purchase", "visit", "click", "message", "complaint", "support_ticket")
+
+BTYD_FREQUENCY = "purchases_btyd_frequency"
+"""Repeat purchase days before the observation date (purchase days - 1): the `x` of BG/NBD."""
+BTYD_RECENCY = "purchases_btyd_recency"
+"""Days from the first to the last purchase day (the repeat span): the `t_x` of BG/NBD."""
+BTYD_AGE = "purchases_btyd_t"
+"""Days from the first purchase day to the observation date: the `T` of BG/NBD."""

@@ -47,14 +47,21 @@ class Manifest:
             return None
 
 
+FEATURES_VERSION = 2
+"""Bumped when the feature SQL changes what it computes, so the next build recomputes every date."""
+
+
 def recipe(spec: SnapshotSpec, every_days: int, origin: dt.date, warmup_days: int) -> dict[str, Any]:
     """The settings and data shape a build depends on besides the data itself."""
     return {
+        "features_version": FEATURES_VERSION,
         "windows_days": list(spec.windows_days),
         "event_types": list(spec.event_types),
         "has_amount": spec.has_amount,
         "has_category": spec.has_category,
         "attributes": list(spec.attributes),
+        "families": [list(pair) for pair in spec.families],
+        "amount_types": list(spec.amount_types),
         "every_days": every_days,
         "origin": origin.isoformat(),
         "warmup_days": warmup_days,

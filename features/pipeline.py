@@ -23,7 +23,7 @@ from features.incremental import Manifest, recipe, summarise, touched_from
 from features.labels import compute_labels
 from features.snapshots.build import write_snapshots
 from features.snapshots.inputs import data_shape, event_day_range
-from features.snapshots.spec import SnapshotSpec, observation_grid, snapshot_spec
+from features.snapshots.spec import SnapshotSpec, family_of, observation_grid, snapshot_spec
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,10 @@ def _plan(settings: Settings, paths: FeaturePaths) -> tuple[SnapshotSpec, Manife
             f"the events span {first}..{last}, shorter than features.first_observation_after_days="
             f"{cfg.first_observation_after_days}: no observation date fits"
         )
-    shape = data_shape(paths.clean_events, paths.clean_customers, settings.data.customers.attributes)
-    spec = snapshot_spec(dates, cfg.windows_days, shape)
+    events = settings.data.events
+    purchase_types = [t for t in events.event_types if family_of(t, events.families) == "purchase"]
+    shape = data_shape(paths.clean_events, paths.clean_customers, settings.data.customers.attributes, purchase_types)
+    spec = snapshot_spec(dates, cfg.windows_days, shape, tuple(events.families.items()))
     manifest = summarise(
         paths.clean_events,
         paths.clean_customers,

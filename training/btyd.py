@@ -24,10 +24,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-FREQUENCY = "purchases_btyd_frequency"
-RECENCY = "purchases_btyd_recency"
-AGE = "purchases_btyd_t"
-SUMMARY = (FREQUENCY, RECENCY, AGE)
+from core import names
+
+SUMMARY = (names.BTYD_FREQUENCY, names.BTYD_RECENCY, names.BTYD_AGE)
 """The lifetime features a BG/NBD model needs (the feature build computes them from purchases)."""
 
 PENALIZER = 0.001

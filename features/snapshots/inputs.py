@@ -19,8 +19,12 @@ class DataShape:
 
     event_types: tuple[str, ...]
     has_amount: bool = True
+    """Whether purchases carry amounts."""
     has_category: bool = True
     attributes: tuple[str, ...] = ()
+    amount_types: tuple[str, ...] = ()
+    """Event types other than `purchase` whose events carry amounts (with a purchase family of several
+    types, the spec decides which of them are purchases)."""
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -77,19 +81,35 @@ def register_inputs(
 
 
 def data_shape(
-    events: Path | pd.DataFrame, customers: Path | pd.DataFrame, attributes: Sequence[str] = ()
+    events: Path | pd.DataFrame,
+    customers: Path | pd.DataFrame,
+    attributes: Sequence[str] = (),
+    purchase_types: Sequence[str] = ("purchase",),
 ) -> DataShape:
     """What the data holds: event types present, whether purchases carry amounts and categories,
-    and which of the wanted static `attributes` the customer table has."""
+    which other types carry amounts, and which of the wanted static `attributes` the customer table has.
+
+    Args:
+        events: The clean event log.
+        customers: The clean customers.
+        attributes: Static attributes wanted (`data.customers.attributes`).
+        purchase_types: The event types that are purchases (`data.events.families`).
+    """
     con = connect()
     register_inputs(con, events, customers)
-    types = tuple(sorted(r[0] for r in con.execute("SELECT DISTINCT event_type FROM events").fetchall()))
-    row = con.execute("SELECT count(amount), count(category) FROM events WHERE event_type = 'purchase'").fetchone() or (
-        0,
-        0,
-    )
+    rows = con.execute(
+        "SELECT event_type, count(amount) > 0, count(category) > 0 FROM events GROUP BY event_type ORDER BY event_type"
+    ).fetchall()
+    types = tuple(r[0] for r in rows)
+    buying = [r for r in rows if r[0] in set(purchase_types)]
     present = set(_columns(con, "customers"))
-    return DataShape(types, row[0] > 0, row[1] > 0, tuple(a for a in attributes if a in present))
+    return DataShape(
+        types,
+        any(r[1] for r in buying),
+        any(r[2] for r in buying),
+        tuple(a for a in attributes if a in present),
+        tuple(r[0] for r in rows if r[1] and r[0] not in set(purchase_types)),
+    )
 
 
 def event_types_in(events: Path | pd.DataFrame) -> tuple[str, ...]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,16 +18,53 @@ TREND_DAYS = 30
 RFM_BINS = 5
 """RFM scores run from 1 (worst) to RFM_BINS (best) within each observation date."""
 
-# event type -> (feature view, word used in feature names)
-COUNTED_EVENTS: dict[str, tuple[str, str]] = {
-    "purchase": (names.VIEW_PURCHASES, "count"),
-    "visit": (names.VIEW_ENGAGEMENT, "visits"),
-    "click": (names.VIEW_ENGAGEMENT, "clicks"),
-    "message": (names.VIEW_ENGAGEMENT, "messages"),
-    "complaint": (names.VIEW_SERVICE, "complaints"),
-    "support_ticket": (names.VIEW_SERVICE, "tickets"),
+FAMILIES = ("purchase", "engagement", "service")
+"""Families of event types: purchases drive spend, gaps, RFM and the lifetime features; engagement
+the engagement trend; service is counted like the others."""
+
+FAMILY_VIEW = {"purchase": names.VIEW_PURCHASES, "engagement": names.VIEW_ENGAGEMENT, "service": names.VIEW_SERVICE}
+"""The Feast view (and feature name prefix) of each family's features."""
+
+DEFAULT_FAMILY = "engagement"
+"""The family of an event type the config does not map: activity of some kind."""
+
+STANDARD_TYPES: dict[str, tuple[str, str]] = {
+    "purchase": ("purchase", "count"),
+    "visit": ("engagement", "visits"),
+    "click": ("engagement", "clicks"),
+    "message": ("engagement", "messages"),
+    "complaint": ("service", "complaints"),
+    "support_ticket": ("service", "tickets"),
 }
-ENGAGEMENT_EVENTS = ("visit", "click", "message")
+"""The six event types the platform started with: their family and the word their features use."""
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """One event type of the data as the features see it."""
+
+    type: str
+    """The `event_type` value."""
+    family: str
+    word: str
+    """The word in its feature names, e.g. `visits` in `engagement_visits_30d`."""
+    column: str
+    """The SQL identifier of its running count (`n_<position>`): event types are data, not identifiers."""
+
+    @property
+    def view(self) -> str:
+        """The Feast view its features belong to."""
+        return FAMILY_VIEW[self.family]
+
+
+def family_of(event_type: str, families: Mapping[str, str]) -> str:
+    """The family of an event type: as configured, else its standard family, else `DEFAULT_FAMILY`."""
+    return families.get(event_type, STANDARD_TYPES.get(event_type, (DEFAULT_FAMILY, ""))[0])
+
+
+def word_of(event_type: str) -> str:
+    """The word a configured event type gets in feature names: lower case, runs of other characters as `_`."""
+    return re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_") or "type"
 
 
 @dataclass(frozen=True)
@@ -37,18 +75,62 @@ class SnapshotSpec:
     windows_days: tuple[int, ...]
     event_types: tuple[str, ...]
     has_amount: bool = True
+    """Whether purchase events carry amounts."""
     has_category: bool = True
     attributes: tuple[str, ...] = ()
+    families: tuple[tuple[str, str], ...] = ()
+    """(event type, family) the config sets; a standard type without one keeps its own family,
+    any other type is `DEFAULT_FAMILY`."""
+    amount_types: tuple[str, ...] = ()
+    """Event types outside the purchase family whose events carry amounts (they get per-window sums)."""
+
+    @property
+    def kinds(self) -> list[EventKind]:
+        """Every event type present, standard types first in their usual order, then the others sorted."""
+        configured = dict(self.families)
+        ordered = [t for t in STANDARD_TYPES if t in self.event_types]
+        ordered += sorted(t for t in self.event_types if t not in STANDARD_TYPES)
+        family = {t: family_of(t, configured) for t in ordered}
+        several_purchase_types = sum(f == "purchase" for f in family.values()) > 1
+        kinds: list[EventKind] = []
+        used: set[str] = set()
+        for i, etype in enumerate(ordered):
+            standard = STANDARD_TYPES.get(etype)
+            # A standard type keeps its usual word (`engagement_visits_30d`, `service_tickets_30d`)
+            # unless it moved family or shares the purchase family with other types.
+            keeps_word = (
+                standard is not None
+                and standard[0] == family[etype]
+                and not (family[etype] == "purchase" and several_purchase_types)
+            )
+            word = standard[1] if standard is not None and keeps_word else word_of(etype)
+            while word in used:  # two types that read alike ("add-contact", "add contact")
+                word += "_"
+            used.add(word)
+            kinds.append(EventKind(etype, family[etype], word, f"n_{i}"))
+        return kinds
+
+    @property
+    def purchase_types(self) -> list[str]:
+        """The event types of the purchase family."""
+        return [k.type for k in self.kinds if k.family == "purchase"]
+
+    @property
+    def engagement_types(self) -> list[str]:
+        """The event types of the engagement family."""
+        return [k.type for k in self.kinds if k.family == "engagement"]
 
     @property
     def purchases(self) -> bool:
         """Whether the data has purchase events."""
-        return "purchase" in self.event_types
+        return bool(self.purchase_types)
 
     @property
-    def counted(self) -> list[str]:
-        """The event types with count features, in a fixed order."""
-        return [t for t in COUNTED_EVENTS if t in self.event_types]
+    def counted(self) -> list[EventKind]:
+        """The event types with features of their own: all but a purchase family of one type, which the
+        purchase features already describe."""
+        alone = len(self.purchase_types) == 1
+        return [k for k in self.kinds if not (alone and k.family == "purchase")]
 
     @property
     def long_window(self) -> int:
@@ -97,6 +179,7 @@ def snapshot_spec(
     observation_dates: Sequence[dt.date],
     windows_days: Sequence[int],
     event_types: Sequence[str] | DataShape,
+    families: Sequence[tuple[str, str]] = (),
 ) -> SnapshotSpec:
     """Build a `SnapshotSpec` with sorted, de-duplicated dates and windows.
 
@@ -104,14 +187,19 @@ def snapshot_spec(
         observation_dates: When to observe.
         windows_days: Window lengths in days.
         event_types: The event types present, or the full `DataShape` of the data.
+        families: (event type, family) pairs from the config (`data.events.families`); types the
+            data lacks are ignored.
 
     Returns:
         The spec.
 
     Raises:
-        ValueError: No window, or a window that is not a positive number of days.
+        ValueError: No window, a window that is not a positive number of days, or an unknown family.
     """
     shape = event_types if isinstance(event_types, DataShape) else DataShape(tuple(event_types))
+    if any(f not in FAMILIES for _, f in families):
+        bad = sorted({f for _, f in families if f not in FAMILIES})
+        raise ValueError(f"data.events.families: unknown families {bad}; choose from {', '.join(FAMILIES)}")
     windows = tuple(sorted(set(windows_days)))
     if not windows or min(windows) <= 0:
         raise ValueError(f"features.windows_days must be positive day counts, got {list(windows_days)}")
@@ -122,6 +210,8 @@ def snapshot_spec(
         shape.has_amount,
         shape.has_category,
         shape.attributes,
+        tuple(sorted((t, f) for t, f in families if t in shape.event_types)),
+        shape.amount_types,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core import names
-from features.snapshots.spec import COUNTED_EVENTS, ENGAGEMENT_EVENTS, RFM_BINS, TREND_DAYS, SnapshotSpec
+from features.snapshots.spec import RFM_BINS, TREND_DAYS, SnapshotSpec
 
 
 def feature_names(spec: SnapshotSpec) -> list[str]:
@@ -15,15 +15,28 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
     """(SQL expression over the `wide` relation, feature name) for every feature of `spec`."""
 
     def window(column: str, days: int) -> str:
-        # Exact: counts are whole numbers and spend is DECIMAL, so an empty window is exactly 0.
+        # Exact: counts are whole numbers and sums are DECIMAL, so an empty window is exactly 0.
         return f"(coalesce({column}_0, 0) - coalesce({column}_{days}, 0))::DOUBLE"
+
+    def since(day: str) -> str:
+        return f"date_diff('day', {day}, wide.obs_ts)::DOUBLE"
+
+    t, t2 = TREND_DAYS, 2 * TREND_DAYS
+
+    def trend(column: str) -> str:
+        """The last TREND_DAYS days against the TREND_DAYS before them."""
+        return f"change_ratio({window(column, t)}, (coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE)"
 
     out: list[tuple[str, str]] = []
     spend = spec.purchases and spec.has_amount
+    summed = {k.type for k in spec.counted if k.type in spec.amount_types}
     for w in spec.windows_days:
-        for etype in spec.counted:
-            view, word = COUNTED_EVENTS[etype]
-            out.append((window(f"n_{etype}", w), f"{view}_{word}_{w}d"))
+        if spec.purchases:
+            out.append((window("n_purchase", w), f"purchases_count_{w}d"))
+        for kind in spec.counted:
+            out.append((window(kind.column, w), f"{kind.view}_{kind.word}_{w}d"))
+            if kind.type in summed:
+                out.append((window(f"amount_{kind.column}", w), f"{kind.view}_{kind.word}_amount_{w}d"))
         if spend:
             out.append((window("spend", w), f"purchases_spend_{w}d"))
             count = window("n_purchase", w)
@@ -39,21 +52,27 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
         out.append((mean, f"purchases_gap_mean_{long}d"))
         variance = f"greatest(0, {window('gap_sq', long)} / {n_gaps} - {mean} * {mean})"
         out.append((f"CASE WHEN {n_gaps} >= 2 THEN sqrt({variance}) END", f"purchases_gap_std_{long}d"))
-        out.append(("date_diff('day', last_purchase_0, wide.obs_ts)::DOUBLE", "purchases_days_since_last"))
-    # Trends: the last TREND_DAYS days against the TREND_DAYS before them.
-    t, t2 = TREND_DAYS, 2 * TREND_DAYS
-
-    def trend(column: str) -> str:
-        return f"change_ratio({window(column, t)}, (coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE)"
-
-    if spec.purchases:
+        out.append((since("last_purchase_0"), "purchases_days_since_last"))
         out.append((trend("n_purchase"), "purchases_frequency_change"))
         if spend:
             out.append((trend("spend"), "purchases_spend_change"))
-    if any(e in spec.event_types for e in ENGAGEMENT_EVENTS):
+        # Lifetime: everything before the observation date, and the buy-till-you-die summary.
+        out.append(("coalesce(n_purchase_0, 0)::DOUBLE", "purchases_count_lifetime"))
+        if spend:
+            out.append(("coalesce(spend_0, 0)::DOUBLE", "purchases_spend_lifetime"))
+        out.append(("CASE WHEN p_days_0 > 0 THEN p_days_0 - 1 END::DOUBLE", names.BTYD_FREQUENCY))
+        out.append(("date_diff('day', first_purchase_0, last_purchase_0)::DOUBLE", names.BTYD_RECENCY))
+        out.append((since("first_purchase_0"), names.BTYD_AGE))
+        out.append((f"n_purchase_0 * 30.0 / greatest({since('first_purchase_0')}, 1)", "purchases_rate_30d"))
+    for kind in spec.counted:
+        out.append((since(f"last_{kind.column}_0"), f"{kind.view}_{kind.word}_days_since_last"))
+        out.append((trend(kind.column), f"{kind.view}_{kind.word}_change"))
+    if spec.engagement_types:
         out.append((trend("n_engagement"), "engagement_change"))
-    out.append(("date_diff('day', last_activity_0, wide.obs_ts)::DOUBLE", "engagement_days_since_last_activity"))
+    out.append((since("last_activity_0"), "engagement_days_since_last_activity"))
+    out.append(("coalesce(n_all_0, 0)::DOUBLE", "engagement_events_lifetime"))
     out.append(("tenure_days", "profile_tenure_days"))
+    out.append((since("first_activity_0"), "profile_age_days"))
     out += [(f"attr_{i}", f"profile_{a}") for i, a in enumerate(spec.attributes)]
     return out
 
@@ -61,9 +80,14 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
 def _edges(spec: SnapshotSpec) -> list[int]:
     """Days before the observation date at which running totals are looked up."""
     edges = {0, *spec.windows_days}
-    if spec.purchases or any(e in spec.event_types for e in ENGAGEMENT_EVENTS):
+    if spec.kinds:
         edges |= {TREND_DAYS, 2 * TREND_DAYS}
     return sorted(edges)
+
+
+def _literals(types: list[str]) -> str:
+    """Event types as a SQL list of string literals (they are data: quotes are escaped)."""
+    return ", ".join("'" + t.replace("'", "''") + "'" for t in types)
 
 
 def feature_sql(spec: SnapshotSpec) -> str:
@@ -72,16 +96,27 @@ def feature_sql(spec: SnapshotSpec) -> str:
     It expects views `events` (customer_id, event_timestamp, event_type, amount, category),
     `customers` (customer_id, signup_date, churn_date, attributes...) and `obs` (observation_ts).
     """
-    counted = spec.counted
-    engagement = [e for e in ENGAGEMENT_EVENTS if e in spec.event_types]
-    daily_cols = [f"count(*) FILTER (WHERE event_type = '{e}')::DOUBLE AS n_{e}" for e in counted]
-    if engagement:
-        types = ", ".join(f"'{e}'" for e in engagement)
-        daily_cols.append(f"count(*) FILTER (WHERE event_type IN ({types}))::DOUBLE AS n_engagement")
+    daily_cols = ["count(*)::DOUBLE AS n_all"]
+    daily_cols += [
+        f"count(*) FILTER (WHERE event_type = {_literals([k.type])})::DOUBLE AS {k.column}" for k in spec.counted
+    ]
+    # DECIMAL, not DOUBLE: running totals and their differences stay exact, so a window without
+    # such events sums to exactly 0 and the result does not depend on summation order.
+    daily_cols += [
+        f"coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type = {_literals([k.type])}), 0)"
+        f" AS amount_{k.column}"
+        for k in spec.counted
+        if k.type in spec.amount_types
+    ]
+    if spec.engagement_types:
+        daily_cols.append(
+            f"count(*) FILTER (WHERE event_type IN ({_literals(spec.engagement_types)}))::DOUBLE AS n_engagement"
+        )
+    buying = _literals(spec.purchase_types)
+    if spec.purchases:
+        daily_cols.append(f"count(*) FILTER (WHERE event_type IN ({buying}))::DOUBLE AS n_purchase")
     if spec.purchases and spec.has_amount:
-        # DECIMAL, not DOUBLE: running totals and their differences stay exact, so a window without
-        # purchases has spend exactly 0 and the result does not depend on summation order.
-        daily_cols.append("coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type = 'purchase'), 0) AS spend")
+        daily_cols.append(f"coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type IN ({buying})), 0) AS spend")
     running = [c.rsplit(" AS ", 1)[1] for c in daily_cols]
     gap = ""
     if spec.purchases:
@@ -95,24 +130,30 @@ def feature_sql(spec: SnapshotSpec) -> str:
             "sum(gap * gap) OVER w AS gap_sq",
             "count(gap) OVER w AS gap_n",
             "max(CASE WHEN n_purchase > 0 THEN day END) OVER w AS last_purchase",
+            "min(CASE WHEN n_purchase > 0 THEN day END) OVER w AS first_purchase",
+            "count(CASE WHEN n_purchase > 0 THEN day END) OVER w AS p_days",
         ]
-    cum_cols.append("day AS last_activity")
+    cum_cols += [f"max(CASE WHEN {k.column} > 0 THEN day END) OVER w AS last_{k.column}" for k in spec.counted]
+    cum_cols += ["day AS last_activity", "min(day) OVER w AS first_activity"]
     looked_up = [c.rsplit(" AS ", 1)[1] for c in cum_cols]
     edges = _edges(spec)
     # One ASOF join looks up the running totals at every window edge of every (customer, date),
     # then one GROUP BY on the integer row id `pid` lays the edges out side by side.
     trend_edges = {TREND_DAYS, 2 * TREND_DAYS}
+    at_edge_zero_only = {"n_all", "first_purchase", "last_purchase", "p_days", "last_activity", "first_activity"}
 
     def needed_at(column: str, k: int) -> bool:
         if k == 0:
             return True
-        if column in ("last_purchase", "last_activity"):
+        if column in at_edge_zero_only or column.startswith("last_"):
             return False
         if column.startswith("gap_"):
             return k == spec.long_window
         if column == "n_engagement":
             return k in trend_edges
-        return k in spec.windows_days or (k in trend_edges and column in ("n_purchase", "spend"))
+        if column.startswith("amount_"):
+            return k in spec.windows_days
+        return k in spec.windows_days or k in trend_edges
 
     picks = ", ".join(
         f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}" for k in edges for c in looked_up if needed_at(c, k)
@@ -136,7 +177,7 @@ edge_totals AS (SELECT pid, {picks} FROM at_edges GROUP BY pid)"""
         )
         categories = f""",
 cat_days AS (
-    SELECT DISTINCT cid, category, day FROM ev WHERE event_type = 'purchase' AND category IS NOT NULL
+    SELECT DISTINCT cid, category, day FROM ev WHERE event_type IN ({buying}) AND category IS NOT NULL
 ),
 cat_probe AS (
     SELECT p.pid, p.cid, p.obs_ts, c.category
