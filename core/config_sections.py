@@ -147,7 +147,12 @@ class FeastSettings(_Frozen):
 
 
 class SplitSettings(_Frozen):
-    """Out-of-time split: train on earlier observation dates, validate on later ones, test on the latest."""
+    """How labelled rows split into training, validation and test.
+
+    With two or more labelled observation dates: out of time (train on earlier dates, validate on
+    later ones, test on the latest). With one (a customer table without a time axis): a stratified
+    test share held out, and k-fold stratified cross-validation on the rest for tuning.
+    """
 
     test_dates: int = Field(2, gt=0)
     """The latest labelled observation dates (complete horizon) held out for the final test."""
@@ -159,6 +164,26 @@ class SplitSettings(_Frozen):
     test_customers: float = Field(0.3, gt=0, lt=1)
     """Share of customers (by a seeded hash of the id) reserved for the test: they never appear in
     train or validation, so no customer straddles train and test."""
+    cv_folds: int = Field(5, ge=2)
+    """One observation date: stratified folds of cross-validation; the Optuna objective is their mean."""
+    test_share: float = Field(0.2, gt=0, lt=1)
+    """One observation date: the stratified share of rows held out for the final test."""
+
+
+class BlendSettings(_Frozen):
+    """Blending the trees with the logistic regression fitted on the same rows (`training.blend`)."""
+
+    tree_weights: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
+    """Candidate weights of the trees in the blended margin, beside 1.0 (the trees alone). The one
+    nearest 0.5 is the default; another (the trees alone included) replaces it only when it scores
+    better on the held-out rows (validation, or cross-validation's out-of-fold rows) by more than
+    their noise (a paired bootstrap). Empty: never blend."""
+
+    @model_validator(mode="after")
+    def _weights_are_shares(self) -> BlendSettings:
+        if any(not 0.0 < w <= 1.0 for w in self.tree_weights):
+            raise ValueError(f"tree_weights must lie in (0, 1], got {list(self.tree_weights)}")
+        return self
 
 
 class SearchSpace(_Frozen):
@@ -188,6 +213,10 @@ class GateSettings(_Frozen):
     """The challenger must beat the champion's objective metric on the same test data by this much."""
     guards: dict[GuardMetric, float] = Field(default_factory=_default_guards)
     """Metric -> largest tolerated regression (absolute) against the champion."""
+    must_beat_baselines: bool = True
+    """Refuse a challenger that does not beat the best baseline (logistic regression, recency rule,
+    BG/NBD for activity labels) on the test rows: on the objective metric, or on ROC AUC when the
+    objective is log loss (the recency rule ranks, it gives no probabilities)."""
 
 
 class TrainingSettings(_Frozen):
@@ -213,6 +242,7 @@ class TrainingSettings(_Frozen):
     max_rounds: int = Field(300, gt=0)
     early_stopping_rounds: int = Field(30, gt=0)
     gate: GateSettings = GateSettings()
+    blend: BlendSettings = BlendSettings()
     retention_cost: float = Field(5.0, ge=0)
     """Cost of one retention contact, for the profit curve and threshold."""
     retention_success: float = Field(0.25, gt=0, le=1)

@@ -106,11 +106,20 @@ class PlayEntry(_Frozen):
 
 
 class CustomerValue(_Frozen):
-    """How a customer's yearly value is estimated (for revenue at risk and expected loss)."""
+    """How a customer's yearly value is estimated (for revenue at risk, expected loss and the profit
+    threshold): any numeric feature or column times a yearly factor."""
 
     feature: str = "purchases_spend_90d"
+    """A behaviour feature (spend in a window) or a column of a customer table (monthly recurring revenue...)."""
     window_days: int = Field(90, gt=0)
     """The feature covers this many days; value per year = feature * 365 / window_days."""
+    multiplier: float | None = Field(None, gt=0)
+    """Value per year = feature * multiplier (e.g. 12 for a monthly charge); set, it replaces window_days."""
+
+    @property
+    def per_year(self) -> float:
+        """The factor turning the feature into a yearly value."""
+        return self.multiplier if self.multiplier is not None else 365.0 / self.window_days
 
 
 def _default_rules() -> tuple[WarningRule, ...]:

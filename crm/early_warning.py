@@ -170,7 +170,7 @@ def early_warning_columns(
         out[RULE_HITS] = hit_lists(fired, n) if n else []
     if not isinstance(features, pd.DataFrame) or is_plain(features[value_feature]):
         x, missing = columns[value_feature]
-        value: Any = np.where(missing, 0.0, x) * 365.0 / crm.customer_value.window_days
+        value: Any = np.where(missing, 0.0, x) * crm.customer_value.per_year
     else:
         value = customer_value(crm, features).array
     out[CUSTOMER_VALUE] = value

@@ -104,4 +104,4 @@ def customer_value(crm: CrmSettings, frame: pd.DataFrame) -> pd.Series:
     """Estimated yearly value per customer: the value feature scaled from its window to 365 days."""
     cfg = crm.customer_value
     value = pd.to_numeric(frame[cfg.feature], errors="coerce").fillna(0.0)
-    return value * 365.0 / cfg.window_days
+    return value * cfg.per_year

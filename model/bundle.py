@@ -6,7 +6,8 @@ gate all load it (`model.champion`). It holds:
 - the XGBoost booster (its feature names and the category lists it was trained with inside it);
 - the probability calibration training chose, if any (`model.calibration`);
 - a sample of the training features with the model's probabilities: the reference that drift
-  reports compare against and that quantile CRM layers cut.
+  reports compare against and that quantile CRM layers cut;
+- the logistic regression blended with the trees, when training chose to blend (`model.linear`).
 
 On disk it is a folder of plain files (`write_bundle`, `read_bundle`). In MLflow it is a pyfunc
 model (`model.pyfunc`) whose artifacts are those files, so `models:/<name>@champion` alone is
@@ -28,12 +29,19 @@ import xgboost as xgb
 
 from core import names
 from model.calibration import calibrate
-from model.matrix import booster_categories, booster_input, dmatrix
+from model.linear import CompiledLinear, LinearPart, blend_margin, sigmoid
+from model.matrix import booster_categories, booster_input, dmatrix, input_array
 
 BOOSTER = "booster"
 CALIBRATION = "calibration"
 REFERENCE = "reference"
-FILES = {BOOSTER: "booster.ubj", CALIBRATION: "calibration.json", REFERENCE: "reference.parquet"}
+LINEAR = "linear"
+FILES = {
+    BOOSTER: "booster.ubj",
+    CALIBRATION: "calibration.json",
+    REFERENCE: "reference.parquet",
+    LINEAR: "linear.json",
+}
 """The bundle's artifacts: name -> file name (the pyfunc's `artifacts` keys are the names)."""
 
 
@@ -46,13 +54,18 @@ class ModelBundle:
     """The calibration spec (`model.calibration.calibrator_spec`), or None: the booster's probabilities."""
     reference: pd.DataFrame | None = None
     """Training rows' features and `churn_probability` (None only for bundles made in tests)."""
+    linear: LinearPart | None = None
+    """The logistic regression blended with the trees (`model.linear`), or None: the trees alone."""
     categories: dict[str, list[str]] = field(init=False)
     """Categorical feature -> the values the booster was trained with."""
+    compiled: CompiledLinear | None = field(init=False)
+    """`linear` laid out for the model's input array."""
 
     def __post_init__(self) -> None:
         if not self.booster.feature_names:
             raise ValueError("the model has no feature names: train it on a DataFrame")
         self.categories = booster_categories(self.booster)
+        self.compiled = CompiledLinear(self.linear, self.features, self.categories) if self.linear else None
 
     @property
     def features(self) -> list[str]:
@@ -60,8 +73,14 @@ class ModelBundle:
         return list(self.booster.feature_names or [])
 
     def raw_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        """The booster's churn probabilities of feature rows (before calibration)."""
-        return np.asarray(self.booster.predict(dmatrix(booster_input(self.booster, frame))))
+        """The model's churn probabilities of feature rows before calibration (trees, blended with the
+        linear part when there is one)."""
+        matrix = dmatrix(booster_input(self.booster, frame))
+        if self.compiled is None:
+            return np.asarray(self.booster.predict(matrix))
+        trees = self.booster.predict(matrix, output_margin=True)
+        linear = self.compiled.margin(input_array(self.booster, frame))
+        return sigmoid(blend_margin(trees, linear, self.compiled.tree_weight))
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probabilities of feature rows, as every consumer of the model computes them.
@@ -95,6 +114,9 @@ def write_bundle(bundle: ModelBundle, folder: Path) -> dict[str, str]:
     if bundle.reference is not None:
         paths[REFERENCE] = folder / FILES[REFERENCE]
         bundle.reference.to_parquet(paths[REFERENCE], index=False)
+    if bundle.linear is not None:
+        paths[LINEAR] = folder / FILES[LINEAR]
+        paths[LINEAR].write_text(json.dumps(bundle.linear.to_dict()), encoding="utf-8")
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -106,4 +128,7 @@ def read_bundle(artifacts: Mapping[str, str]) -> ModelBundle:
     if CALIBRATION in artifacts:
         calibration = json.loads(Path(artifacts[CALIBRATION]).read_text(encoding="utf-8"))
     reference = pd.read_parquet(artifacts[REFERENCE]) if REFERENCE in artifacts else None
-    return ModelBundle(booster, calibration, reference)
+    linear = None
+    if LINEAR in artifacts:
+        linear = LinearPart.from_dict(json.loads(Path(artifacts[LINEAR]).read_text(encoding="utf-8")))
+    return ModelBundle(booster, calibration, reference, linear)

@@ -102,3 +102,16 @@ def booster_input(booster: xgb.Booster, frame: pd.DataFrame) -> pd.DataFrame:
 def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     """Churn probabilities of `frame`'s rows (the booster picks and types its own columns)."""
     return np.asarray(booster.predict(dmatrix(booster_input(booster, frame))))
+
+
+def input_array(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
+    """`frame` as the model's input array: one column per feature in the booster's order, numbers as
+    floats and categories as their code in the booster's training list (NaN when missing or unknown)."""
+    typed = booster_input(booster, frame)
+    columns = [
+        np.where(typed[name].cat.codes < 0, np.nan, typed[name].cat.codes).astype(np.float64)
+        if isinstance(typed[name].dtype, pd.CategoricalDtype)
+        else typed[name].to_numpy(dtype=np.float64)
+        for name in typed.columns
+    ]
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))

@@ -21,6 +21,7 @@ from core.config_sections import ServingSettings
 from model import treeshap
 from model.calibration import calibrate
 from model.champion import RegisteredModel
+from model.linear import CompiledLinear, LinearPart, blend_margin, sigmoid
 from model.matrix import booster_categories
 from model.reasons import phraser, reason
 from model.rows import (
@@ -58,6 +59,7 @@ class Predictor:
         exact_rows: int = 100,
         calibration: Mapping[str, Any] | None = None,
         reference: pd.DataFrame | None = None,
+        linear: LinearPart | None = None,
     ) -> None:
         """Wrap a trained booster.
 
@@ -71,6 +73,8 @@ class Predictor:
             exact_rows: The largest call `auto` explains exactly.
             calibration: The probability calibration training chose (`model.calibration`), if any.
             reference: A sample of the training features (quantile cut-offs of CRM layers come from it).
+            linear: The logistic regression blended with the trees (`model.linear`), if any: the
+                margin and every contribution are then the blend of both.
         """
         if not booster.feature_names:
             raise ValueError("the model has no feature names: train it on a DataFrame")
@@ -99,6 +103,10 @@ class Predictor:
         self._phrasers = [phraser(f) for f in self.features]
         self._logistic = _objective(booster) == "binary:logistic"
         """Whether a probability is the sigmoid of the margin (`model_outputs` then sums the contributions)."""
+        if linear is not None and not self._logistic:
+            raise ValueError("a linear part blends only with a binary:logistic booster")
+        self._linear = CompiledLinear(linear, self.features, self.categories) if linear is not None else None
+        """The blended linear part, laid out for `_array` rows; None: the trees alone."""
         self._shap = treeshap.build(booster) if explainer != "approx" else None
         """Exact TreeSHAP by table lookup; None (XGBoost's `pred_contribs` then) for a model the tables
         do not cover, or a predictor made to approximate."""
@@ -216,8 +224,7 @@ class Predictor:
         """
         array = self._array(rows)
         if not contributions:
-            matrix = self._dmatrix(array)
-            return self._booster(matrix).predict(matrix, validate_features=False).reshape(-1, 1)
+            return self._raw_probabilities(array).astype(np.float32).reshape(-1, 1)
         method = method or self.method(len(array))
         if not self._logistic:
             matrix = self._dmatrix(array)
@@ -252,22 +259,39 @@ class Predictor:
         (`array`'s DMatrix, when the caller has built it) or a DMatrix built here.
         """
         if method == "shap" and self._shap is not None:
-            return treeshap.contributions(self._shap, array)
-        matrix = matrix if matrix is not None else self._dmatrix(array)
-        return np.asarray(
-            self._booster(matrix).predict(
-                matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False
+            trees = treeshap.contributions(self._shap, array)
+        else:
+            matrix = matrix if matrix is not None else self._dmatrix(array)
+            trees = np.asarray(
+                self._booster(matrix).predict(
+                    matrix, pred_contribs=True, approx_contribs=method == "approx", validate_features=False
+                )
             )
-        )
+        if self._linear is None:
+            return trees
+        # Both parts' contributions are exact splits of their margins, so the blend's are their blend.
+        w = self._linear.tree_weight
+        blended = w * trees.astype(np.float64)
+        blended[:, :-1] += (1.0 - w) * self._linear.contributions(array)
+        blended[:, -1] += (1.0 - w) * self._linear.bias
+        return blended
 
-    def probabilities(self, rows: Rows) -> np.ndarray:
-        """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring).
+    def _raw_probabilities(self, array: np.ndarray) -> np.ndarray:
+        """Uncalibrated churn probabilities of `_array` rows.
 
         The booster predicts from the array `matrix` would wrap (`inplace_predict`: the same
         numbers, without building a DMatrix; the trees' categorical splits read the codes).
         """
-        proba = self.booster.inplace_predict(self._array(rows), validate_features=False)
-        return calibrate(self.calibration, np.asarray(proba, dtype=np.float32).reshape(-1))
+        if self._linear is None:
+            proba = self.booster.inplace_predict(array, validate_features=False)
+            return np.asarray(proba, dtype=np.float32).reshape(-1)
+        trees = self.booster.inplace_predict(array, predict_type="margin", validate_features=False)
+        margin = blend_margin(np.asarray(trees).reshape(-1), self._linear.margin(array), self._linear.tree_weight)
+        return sigmoid(margin)
+
+    def probabilities(self, rows: Rows) -> np.ndarray:
+        """Calibrated churn probabilities of feature rows (no reasons: the fast path of batch scoring)."""
+        return calibrate(self.calibration, self._raw_probabilities(self._array(rows)))
 
     def reasons(
         self, rows: Rows, contribs: np.ndarray | None = None, method: Method | None = None
@@ -335,6 +359,7 @@ def predictor_of(registered: RegisteredModel, serving: ServingSettings) -> Predi
         serving.exact_shap_rows,
         calibration=bundle.calibration,
         reference=bundle.reference,
+        linear=bundle.linear,
     )
     predictor.info = dict(registered.info)
     return predictor

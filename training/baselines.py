@@ -1,7 +1,8 @@
 """Simple baselines a churn model must beat: a logistic regression and a recency rule.
 
 `baseline_scores` scores the model's test rows with each, so that `training.metrics.evaluate`
-measures them on the same rows as the model (the report puts them side by side).
+measures them on the same rows as the model (the report puts them side by side); BG/NBD, the
+third baseline for activity labels, is in `training.btyd` and `training.evaluation`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from model.calibration import as_labels
+from model.linear import MISSING
 from model.matrix import is_categorical
 
 RECENCY_FALLBACK = "engagement_days_since_last_activity"
 """The recency rule's feature when the requested one is absent."""
 
 
-def _model_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+def model_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(numeric, categorical) columns; others (dates, ...) are not baseline inputs."""
     numeric, categorical = [], []
     for name in frame.columns:
@@ -34,11 +36,11 @@ def _model_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
-def _baseline_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+def baseline_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     out = {name: pd.to_numeric(frame[name], errors="coerce").astype("float64") for name in numeric}
     for name in categorical:
         column = frame[name].astype("object")
-        out[name] = column.where(column.notna(), "__missing__").astype(str)
+        out[name] = column.where(column.notna(), MISSING).astype(str)
     return pd.DataFrame(out, index=frame.index)
 
 
@@ -48,17 +50,26 @@ def logistic_baseline(train_frame: pd.DataFrame, y_train: npt.ArrayLike) -> Pipe
     Numeric columns: median imputation, standard scaling. String/category columns (missing as
     its own value): one-hot, unknown values ignored. Other columns (dates, ...) are dropped.
     """
-    numeric, categorical = _model_columns(train_frame)
+    numeric, categorical = model_columns(train_frame)
     if not numeric and not categorical:
         raise ValueError("the training frame has no numeric or categorical columns")
     encode = ColumnTransformer(
         [
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+            (
+                "numeric",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            ),
             ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
         ]
     )
     model = Pipeline([("encode", encode), ("classify", LogisticRegression(max_iter=1000))])
-    return model.fit(_baseline_input(train_frame, numeric, categorical), as_labels(y_train))
+    return model.fit(baseline_input(train_frame, numeric, categorical), as_labels(y_train))
 
 
 def recency_rule(days_since: pd.Series | npt.ArrayLike) -> np.ndarray:
@@ -77,6 +88,7 @@ def baseline_scores(
     test_frame: pd.DataFrame,
     *,
     recency_feature: str = "purchases_days_since_last",
+    model: Pipeline | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores of simple baselines for the test rows, to evaluate on the same data as the model.
 
@@ -91,15 +103,16 @@ def baseline_scores(
         y_train: Their labels.
         test_frame: Feature rows to score (the model's test rows).
         recency_feature: Days since the last purchase.
+        model: The logistic regression already fitted on `train_frame` (fitted here when None).
 
     Returns:
         Baseline name -> one score in [0, 1] per test row.
     """
-    model = logistic_baseline(train_frame, y_train)
-    numeric, categorical = _model_columns(train_frame)
+    model = model if model is not None else logistic_baseline(train_frame, y_train)
+    numeric, categorical = model_columns(train_frame)
     scores = {
         "logistic_regression": np.asarray(
-            model.predict_proba(_baseline_input(test_frame, numeric, categorical))[:, 1], dtype=np.float64
+            model.predict_proba(baseline_input(test_frame, numeric, categorical))[:, 1], dtype=np.float64
         )
     }
     for name in (recency_feature, RECENCY_FALLBACK):

@@ -27,6 +27,14 @@ class Split:
     features: tuple[str, ...]
     categories: dict[str, list[str]] = field(default_factory=dict)
     """Categorical feature -> the values seen in `train` (others become missing)."""
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    """Cross-validation (one observation date): (fit rows, held-out rows) positions in `train` per
+    fold, and `valid` is empty; out of time: none."""
+
+    @property
+    def cross_validated(self) -> bool:
+        """Whether tuning cross-validates on `train` (one observation date) instead of using `valid`."""
+        return bool(self.folds)
 
     def xy(self, part: str) -> tuple[pd.DataFrame, pd.Series]:
         """Model-typed features (see `model.matrix`) and label of `train`, `valid` or `test`."""
@@ -42,6 +50,7 @@ class Split:
             out[f"{part}_rows"] = len(frame)
             out[f"{part}_customers"] = int(frame[names.CUSTOMER_ID].nunique())
             out[f"{part}_dates"] = f"{stamps.min():%Y-%m-%d}..{stamps.max():%Y-%m-%d}" if len(frame) else "-"
+        out["split"] = f"{len(self.folds)}-fold cross-validation" if self.folds else "out of time"
         return out
 
 
@@ -130,3 +139,41 @@ def out_of_time_split(
     typed = model_frame(train, features)
     categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
     return Split(train, valid, test, tuple(features), categories)
+
+
+def cross_validation_split(
+    frame: pd.DataFrame, features: list[str], *, folds: int, test_share: float, seed: int
+) -> Split:
+    """Split labelled rows without a time axis: a stratified test share, and stratified folds of the rest.
+
+    Args:
+        frame: Columns customer_id, event_timestamp, churned and the features (one observation date).
+        features: Model features.
+        folds: Cross-validation folds of the rows that are not tested.
+        test_share: Share of rows held out for the final test, stratified by the label.
+        seed: Seed of the test draw and of the folds.
+
+    Returns:
+        The split: `train` holds the rows to cross-validate on (with `folds`), `valid` is empty.
+
+    Raises:
+        ValueError: Too few churners or stayers for the folds; the message names the settings.
+    """
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    ordered = frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
+    y = ordered[names.LABEL].to_numpy()
+    smallest = int(min(y.sum(), len(y) - y.sum()))
+    if smallest < 2 * folds:
+        raise ValueError(
+            f"{smallest} rows of the smaller class: too few for training.split.cv_folds={folds} and a test share; "
+            "use more data or fewer folds"
+        )
+    rest, test = train_test_split(np.arange(len(ordered)), test_size=test_share, stratify=y, random_state=seed)
+    train = ordered.iloc[np.sort(rest)].reset_index(drop=True)
+    held = ordered.iloc[np.sort(test)].reset_index(drop=True)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    parts = tuple((fit, out) for fit, out in splitter.split(np.zeros(len(train)), train[names.LABEL].to_numpy()))
+    typed = model_frame(train, features)
+    categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
+    return Split(train, train.iloc[:0], held, tuple(features), categories, parts)

@@ -14,7 +14,6 @@ from tempfile import TemporaryDirectory
 import mlflow
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from mlflow import MlflowClient
 
 from core import names
@@ -22,16 +21,16 @@ from core.settings import Settings, resolved_yaml
 from features.labels import known_at
 from features.pipeline import FeaturePaths, open_store
 from model.bundle import ModelBundle, reference_sample
-from model.calibration import calibrate, calibrator_spec, fit_calibrator, should_calibrate
 from model.champion import NoChampionError, load_version
 from model.pyfunc import log_bundle
-from training.baselines import baseline_scores
-from training.dataset import Split, historical_frame, out_of_time_split
+from training.dataset import Split, cross_validation_split, historical_frame, out_of_time_split
+from training.evaluation import Judged, Verdict, customer_values, judge_on_test
+from training.fitting import FinalModel, final_model
 from training.importance import shap_importance
-from training.metrics import Evaluation, evaluate
+from training.metrics import evaluate
 from training.registry import GateDecision, champion_version, gate, record_and_apply
 from training.report import write_artifacts
-from training.tune import PARENT_RUN, best_of, fit, negatives_per_positive, open_study, predict, run_trials, score
+from training.tune import PARENT_RUN, best_of, negatives_per_positive, open_study, run_trials, score
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,8 @@ class TrainResult:
     decision: GateDecision
     n_trials: int
     features: tuple[str, ...]
+    verdict: Verdict
+    """The model against the baselines on the test rows."""
 
 
 def configure_mlflow(settings: Settings) -> str:
@@ -102,7 +103,8 @@ class Prepared:
 
 
 def prepare(settings: Settings) -> Prepared:
-    """The labelled training set through Feast and its out-of-time split.
+    """The labelled training set through Feast and its split: out of time, or cross-validation when
+    every label is at one observation date (a customer table without a time axis).
 
     Deterministic for the same data and config, so a tuning worker on another machine builds the
     same split (and checks the fingerprint).
@@ -121,6 +123,11 @@ def prepare(settings: Settings) -> Prepared:
         )
     frame = historical_frame(open_store(settings), labels, cfg.feature_service)
     features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
+    if frame[names.EVENT_TIMESTAMP].nunique() == 1:  # no time axis: cross-validation
+        split = cross_validation_split(
+            frame, features, folds=cfg.split.cv_folds, test_share=cfg.split.test_share, seed=cfg.seed
+        )
+        return Prepared(frame, split, fingerprint(frame))
     embargo = cfg.split.embargo_days if cfg.split.embargo_days is not None else settings.labels.horizon_days
     split = out_of_time_split(
         frame,
@@ -198,101 +205,51 @@ def train(
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
-        booster = fit(
-            result.best_params,
-            split,
-            max_rounds=cfg.max_rounds,
-            early_stopping_rounds=cfg.early_stopping_rounds,
-            seed=cfg.seed,
-        )
-        report = _evaluate_and_log(settings, booster, split)
-        metrics = report.metrics
-        reference = reference_sample(
-            split.train[features], report.train_proba, settings.monitoring.reference_sample, cfg.seed
-        )
-        bundle = ModelBundle(booster, report.calibration_spec, reference)
-        info = log_bundle(bundle, split.valid, registered_model_name=cfg.model_name)
+        model = final_model(result.best_params, split, cfg)
+        test_proba = ModelBundle(model.booster, model.calibration, None, model.linear).probabilities(split.test)
+        judged = judge_on_test(settings, split, test_proba, model.regression)
+        metrics = _log_evaluation(settings, split, model, judged)
+        train_proba = ModelBundle(model.booster, model.calibration, None, model.linear).probabilities(split.train)
+        reference = reference_sample(split.train[features], train_proba, settings.monitoring.reference_sample, cfg.seed)
+        bundle = ModelBundle(model.booster, model.calibration, reference, model.linear)
+        info = log_bundle(bundle, split.train, registered_model_name=cfg.model_name)
         version = str(info.registered_model_version)
-    for key, value in {**lineage, "features": ",".join(features), "calibration": report.calibration}.items():
+    calibration = str(model.calibration_decision.method) if model.calibration else "none"
+    blend = f"trees {model.tree_weight:.2f} + logistic regression" if model.linear else "trees alone"
+    tags = {**lineage, "features": ",".join(features), "calibration": calibration, "blend": blend}
+    tags["baselines.verdict"] = judged.verdict.line()
+    for key, value in tags.items():
         client.set_model_version_tag(cfg.model_name, version, key, value)
     client.set_registered_model_alias(cfg.model_name, names.CHALLENGER_ALIAS, version)
-    decision = _gate(settings, client, version, report.test_metrics, split)
+    decision = _gate(settings, client, judged, split)
     record_and_apply(client, cfg.model_name, version, decision)
-    return TrainResult(run.info.run_id, cfg.model_name, version, metrics, decision, result.n_trials, tuple(features))
-
-
-@dataclass(frozen=True)
-class _Report:
-    metrics: dict[str, float]
-    test_metrics: dict[str, float]
-    valid_proba: np.ndarray
-    train_proba: np.ndarray
-    calibration: str
-    calibration_spec: dict[str, object] | None
-
-
-def _evaluate_and_log(settings: Settings, booster: xgb.Booster, split: Split) -> _Report:
-    """Calibrate if it helps, evaluate model and baselines on the test part, log metrics and artifacts."""
-    cfg = settings.training
-    features = list(split.features)
-    x_valid, y_valid = split.xy("valid")
-    x_test, y_test = split.xy("test")
-    valid_raw = predict(booster, split.valid)
-    decision = should_calibrate(valid_raw, y_valid.to_numpy(), seed=cfg.seed)
-    spec = None
-    if decision.calibrate and decision.method is not None:
-        spec = calibrator_spec(fit_calibrator(valid_raw, y_valid.to_numpy(), decision.method))
-    valid_proba = calibrate(spec, valid_raw)
-    test_proba = calibrate(spec, predict(booster, split.test))
-    value_feature = settings.crm.customer_value
-    value = (
-        pd.to_numeric(split.test[value_feature.feature], errors="coerce").fillna(0.0).to_numpy()
-        * 365.0
-        / value_feature.window_days
-        if value_feature.feature in split.test
-        else 100.0
+    return TrainResult(
+        run.info.run_id, cfg.model_name, version, metrics, decision, result.n_trials, tuple(features), judged.verdict
     )
 
-    def assess(proba: np.ndarray) -> Evaluation:
-        return evaluate(
-            y_test.to_numpy(),
-            proba,
-            retention_cost=cfg.retention_cost,
-            customer_value=value,
-            success_rate=cfg.retention_success,
-        )
 
-    model_eval = assess(test_proba)
-    baselines = {
-        name: assess(scores)
-        for name, scores in baseline_scores(
-            split.train[features], split.train[names.LABEL], split.test[features]
-        ).items()
-    }
-    importance = shap_importance(booster, split.valid)
-    valid_metrics = {f"valid_{m}": score(m, y_valid.to_numpy(), valid_proba) for m in ("roc_auc", "pr_auc", "log_loss")}
-    test_metrics = model_eval.metrics()
-    logged = {**valid_metrics, **{f"test_{k}": v for k, v in test_metrics.items()}, **decision.metrics()}
-    for name, ev in baselines.items():
-        logged.update(
-            {f"baseline_{name}_{k}": v for k, v in ev.metrics().items() if k in ("roc_auc", "pr_auc", "lift_top10")}
-        )
-    logged["n_trees"] = float(booster.num_boosted_rounds())
+def _log_evaluation(settings: Settings, split: Split, model: FinalModel, judged: Judged) -> dict[str, float]:
+    """Log the held-out and test metrics and the evaluation artifacts; return the valid/cv/test metrics."""
+    cfg = settings.training
+    holdout = model.metrics(cfg.metric)
+    valid = {}
+    if not split.cross_validated:
+        y = split.valid[names.LABEL].to_numpy()
+        valid = {f"valid_{m}": score(m, y, model.holdout_proba) for m in ("roc_auc", "pr_auc", "log_loss")}
+    logged = {**holdout, **valid, **judged.metrics(), "n_trees": float(model.booster.num_boosted_rounds())}
     mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
+    mlflow.set_tag("baselines.verdict", judged.verdict.line())
+    importance = shap_importance(model.booster, split.valid if len(split.valid) else split.train)
     with TemporaryDirectory() as tmp:
         write_artifacts(
-            tmp, model_eval, baselines, importance, title=f"{cfg.model_name}: evaluation on the test period"
+            tmp,
+            judged.model,
+            judged.baselines,
+            importance,
+            title=f"{cfg.model_name}: evaluation on the test {'rows' if split.cross_validated else 'period'}",
         )
         mlflow.log_artifacts(tmp, artifact_path="evaluation")
-    del x_valid, x_test
-    return _Report(
-        metrics={k: v for k, v in logged.items() if k.startswith(("valid_", "test_"))},
-        test_metrics=test_metrics,
-        valid_proba=valid_proba,
-        train_proba=calibrate(spec, predict(booster, split.train)),
-        calibration=decision.method if decision.calibrate and decision.method else "none",
-        calibration_spec=spec,
-    )
+    return {k: v for k, v in logged.items() if k.startswith(("valid_", "test_", "cv_"))}
 
 
 def champion_test_metrics(
@@ -312,22 +269,22 @@ def champion_test_metrics(
         return current, f"champion v{current} needs features {sorted(missing)} this data lacks: not comparable"
     proba = champion.probabilities(split.test)
     y = split.test[names.LABEL].to_numpy()
-    value = 100.0
+    value = customer_values(settings, split.test)
     ev = evaluate(y, proba, retention_cost=cfg.retention_cost, customer_value=value, success_rate=cfg.retention_success)
     return current, ev.metrics()
 
 
-def _gate(
-    settings: Settings, client: MlflowClient, version: str, challenger: dict[str, float], split: Split
-) -> GateDecision:
+def _gate(settings: Settings, client: MlflowClient, judged: Judged, split: Split) -> GateDecision:
+    """The promotion gate: the challenger against the baselines and the champion on the same test rows."""
     cfg = settings.training
+    challenger = judged.model.metrics()
+    guards = {str(k): v for k, v in cfg.gate.guards.items()}
+    baselines = judged.verdict if cfg.gate.must_beat_baselines else None
     current, champion = champion_test_metrics(settings, client, split)
     if isinstance(champion, str):
         if current is None:
-            return gate(
-                cfg.metric, challenger, None, None, cfg.gate.margin, {str(k): v for k, v in cfg.gate.guards.items()}
-            )
-        return GateDecision(False, f"{champion}: champion kept", cfg.metric, challenger, None, current)
-    return gate(
-        cfg.metric, challenger, champion, current, cfg.gate.margin, {str(k): v for k, v in cfg.gate.guards.items()}
-    )
+            return gate(cfg.metric, challenger, None, None, cfg.gate.margin, guards, baselines)
+        return GateDecision(
+            False, f"{champion}: champion kept", cfg.metric, challenger, None, current, [], judged.verdict.baselines
+        )
+    return gate(cfg.metric, challenger, champion, current, cfg.gate.margin, guards, baselines)

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from core import names
+from training.evaluation import Verdict
 
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
 PROMOTED_AT = "champion.promoted_at"
@@ -34,6 +35,8 @@ class GateDecision:
     champion: dict[str, float] | None
     champion_version: str | None
     guard_failures: list[str] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+    """Each baseline's score on the test rows, on the metric the baselines are judged on."""
 
 
 def _gain(metric: str, challenger: float, champion: float) -> float:
@@ -48,11 +51,12 @@ def gate(
     champion_version: str | None,
     margin: float,
     guards: Mapping[str, float],
+    baselines: Verdict | None = None,
 ) -> GateDecision:
     """Decide promotion from both models' metrics on the same held-out data.
 
-    The challenger must beat the champion on `metric` by at least `margin`, and no guard metric
-    may regress by more than its tolerance.
+    The challenger must beat every baseline (when `baselines` is given), beat the champion on
+    `metric` by at least `margin`, and no guard metric may regress by more than its tolerance.
 
     Args:
         metric: The objective metric (roc_auc, pr_auc, log_loss, ...).
@@ -61,12 +65,24 @@ def gate(
         champion_version: The champion's version, for the evidence.
         margin: Required improvement on `metric`.
         guards: Guard metric -> largest tolerated regression.
+        baselines: The challenger against the baselines on the same test rows
+            (`training.gate.must_beat_baselines`); None does not judge them.
 
     Returns:
         The decision with a one-line reason.
     """
+    evidence = dict(baselines.baselines) if baselines is not None else {}
+    if baselines is not None and not baselines.beats_all:
+        keep = f"champion v{champion_version} kept" if champion_version else "no champion"
+        reason = (
+            f"loses to the {baselines.best_baseline} baseline on test {baselines.metric} "
+            f"({baselines.model:.4f} against {baselines.baselines[str(baselines.best_baseline)]:.4f}): {keep}"
+        )
+        return GateDecision(
+            False, reason, metric, dict(challenger), dict(champion or {}) or None, champion_version, [], evidence
+        )
     if champion is None:
-        return GateDecision(True, "no champion yet", metric, dict(challenger), None, champion_version)
+        return GateDecision(True, "no champion yet", metric, dict(challenger), None, champion_version, [], evidence)
     gain = _gain(metric, challenger[metric], champion[metric])
     failures = [
         f"{g} regresses by {-_gain(g, challenger[g], champion[g]):.4f} (tolerance {tol})"
@@ -75,12 +91,16 @@ def gate(
     ]
     if gain < margin:
         reason = f"{metric} changes by {gain:+.4f}, below the margin {margin}: champion v{champion_version} kept"
-        return GateDecision(False, reason, metric, dict(challenger), dict(champion), champion_version, failures)
+        return GateDecision(
+            False, reason, metric, dict(challenger), dict(champion), champion_version, failures, evidence
+        )
     if failures:
         reason = f"{metric} improves by {gain:+.4f} but {'; '.join(failures)}: champion v{champion_version} kept"
-        return GateDecision(False, reason, metric, dict(challenger), dict(champion), champion_version, failures)
+        return GateDecision(
+            False, reason, metric, dict(challenger), dict(champion), champion_version, failures, evidence
+        )
     reason = f"{metric} improves by {gain:+.4f} (margin {margin}) and no guard regresses"
-    return GateDecision(True, reason, metric, dict(challenger), dict(champion), champion_version)
+    return GateDecision(True, reason, metric, dict(challenger), dict(champion), champion_version, [], evidence)
 
 
 def champion_version(client: MlflowClient, model_name: str) -> str | None:

@@ -111,6 +111,72 @@ def fit(
     return remember_categories(trimmed, split.categories)
 
 
+@dataclass(frozen=True)
+class CrossFit:
+    """Cross-validation of one parameter set on `Split.train` (one booster per fold)."""
+
+    scores: tuple[float, ...]
+    """The objective metric on each fold's held-out rows."""
+    rounds: tuple[int, ...]
+    """Each fold's boosting rounds up to its best iteration."""
+    margins: np.ndarray
+    """The out-of-fold margin of every row of `Split.train`."""
+
+    @property
+    def mean_rounds(self) -> int:
+        """The rounds a model on all the rows trains for: the folds' mean."""
+        return max(1, round(float(np.mean(self.rounds))))
+
+
+def cross_fit(
+    params: dict[str, Any],
+    split: Split,
+    metric: str,
+    *,
+    max_rounds: int,
+    early_stopping_rounds: int,
+    seed: int,
+    callbacks: list[xgb.callback.TrainingCallback] | None = None,
+) -> CrossFit:
+    """Fit one booster per fold of `split.folds` (early stopping on its held-out rows) and score each.
+
+    Args:
+        params: XGBoost parameters.
+        split: A cross-validated split.
+        metric: The objective metric.
+        max_rounds: Most boosting rounds.
+        early_stopping_rounds: Rounds without improvement on the held-out rows before stopping.
+        seed: XGBoost's seed.
+        callbacks: Given to the first fold only (Optuna's pruning callback: the first fold screens a trial).
+    """
+    x, y = split.xy("train")
+    margins = np.empty(len(x), dtype=np.float64)
+    scores, rounds = [], []
+    for i, (fit_rows, held) in enumerate(split.folds):
+        booster = xgb.train(
+            {**params, "seed": seed, "nthread": 2},
+            dmatrix(x.iloc[fit_rows], label=y.iloc[fit_rows]),
+            num_boost_round=max_rounds,
+            evals=[(dmatrix(x.iloc[held], label=y.iloc[held]), "valid")],
+            early_stopping_rounds=early_stopping_rounds,
+            callbacks=(callbacks or []) if i == 0 else [],
+            verbose_eval=False,
+        )
+        best = booster.best_iteration
+        margins[held] = booster.predict(dmatrix(x.iloc[held]), iteration_range=(0, best + 1), output_margin=True)
+        scores.append(score(metric, y.iloc[held].to_numpy(), 1.0 / (1.0 + np.exp(-margins[held]))))
+        rounds.append(best + 1)
+    return CrossFit(tuple(scores), tuple(rounds), margins)
+
+
+def fit_all(params: dict[str, Any], split: Split, rounds: int, seed: int) -> xgb.Booster:
+    """Train on every row of `split.train` for `rounds` rounds (cross-validation chose them)."""
+    x, y = split.xy("train")
+    booster = xgb.train({**params, "seed": seed, "nthread": 2}, dmatrix(x, label=y), num_boost_round=rounds)
+    booster.set_attr(best_iteration=str(rounds - 1))
+    return remember_categories(booster, split.categories)
+
+
 def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     """Churn probabilities from every tree of `booster` (`fit` already cut it at the best iteration)."""
     return predict_matrix(booster, frame)
@@ -145,7 +211,8 @@ def open_study(name: str, storage: str, metric: str, seed: int, pruning: bool) -
 def objective(
     split: Split, cfg: TrainingSettings, parent_run_id: str | None, on_trial: Callable[[int], None] | None = None
 ) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective: fit one booster, score it on the valid part, log it as an MLflow run."""
+    """The Optuna objective: fit one booster, score it on the valid part (or the mean over the folds of
+    a cross-validated split), log it as an MLflow run."""
     _, y_train = split.xy("train")
     _, y_valid = split.xy("valid")
     pos_weight = negatives_per_positive(y_train)
@@ -163,25 +230,32 @@ def objective(
         )
         try:
             mlflow.log_params({k: v for k, v in params.items() if k in trial.params})
+            rounds: dict[str, Any] = {
+                "max_rounds": cfg.max_rounds,
+                "early_stopping_rounds": cfg.early_stopping_rounds,
+                "seed": cfg.seed,
+            }
+            folds: dict[str, float] = {}
             try:
-                booster = fit(
-                    params,
-                    split,
-                    max_rounds=cfg.max_rounds,
-                    early_stopping_rounds=cfg.early_stopping_rounds,
-                    seed=cfg.seed,
-                    callbacks=callbacks,
-                )
+                if split.cross_validated:
+                    crossed = cross_fit(params, split, cfg.metric, **rounds, callbacks=callbacks)
+                    value = float(np.mean(crossed.scores))
+                    best_iteration = crossed.mean_rounds - 1
+                    folds = {f"cv_fold_{i}_{cfg.metric}": v for i, v in enumerate(crossed.scores)}
+                    folds[f"cv_{cfg.metric}_std"] = float(np.std(crossed.scores))
+                else:
+                    booster = fit(params, split, **rounds, callbacks=callbacks)
+                    value = score(cfg.metric, y_valid.to_numpy(), predict(booster, split.valid))
+                    best_iteration = booster.num_boosted_rounds() - 1
             except optuna.TrialPruned:
                 mlflow.set_tag("optuna.state", "pruned")
                 mlflow.log_metric("duration_s", time.perf_counter() - started)
                 mlflow.end_run(status="KILLED")
                 raise
-            value = score(cfg.metric, y_valid.to_numpy(), predict(booster, split.valid))
-            best_iteration = booster.num_boosted_rounds() - 1
             mlflow.log_metrics(
                 {
-                    f"valid_{cfg.metric}": value,
+                    f"{'cv' if split.cross_validated else 'valid'}_{cfg.metric}": value,
+                    **folds,
                     "best_iteration": float(best_iteration),
                     "duration_s": time.perf_counter() - started,
                 }

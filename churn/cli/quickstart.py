@@ -74,7 +74,9 @@ def quickstart(
     trained = train_model(settings)
     step(
         "train",
-        f"{trained.n_trials} trials; v{trained.version} valid AUC {trained.metrics['valid_roc_auc']:.3f}; "
+        f"{trained.n_trials} trials; v{trained.version} test AUC {trained.metrics['test_roc_auc']:.3f}, "
+        f"{'beats every baseline' if trained.verdict.beats_all else 'loses to a baseline'} "
+        f"({trained.verdict.margin:+.3f} over {trained.verdict.best_baseline}); "
         f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})",
     )
 

@@ -41,6 +41,8 @@ def train(
     console.print(
         f"model {result.model_name} v{result.version}: "
         + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("test_") and "profit" not in k)
+        + "".join(f"\n{k}={v:.4f}" for k, v in result.metrics.items() if k in ("cv_roc_auc", "cv_roc_auc_std"))
+        + f"\nbaselines: the model {result.verdict.line()}"
         + f"\ngate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
     )
 
