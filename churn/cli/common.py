@@ -54,10 +54,47 @@ def fail(message: str, hint: str | None = None) -> typer.Exit:
         message: What went wrong.
         hint: What to do about it.
     """
-    console.print(f"[bold red]error:[/] {message}")
+    # One logical line each (the terminal wraps them): the last line of a failure says what to do.
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     if hint:
-        console.print(f"[yellow]next:[/] {hint}")
+        console.print(f"[yellow]next:[/] {hint}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (MLflow's or Optuna's); None for any other store."""
+    prefix = "sqlite:///"
+    return Path(uri.removeprefix(prefix)) if uri.startswith(prefix) else None
+
+
+def require_registry(settings: Settings) -> None:
+    """End the command when the tracking store is a SQLite file that does not exist: nothing was trained.
+
+    Opening it would create an empty store, so a command that only reads the registry checks first
+    and leaves nothing behind.
+
+    Args:
+        settings: The profile (`training.tracking_uri`, or the workspace's SQLite file).
+    """
+    db = sqlite_file(settings.mlflow_uri)
+    if db is not None and not db.exists():
+        raise fail(f"no MLflow registry at {settings.mlflow_uri}: run `churn train` (or `churn quickstart`) first")
+
+
+def require_champion(settings: Settings) -> str:
+    """The champion's version, or the end of the command with what to run when there is none.
+
+    Args:
+        settings: The profile (tracking store and `training.model_name`).
+    """
+    require_registry(settings)
+    from model.champion import NoChampionError, champion_version
+
+    try:
+        version, _ = champion_version(settings.mlflow_uri, settings.training.model_name)
+    except NoChampionError as exc:
+        raise fail(str(exc)) from None
+    return version
 
 
 def load_context(config: Path | None, job: str, **overrides: Any) -> Context:
