@@ -11,9 +11,13 @@ seconds to import, and `churn --help` should not wait for them.
 
 from __future__ import annotations
 
+import importlib.metadata
+from typing import Annotated
+
 import typer
 
 from churn.cli import config, data, features, monitoring, quickstart, scoring, training
+from churn.cli.common import console, report_unexpected
 
 app = typer.Typer(
     help="Churn prediction platform: data -> Feast features -> Optuna/XGBoost in MLflow -> BentoML -> Evidently.\n\n"
@@ -22,6 +26,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"churn-platform {importlib.metadata.version('churn-platform')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    pass
+
+
 # Added without a name, a module's commands are top-level commands, listed in this order.
 for commands in (training.app, scoring.app, monitoring.app, quickstart.app):
     app.add_typer(commands)
@@ -48,5 +69,12 @@ app.info.epilog = "Examples, one per command:\n\n" + "\n\n".join(_examples(app))
 
 
 def main() -> None:
-    """Entry point for `python -m churn`."""
-    app()
+    """Entry point of the `churn` command and of `python -m churn`.
+
+    An error no command handles ends as every failure does, in one line saying what to do; its
+    traceback goes to the job's log file.
+    """
+    try:
+        app()
+    except Exception as exc:
+        raise SystemExit(report_unexpected(exc)) from None

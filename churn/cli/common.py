@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,6 +60,27 @@ def fail(message: str, hint: str | None = None) -> typer.Exit:
     if hint:
         console.print(f"[yellow]next:[/] {hint}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def report_unexpected(exc: Exception) -> int:
+    """Write an unhandled error's traceback to the job's log file and say on the console where it is.
+
+    Args:
+        exc: The error.
+
+    Returns:
+        The exit code (1).
+
+    Raises:
+        Exception: `exc` itself when no job has a log file yet: its traceback then has nowhere else to go.
+    """
+    logfile = next((h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None)
+    if logfile is None:
+        raise exc
+    with open(logfile, "a") as out:
+        traceback.print_exception(exc, file=out)
+    first = (str(exc).splitlines() or [""])[0]
+    return fail(f"{type(exc).__name__}: {first}", f"this is a bug: report it with the traceback in {logfile}").exit_code
 
 
 def sqlite_file(uri: str) -> Path | None:
