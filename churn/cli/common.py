@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from churn.workspace import moved_from
 from core.settings import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -120,20 +121,34 @@ def require_champion(settings: Settings) -> str:
 
 
 def load_context(config: Path | None, job: str, **overrides: Any) -> Context:
-    """Load settings (with CLI overrides) and log the resolved config for this job.
+    """Load settings (with CLI overrides), check the workspace, and log the resolved config for this job.
+
+    A workspace moved since its MLflow store was written ends the command, saying to run
+    `churn workspace relocate`.
 
     Args:
         config: The `--config` file; None reads `$CHURN_CONFIG` or else the embedded default.
         job: The job's name, which names its log file.
         **overrides: Dotted settings key -> value from a command-line option; None values are skipped.
     """
-    path = (config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)).resolve()
-    try:
-        settings = load_settings(path)
-        if overrides:
-            settings = _override(settings, overrides, str(path))
-    except ConfigError as exc:
-        raise fail(str(exc), "fix the key named above in the config file") from None
+    path, settings = load_profile(config, **overrides)
+    if old := moved_from(settings):
+        raise fail(
+            f"this workspace was moved or copied: its MLflow store keeps artifacts under {', '.join(old)}, "
+            f"not {settings.mlflow_artifacts}",
+            "run `churn workspace relocate` to point the store (and Feast) at this workspace",
+        )
+    return start_job(path, settings, job)
+
+
+def start_job(path: Path, settings: Settings, job: str) -> Context:
+    """Log the job's resolved config to its own log file in the workspace, and say where on the console.
+
+    Args:
+        path: The config file.
+        settings: Its settings.
+        job: The job's name, which names its log file.
+    """
     logs = settings.path("logs")
     logs.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -150,6 +165,23 @@ def load_context(config: Path | None, job: str, **overrides: Any) -> Context:
     log.info("job %s with config %s resolved to:\n%s", job, path, resolved_yaml(settings))
     console.print(f"[dim]{job}: config {path}; resolved config logged to {logfile}[/]")
     return Context(settings, path)
+
+
+def load_profile(config: Path | None, **overrides: Any) -> tuple[Path, Settings]:
+    """The config file and its settings (with CLI overrides); a config error ends the command.
+
+    Args:
+        config: The `--config` file; None reads `$CHURN_CONFIG` or else the embedded default.
+        **overrides: Dotted settings key -> value from a command-line option; None values are skipped.
+    """
+    path = (config or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)).resolve()
+    try:
+        settings = load_settings(path)
+        if overrides:
+            settings = _override(settings, overrides, str(path))
+    except ConfigError as exc:
+        raise fail(str(exc), "fix the key named above in the config file") from None
+    return path, settings
 
 
 def _override(settings: Settings, overrides: dict[str, Any], source: str) -> Settings:

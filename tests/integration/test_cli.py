@@ -14,11 +14,12 @@ from churn.cli import app
 
 runner = CliRunner()
 
-COMMANDS = ["quickstart", "train", "serve", "monitor", "data", "features", "config"]
+COMMANDS = ["quickstart", "train", "serve", "monitor", "data", "features", "config", "workspace"]
 SUBCOMMANDS = {
     "data": ["generate", "ingest"],
     "features": ["build", "apply", "materialize"],
-    "config": ["show"],
+    "config": ["show", "tracking-uri"],
+    "workspace": ["relocate"],
 }
 
 

@@ -29,7 +29,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
 }
 """Required arguments (and, for `data generate`, a small size) of the commands that take some."""
 
-SUCCEEDS = {("config", "show"), ("data", "generate")}
+SUCCEEDS = {("config", "show"), ("config", "tracking-uri"), ("data", "generate")}
 """Commands with nothing to fail on in an empty workspace."""
 
 CREATES = {("train",): {"mlflow"}, ("data", "generate"): {"raw"}}
@@ -59,6 +59,7 @@ COMMANDS = list(_commands())
 
 def test_the_walk_finds_every_command() -> None:
     assert {("train",), ("serve",), ("monitor",), ("features", "apply"), ("champions",)} <= set(COMMANDS)
+    assert {("workspace", "relocate"), ("config", "tracking-uri")} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("path", [p for p in COMMANDS if p not in WALK_SKIPS], ids=" ".join)
