@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from repo_copy import REPO, copy_repository
 
-REPO = Path(__file__).resolve().parents[2]
 README_ROOT = "/srv/churn-platform"
 """The repository's place in the README's cron lines."""
 
@@ -33,28 +33,10 @@ def _command(line: str) -> str:
     return line.split(maxsplit=5)[5]
 
 
-def _copy_repository(dest: Path) -> Path:
-    """The repository's tracked and untracked-but-not-ignored files, and a link to its venv."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    (dest / ".venv").symlink_to(REPO / ".venv")
-    return dest
-
-
-def _as_cron(command: str, cwd: Path, home: Path, path: str = "/usr/bin:/bin") -> subprocess.CompletedProcess[str]:
+def _as_cron(command: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
     home.mkdir(exist_ok=True)
     return subprocess.run(
-        ["env", "-i", "SHELL=/bin/sh", f"PATH={path}", f"HOME={home}", "LOGNAME=cron", "sh", "-c", command],
+        ["env", "-i", "SHELL=/bin/sh", "PATH=/usr/bin:/bin", f"HOME={home}", "LOGNAME=cron", "sh", "-c", command],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -76,7 +58,7 @@ def test_the_readme_has_cron_lines() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("line", _cron_lines(), ids=["churn", "mlflow-run"])
 def test_a_readme_cron_line_runs_under_crons_environment(line: str, served_workspace: Path, tmp_path: Path) -> None:
-    srv = _copy_repository(tmp_path / "churn-platform")
+    srv = copy_repository(tmp_path / "churn-platform")
     ws = srv / "workspace"
     # The prediction log is left behind: the window is then empty and the run decides nothing,
     # whatever the service tests scored before this one.
@@ -109,7 +91,7 @@ def test_a_readme_cron_line_runs_under_crons_environment(line: str, served_works
 @pytest.mark.slow
 def test_mlflow_run_records_in_the_configs_store_from_a_fresh_copy(tmp_path: Path) -> None:
     """The README's `mlflow run` line (entry point `generate`) in a fresh copy: no stray mlflow.db."""
-    srv = _copy_repository(tmp_path / "churn-platform")
+    srv = copy_repository(tmp_path / "churn-platform")
     readme = (REPO / "README.md").read_text()
     documented = re.search(r"^PATH=\$PWD/\.venv/bin.*?--env-manager local$", readme, flags=re.M | re.S)
     assert documented, "the README's mlflow run line"
