@@ -1,7 +1,9 @@
-"""The BentoML scoring service as a child process: in the foreground (`churn serve`) or for a block.
+"""The BentoML scoring service: in place of the command (`churn serve`) or as a child process for a block.
 
-The service runs `serving.service:ChurnService` with `bentoml serve` from the repository root; the
-child reads the same config file (`$CHURN_CONFIG`) and workspace as the command that starts it.
+The service runs `serving.service:ChurnService` with `bentoml serve` from the repository root and
+reads the same config file (`$CHURN_CONFIG`) and workspace as the command that starts it.
+`churn serve` replaces its own process with the server (exec), so a supervisor's SIGTERM to the
+pid it started reaches BentoML, which stops its workers; no process is left answering on the port.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 
@@ -24,17 +26,22 @@ if TYPE_CHECKING:
     from churn.cli.common import Context
 
 
-def run_service(ctx: Context) -> int:
-    """Serve on the configured host and port in the foreground until the service stops.
+def exec_service(ctx: Context) -> NoReturn:
+    """Replace this process with the BentoML server on the configured host and port.
+
+    The server keeps this process's id, so signals sent to it (SIGTERM from a supervisor, SIGINT
+    from the terminal) stop the server and its workers.
 
     Args:
         ctx: The command's settings and config file.
-
-    Returns:
-        The service process's exit code.
     """
     s = ctx.settings.serving
-    return subprocess.call(_serve_command(s.host, s.port), env=_service_env(ctx), cwd=_repo_root())
+    command = _serve_command(s.host, s.port)
+    env = _service_env(ctx)
+    os.chdir(_repo_root())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ SNAPSHOTS = Path(
     os.environ.get("CHURN_SNAPSHOTS", Path(__file__).resolve().parent.parent / "workspace/features/snapshots.parquet")
 )
 TTL_DAYS = int(os.environ.get("CHURN_FEAST_TTL_DAYS", "14"))
+if not SNAPSHOTS.exists():  # `feast plan` or `feast apply` before a build: one line, not pyarrow's traceback
+    raise SystemExit(f"error: {SNAPSHOTS} does not exist: run `churn features build` first (or set CHURN_SNAPSHOTS)")
 
 # `feast apply` collects Feast objects from module attributes, so each object gets a module-level name.
 globals().update({obj.name: obj for obj in build_definitions(SNAPSHOTS, snapshot_schema(SNAPSHOTS), TTL_DAYS)})

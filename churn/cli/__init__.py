@@ -1,6 +1,6 @@
 """The `churn` command line: the only package that wires the stages together.
 
-One module per command group (`data`, `features`, `config`) or set of top-level commands
+One module per command group (`data`, `features`, `config`, `workspace`) or set of top-level commands
 (`training`, `scoring`, `monitoring`, `quickstart`); `common` holds what they share and
 `churn.server` runs the BentoML service. This module puts them into one app whose help ends
 with every command's example.
@@ -11,9 +11,13 @@ seconds to import, and `churn --help` should not wait for them.
 
 from __future__ import annotations
 
+import importlib.metadata
+from typing import Annotated
+
 import typer
 
-from churn.cli import config, data, features, monitoring, quickstart, scoring, training
+from churn.cli import config, data, features, monitoring, quickstart, scoring, training, workspace
+from churn.cli.common import console, report_unexpected
 
 app = typer.Typer(
     help="Churn prediction platform: data -> Feast features -> Optuna/XGBoost in MLflow -> BentoML -> Evidently.\n\n"
@@ -22,12 +26,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"churn-platform {importlib.metadata.version('churn-platform')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    pass
+
+
 # Added without a name, a module's commands are top-level commands, listed in this order.
 for commands in (training.app, scoring.app, monitoring.app, quickstart.app):
     app.add_typer(commands)
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(config.app, name="config")
+app.add_typer(workspace.app, name="workspace")
 
 
 def _examples(group: typer.Typer) -> list[str]:
@@ -48,5 +70,12 @@ app.info.epilog = "Examples, one per command:\n\n" + "\n\n".join(_examples(app))
 
 
 def main() -> None:
-    """Entry point for `python -m churn`."""
-    app()
+    """Entry point of the `churn` command and of `python -m churn`.
+
+    An error no command handles ends as every failure does, in one line saying what to do; its
+    traceback goes to the job's log file.
+    """
+    try:
+        app()
+    except Exception as exc:
+        raise SystemExit(report_unexpected(exc)) from None

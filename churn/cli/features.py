@@ -66,8 +66,11 @@ def features_apply(config: ConfigOption = None) -> None:
     ctx = load_context(config, "features-apply")
     from features.pipeline import apply_features
 
-    with console.status("feast apply"):
-        applied = apply_features(ctx.settings)
+    try:
+        with console.status("feast apply"):
+            applied = apply_features(ctx.settings)
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from None
     console.print(f"applied {', '.join(applied)}")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from churn.cli.common import ConfigOption, console, fail, load_context
+from churn.cli.common import ConfigOption, console, fail, load_context, require_registry
 
 app = typer.Typer()
 
@@ -42,27 +42,33 @@ def monitor(
 
     Example: churn monitor --window 7d --retrain-on-drift
     """
+    # Options and config are checked before Feast, MLflow and Evidently load (seconds of imports).
+    if mode is not None and mode not in ("auto", "serving", "batch"):
+        raise fail(f"--mode {mode!r}: expected serving, batch or auto", "run `churn monitor --help` for the options")
     ctx = load_context(config, "monitor")
     settings = ctx.settings
-    from churn.loop import retrainer_for
-    from model.champion import NoChampionError
-    from monitoring.current import Window
-    from monitoring.jobs import run_monitor
     from monitoring.policy import parse_window
 
-    if mode is not None and mode not in ("auto", "serving", "batch"):
-        raise fail(f"--mode {mode!r}: expected serving, batch or auto")
     try:
         length = parse_window(window) if window else dt.timedelta(days=settings.monitoring.window_days)
     except ValueError as exc:
-        raise fail(f"--window: {exc}") from None
+        raise fail(f"--window: {exc}", "run `churn monitor --help` for the options") from None
     backtest = end is not None
     stop = end.replace(tzinfo=dt.UTC) if end else dt.datetime.now(dt.UTC)
     begin = start.replace(tzinfo=dt.UTC) if start else stop - length
     if begin >= stop:
-        raise fail(f"--start {begin:%Y-%m-%d} is not before the window's end {stop:%Y-%m-%d %H:%M}")
-    with console.status("monitoring") as status:
-        try:
+        raise fail(
+            f"--start {begin:%Y-%m-%d} is not before the window's end {stop:%Y-%m-%d %H:%M}",
+            "run `churn monitor --help` for the options",
+        )
+    require_registry(settings)
+    from churn.loop import retrainer_for
+    from model.champion import NoChampionError
+    from monitoring.current import Window
+    from monitoring.jobs import run_monitor
+
+    try:
+        with console.status("monitoring") as status:
             result = run_monitor(
                 settings,
                 Window(begin, stop),
@@ -71,10 +77,8 @@ def monitor(
                 backtest=backtest,
                 on_step=lambda text: status.update(text),
             )
-        except NoChampionError as exc:
-            raise fail(str(exc)) from None
-        except (FileNotFoundError, ValueError) as exc:
-            raise fail(str(exc)) from None
+    except (NoChampionError, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
     _print_monitor(result)
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from churn.cli.common import ConfigOption, console, load_context
 from churn.cli.data import generate_data, ingest_data
 from churn.cli.features import build_snapshots
-from churn.cli.scoring import champion_alerts, parse_reasons_top
+from churn.cli.scoring import champion_alerts
 from churn.cli.training import train_model
 from churn.server import running_service
 from core import names
@@ -107,7 +107,7 @@ def quickstart(
         f"{monitored.summary.features.n_columns} features drifted)",
     )
 
-    alerts = champion_alerts(settings, None, parse_reasons_top(None))
+    alerts = champion_alerts(settings, None, settings.serving.batch_reasons_top)
     from core.io import write_atomic_text
     from crm.alerts import write_alerts
     from crm.report.page import build_report

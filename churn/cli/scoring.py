@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from churn.cli.common import ConfigOption, console, fail, load_context, progress
-from churn.server import run_service
+from churn.cli.common import ConfigOption, console, fail, load_context, progress, require_champion, require_registry
+from churn.server import exec_service
 from core.settings import Settings
 
 app = typer.Typer()
@@ -23,12 +23,18 @@ def serve(
 ) -> None:
     """Serve the champion model over HTTP with BentoML (POST /score, /score_features, /model).
 
+    Without a champion it ends at once, saying what to run. The command becomes the BentoML server
+    (same process id), so stopping it (SIGTERM, Ctrl-C) stops every worker.
+
     Example: churn serve --port 3000
 
     Then: curl -X POST localhost:3000/score -H 'content-type: application/json' -d '{"customer_ids": ["C0000001"]}'
     """
     ctx = load_context(config, "serve", **{"serving.port": port})
-    raise typer.Exit(run_service(ctx))
+    s = ctx.settings
+    version = require_champion(s)
+    console.print(f"serving {s.training.model_name} v{version} (champion) on http://{s.serving.host}:{s.serving.port}")
+    exec_service(ctx)
 
 
 @app.command()
@@ -53,8 +59,8 @@ def score(
 
     Example: churn score --as-of 2025-06-30 --out workspace/alerts.csv
     """
-    top_rows = parse_reasons_top(reasons_top)  # a bad value fails before anything loads
     ctx = load_context(config, "score")
+    top_rows = parse_reasons_top(reasons_top, ctx.settings)  # a bad value fails before anything loads
     alerts = champion_alerts(ctx.settings, as_of.date() if as_of else None, top_rows)
     from crm.alerts import write_alerts
 
@@ -79,19 +85,15 @@ def score(
     console.print(f"{len(alerts):,} customers scored -> {out}")
 
 
-def parse_reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (all) or crm.alerts.DEFAULT
-    """`--reasons-top`: a count, 'all' (None) or, when not given, the settings' value.
+def parse_reasons_top(text: str | None, settings: Settings) -> int | None:
+    """`--reasons-top`: a count of rows, or None for 'all'; when not given, `serving.batch_reasons_top`.
 
     Args:
         text: The option's value; None when not given.
-
-    Returns:
-        A count of rows, None for every row, or `crm.alerts.DEFAULT` for `serving.batch_reasons_top`.
+        settings: The profile.
     """
-    from crm.alerts import DEFAULT
-
     if text is None:
-        return DEFAULT
+        return settings.serving.batch_reasons_top
     if text.strip().lower() == "all":
         return None
     try:
@@ -103,17 +105,18 @@ def parse_reasons_top(text: str | None) -> Any:  # noqa: ANN401 - an int, None (
     return count
 
 
-def champion_alerts(settings: Settings, as_of: dt.date | None, reasons_top: Any) -> Any:  # noqa: ANN401
+def champion_alerts(settings: Settings, as_of: dt.date | None, reasons_top: int | None) -> Any:  # noqa: ANN401
     """The champion's alert list as of `as_of`, with a progress bar.
 
     Args:
         settings: The profile.
         as_of: Score the newest snapshot on or before this date; None for the newest.
-        reasons_top: Rows that get reasons, as `parse_reasons_top` gives it.
+        reasons_top: How many rows from the top get reasons; None for every row.
 
     Returns:
         The alert list (a DataFrame), sorted by expected loss.
     """
+    require_registry(settings)
     from crm.alerts import score_alerts
     from crm.early_warning import CrmConfigError
     from model.champion import NoChampionError, load_champion
@@ -147,7 +150,7 @@ def report(
     Example: churn report --out workspace/reports/ops.html
     """
     ctx = load_context(config, "report")
-    alerts = champion_alerts(ctx.settings, as_of.date() if as_of else None, parse_reasons_top(None))
+    alerts = champion_alerts(ctx.settings, as_of.date() if as_of else None, ctx.settings.serving.batch_reasons_top)
     from core.io import write_atomic_text
     from crm.report.page import build_report
 

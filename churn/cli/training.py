@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from churn.cli.common import ConfigOption, console, fail, load_context, progress
+from churn.cli.common import ConfigOption, console, fail, load_context, progress, require_registry, sqlite_file
 from core.settings import Settings
 
 app = typer.Typer()
@@ -63,12 +63,12 @@ def train_model(settings: Settings, workers: int = 1, config: Path | None = None
     from training.pipeline import train as train_job
 
     hook = start_workers(workers - 1, config, trials) if workers > 1 else None
-    with progress() as bar:
-        task = bar.add_task("optuna trials (this process)", total=settings.training.n_trials)
-        try:
+    try:  # failing after the progress bar has stopped, so that the last line says what to run
+        with progress() as bar:
+            task = bar.add_task("optuna trials (this process)", total=settings.training.n_trials)
             return train_job(settings, on_trial=lambda _n: bar.advance(task), run_workers=hook)
-        except (FileNotFoundError, ValueError) as exc:
-            raise fail(str(exc), "run `churn features build` and `churn features apply` first") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc), "run `churn features build` and `churn features apply` first") from None
 
 
 @app.command("tune-worker")
@@ -82,6 +82,9 @@ def tune_worker(
     Example: churn tune-worker --study churn-xgb-20250101T120000 --config configs/services.yaml
     """
     ctx = load_context(config, "tune-worker", **{"training.n_trials": trials})
+    storage = sqlite_file(ctx.settings.optuna_uri)
+    if storage is not None and not storage.exists():
+        raise fail(f"no study '{study}' in {ctx.settings.optuna_uri}: start one with `churn train --workers 2`")
     from training.distributed import StudyMismatchError
     from training.distributed import tune_worker as run_worker
 
@@ -105,6 +108,7 @@ def promote(
     Example: churn promote 3 --reason "rollback: v4 mis-scores the spring campaign"
     """
     ctx = load_context(config, "promote")
+    require_registry(ctx.settings)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -125,12 +129,21 @@ def champions(config: ConfigOption = None) -> None:
     Example: churn champions
     """
     ctx = load_context(config, "champions")
+    require_registry(ctx.settings)
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from training.registry import champion_history
 
-    history = champion_history(MlflowClient(ctx.settings.mlflow_uri), ctx.settings.training.model_name)
-    table = Table(title=f"champions of {ctx.settings.training.model_name}")
+    name, uri = ctx.settings.training.model_name, ctx.settings.mlflow_uri
+    try:
+        history = champion_history(MlflowClient(uri), name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        message = f"no model '{name}' in the registry at {uri}: run `churn train` (or `churn quickstart`) first"
+        raise fail(message) from None
+    table = Table(title=f"champions of {name}")
     for column in ("version", "promoted at", "by", "previous", "reason"):
         table.add_column(column)
     for r in history:

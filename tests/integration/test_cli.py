@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,13 @@ from churn.cli import app
 
 runner = CliRunner()
 
-COMMANDS = ["quickstart", "train", "serve", "monitor", "data", "features", "config"]
-SUBCOMMANDS = {"data": ["generate", "ingest"], "features": ["build", "apply", "materialize"], "config": ["show"]}
+COMMANDS = ["quickstart", "train", "serve", "monitor", "data", "features", "config", "workspace"]
+SUBCOMMANDS = {
+    "data": ["generate", "ingest"],
+    "features": ["build", "apply", "materialize"],
+    "config": ["show", "tracking-uri"],
+    "workspace": ["relocate"],
+}
 
 
 def test_help_lists_every_command() -> None:
@@ -80,4 +88,12 @@ def test_monitor_bad_options_are_clear_errors(tmp_path: Path, args: list[str], m
 def test_monitor_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
     result = runner.invoke(app, ["monitor"], env={"CHURN_WORKSPACE": str(tmp_path), "COLUMNS": "200"})
     assert result.exit_code == 1
-    assert "no 'champion' version" in result.output and "run `churn train`" in result.output
+    assert "no MLflow registry at" in result.output and "run `churn train`" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["logs"]  # no empty store, no reports folder
+
+
+def test_version_is_the_package_version() -> None:
+    churn = Path(sys.executable).with_name("churn")
+    done = subprocess.run([str(churn), "--version"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"churn-platform {importlib.metadata.version('churn-platform')}"
