@@ -288,7 +288,8 @@ def write_batch_frame(ws: Path, rows: int, seed: int) -> dict[str, Any]:
     import pandas as pd
 
     from core import names
-    from features.pipeline import FeaturePaths, historical_features, open_store
+    from features.paths import FeaturePaths
+    from features.pipeline import historical_features, open_store
 
     settings = _settings(ws)
     keys = pd.read_parquet(FeaturePaths.of(settings).snapshots, columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP])

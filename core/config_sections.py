@@ -76,11 +76,59 @@ class EventsSource(_Frozen):
         return self
 
 
+class TableSource(_Frozen):
+    """An entity-level table: one row per customer (or per customer per snapshot date) with attributes,
+    usage aggregates and the churn label the business already decided (telecom, banking, subscriptions).
+
+    Its columns become features of the `profile` view (`profile_<column>`), its label the training label.
+    """
+
+    path: str
+    """CSV or Parquet, relative to the workspace."""
+    id: str
+    """The customer id column."""
+    label: str
+    """The churn label column."""
+    positive: tuple[str, ...] = ("1", "yes", "true")
+    """Label values that mean churned (compared case-insensitively, after trimming)."""
+    negative: tuple[str, ...] = ("0", "no", "false")
+    """Label values that mean stayed; any other value is quarantined."""
+    snapshot_date: str | None = None
+    """The column holding each row's snapshot date; None: every row is one snapshot at `as_of`."""
+    as_of: dt.date | None = None
+    """The snapshot date when the table has no snapshot column."""
+    date_format: str | None = None
+    """strptime format of the snapshot column; None lets pandas infer ISO 8601."""
+    numeric: tuple[str, ...] = ()
+    """Number columns (a value that does not parse becomes null and is counted in the summary)."""
+    categorical: tuple[str, ...] = ()
+    """String columns (plan, contract, payment method, ...)."""
+
+    @model_validator(mode="after")
+    def _columns_are_consistent(self) -> TableSource:
+        if self.snapshot_date is None and self.as_of is None:
+            raise ValueError("set snapshot_date (a column) or as_of (the one snapshot's date)")
+        both = {v.strip().lower() for v in self.positive} & {v.strip().lower() for v in self.negative}
+        if both:
+            raise ValueError(f"positive and negative share the label values {sorted(both)}")
+        overlap = set(self.numeric) & set(self.categorical)
+        if overlap:
+            raise ValueError(f"columns both numeric and categorical: {sorted(overlap)}")
+        reserved = {self.id, self.label, self.snapshot_date} & (set(self.numeric) | set(self.categorical))
+        if reserved:
+            raise ValueError(f"id, label or snapshot columns listed as attributes: {sorted(str(c) for c in reserved)}")
+        if not self.numeric and not self.categorical:
+            raise ValueError("list the attribute columns to use in numeric and/or categorical")
+        return self
+
+
 class DataSettings(_Frozen):
     """The CRM data contract: sources and where ingested data lands."""
 
     customers: CustomersSource = CustomersSource()
     events: EventsSource = EventsSource()
+    table: TableSource | None = None
+    """An entity-level table instead of customers and events (set it, and they are not read)."""
     clean_dir: str = "clean"
     quarantine_dir: str = "quarantine"
 

@@ -22,7 +22,8 @@ from core.settings import Settings
 from crm.answers import crm_bounds
 from crm.early_warning import EXPECTED_LOSS, RISK_TIER, early_warning_columns, gc_paused
 from crm.tiers import risk_tiers
-from features.pipeline import FeaturePaths, historical_features, open_store
+from features.paths import FeaturePaths
+from features.pipeline import historical_features, open_store
 from model.predictor import Predictor
 
 CHUNK = 100_000

@@ -30,11 +30,13 @@ from core.io import write_atomic_csv, write_atomic_parquet
 from core.settings import Settings
 from features.contract.fields import STRING, ContractError, TableKind, ValidationResult
 from features.contract.split import split_valid
+from features.contract.table import split_table
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CUSTOMERS_FILE = "customers"
 EVENTS_FILE = "events"
+TABLE_FILE = "table"
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -99,7 +101,7 @@ class TableReport:
         reasons: Reason kind -> quarantined rows (only kinds that occurred).
     """
 
-    name: TableKind
+    name: TableKind | str
     source: Path
     clean_path: Path
     quarantine_path: Path
@@ -200,6 +202,67 @@ def ingest(settings: Settings, customers_path: Path | None = None, events_path: 
             )
         )
     return IngestReport(customers=reports[0], events=reports[1])
+
+
+@dataclass(frozen=True)
+class TableIngestReport:
+    """What `ingest_table` did: the table's rows, and the numbers that did not parse per column."""
+
+    table: TableReport
+    unparsed: dict[str, int] = field(default_factory=dict)
+
+    def summary_table(self) -> Table:
+        """A table for the console: rows in, valid and quarantined, why, and values that became null."""
+        table = Table(title="CRM ingest: data contract check (customer table)")
+        for column in ("table", "rows in", "valid", "quarantined", "reasons", "not a number (now null)"):
+            table.add_column(column, justify="right" if column in ("rows in", "valid", "quarantined") else "left")
+        report = self.table
+        table.add_row(
+            report.name,
+            f"{report.input_rows:,}",
+            f"{report.valid_rows:,}",
+            f"{report.quarantined_rows:,}",
+            "\n".join(f"{kind}: {count:,}" for kind, count in report.reasons.items()) or "-",
+            "\n".join(f"{column}: {count:,}" for column, count in self.unparsed.items()) or "-",
+        )
+        table.caption = f"clean: {report.clean_path}  quarantine: {report.quarantine_path}"
+        return table
+
+
+def ingest_table(settings: Settings, path: Path | None = None) -> TableIngestReport:
+    """Validate an entity-level table (`data.table`) and write its clean Parquet and quarantine CSV.
+
+    Raises:
+        FileNotFoundError: The table does not exist.
+        ContractError: A configured column is missing; the message names it and the config key.
+    """
+    source = settings.data.table
+    if source is None:
+        raise ValueError("data.table is not set: this profile ingests customers and events")
+    file = Path(path) if path is not None else settings.path(source.path)
+    try:
+        raw = read_table(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"table file {file} does not exist (data.table.path in the config)") from None
+    try:
+        result = split_table(raw, source)
+    except ContractError as exc:
+        raise ContractError(f"{file}: {exc}") from None
+    clean_path = write_atomic_parquet(result.valid, settings.path(settings.data.clean_dir) / f"{TABLE_FILE}.parquet")
+    quarantine_path = write_atomic_csv(
+        result.quarantined, settings.path(settings.data.quarantine_dir) / f"{TABLE_FILE}.csv"
+    )
+    report = TableReport(
+        name=TABLE_FILE,
+        source=file,
+        clean_path=clean_path,
+        quarantine_path=quarantine_path,
+        input_rows=result.rows_in,
+        valid_rows=len(result.valid),
+        quarantined_rows=len(result.quarantined),
+        reasons=dict(result.counts),
+    )
+    return TableIngestReport(report, dict(result.unparsed))
 
 
 def derive_customers(events: pd.DataFrame) -> ValidationResult:

@@ -7,7 +7,7 @@ computations and write Parquet atomically, or talk to the Feast store.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,49 +21,10 @@ from core.settings import Settings
 from features.feast_repo import build_definitions, repo_config
 from features.incremental import Manifest, recipe, summarise, touched_from
 from features.labels import compute_labels
+from features.paths import BuildResult, FeaturePaths
 from features.snapshots.build import write_snapshots
 from features.snapshots.inputs import data_shape, event_day_range
 from features.snapshots.spec import SnapshotSpec, family_of, observation_grid, snapshot_spec
-
-
-@dataclass(frozen=True)
-class FeaturePaths:
-    """Where the feature jobs read and write, resolved against the workspace."""
-
-    clean_events: Path
-    clean_customers: Path
-    snapshots: Path
-    labels: Path
-    manifest: Path
-
-    @classmethod
-    def of(cls, settings: Settings) -> FeaturePaths:
-        """The paths a settings profile uses."""
-        clean = settings.path(settings.data.clean_dir)
-        out = settings.path(settings.features.snapshots_dir)
-        return cls(
-            clean / "events.parquet",
-            clean / "customers.parquet",
-            out / "snapshots.parquet",
-            out / "labels.parquet",
-            out / "manifest.json",
-        )
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    """What `build_features` wrote."""
-
-    snapshots: Path
-    labels: Path
-    rows: int
-    labelled_rows: int
-    churn_rate: float
-    features: tuple[str, ...]
-    observation_dates: tuple[dt.date, ...]
-    recomputed_dates: tuple[dt.date, ...]
-    """The dates computed in this build; the others were copied from the previous build."""
-    last_event_day: dt.date
 
 
 def _plan(settings: Settings, paths: FeaturePaths) -> tuple[SnapshotSpec, Manifest, dt.date]:
@@ -104,6 +65,10 @@ def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
             after the earliest changed day) and copy the rest from the previous build. The result
             equals a full rebuild; False forces one.
     """
+    if settings.data.table is not None:
+        from features.table import build_table_features
+
+        return build_table_features(settings)
     paths = FeaturePaths.of(settings)
     for p in (paths.clean_events, paths.clean_customers):
         if not p.exists():

@@ -16,7 +16,8 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
-from features.pipeline import FeaturePaths, historical_features, open_store
+from features.paths import FeaturePaths
+from features.pipeline import historical_features, open_store
 from model.champion import RegisteredModel
 
 Mode = Literal["auto", "serving", "batch"]

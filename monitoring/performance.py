@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from core import names
 from core.settings import Settings
 from features.labels import compute_labels, known_at
-from features.pipeline import FeaturePaths
+from features.paths import FeaturePaths
 from model.champion import RegisteredModel
 from monitoring.current import Window, batch_rows, serving_rows, snapshot_keys
 from monitoring.summary import Performance

@@ -19,7 +19,8 @@ from mlflow import MlflowClient
 from core import names
 from core.settings import Settings, resolved_yaml
 from features.labels import known_at
-from features.pipeline import FeaturePaths, open_store
+from features.paths import FeaturePaths
+from features.pipeline import open_store
 from model.bundle import ModelBundle, reference_sample
 from model.champion import NoChampionError, load_version
 from model.pyfunc import log_bundle

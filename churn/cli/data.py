@@ -92,12 +92,14 @@ def ingest_data(settings: Settings, customers: Path | None = None, events: Path 
         events: Events file; None for the one the config names.
 
     Returns:
-        The `features.ingest.IngestReport`.
+        The `features.ingest.IngestReport` (a `TableIngestReport` for a customer table, `data.table`).
     """
     from features.contract.fields import ContractError
-    from features.ingest import ingest
+    from features.ingest import ingest, ingest_table
 
     try:
+        if settings.data.table is not None:
+            return ingest_table(settings)
         return ingest(settings, customers_path=customers, events_path=events)
     except ContractError as exc:
         raise fail(str(exc), "fix the column mapping under data: in the config and run again") from None

@@ -14,7 +14,7 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
-from features.pipeline import FeaturePaths
+from features.paths import FeaturePaths
 from features.snapshots.inputs import event_day_range
 
 

@@ -27,7 +27,8 @@ from core import names
 from core.settings import parse_settings
 from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
-from features.pipeline import FeaturePaths, build_features, snapshot_schema
+from features.paths import FeaturePaths
+from features.pipeline import build_features, snapshot_schema
 from monitoring.summary import (
     ColumnResult,
     Decision,

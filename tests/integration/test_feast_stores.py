@@ -18,7 +18,8 @@ from core.io import write_atomic_parquet
 from core.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
 from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
 from features.online import OnlineReader, _kernel
-from features.pipeline import FeaturePaths, apply_features, materialize, open_store
+from features.paths import FeaturePaths
+from features.pipeline import apply_features, materialize, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,8 @@ from crm.report.page import NO_ALERTS, build_report
 from crm.report.tables import retention
 from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
-from features.pipeline import FeaturePaths, build_features, latest_snapshot
+from features.paths import FeaturePaths
+from features.pipeline import build_features, latest_snapshot
 
 SECTION_IDS = (
     "headline",
