@@ -207,10 +207,8 @@ def train(
         )
         report = _evaluate_and_log(settings, booster, split)
         metrics = report.metrics
-        reference = reference_sample(
-            split.train[features], report.train_proba, settings.monitoring.reference_sample, cfg.seed
-        )
-        bundle = ModelBundle(booster, report.calibration_spec, reference)
+        bundle = ModelBundle(booster, report.calibration_spec)
+        bundle.reference = reference_sample(bundle, frame, settings.monitoring.reference_sample, cfg.seed)
         info = log_bundle(bundle, split.valid, registered_model_name=cfg.model_name)
         version = str(info.registered_model_version)
     for key, value in {**lineage, "features": ",".join(features), "calibration": report.calibration}.items():
