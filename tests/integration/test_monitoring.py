@@ -137,11 +137,29 @@ def test_every_run_leaves_a_report_a_summary_an_index_entry_and_an_evidently_sna
     assert results[-1].summary.performance is not None
     assert results[-1].summary.performance.labelled_rows > 300
 
+    from evidently.core.report import Snapshot
     from evidently.ui.workspace import Workspace
+
+    from monitoring.records import DASHBOARD_TAB, snapshot_tags
 
     workspace = Workspace(str(settings.path(settings.monitoring.evidently_workspace)))
     (project,) = workspace.search_project(settings.monitoring.project)
-    assert len(workspace.list_runs(project.id)) == len(results)
+    assert [tab.title for tab in workspace.get_dashboard(project.id).tabs] == [DASHBOARD_TAB]
+    stored = [workspace.get_run(project.id, snapshot_id) for snapshot_id in workspace.list_runs(project.id)]
+    snapshots = sorted((s for s in stored if s is not None), key=lambda s: s.timestamp)
+    runs_by_end = sorted((r.summary for r in results), key=lambda s: s.window_end)
+    # Each snapshot is stamped with its window's end (not the run's clock) and tagged with version and status.
+    assert [s.timestamp for s in snapshots] == [r.window_end.replace(tzinfo=None) for r in runs_by_end]
+    assert [s.tags for s in snapshots] == [snapshot_tags(r) for r in runs_by_end]
+    # Once labels have matured, the Evidently report holds the performance, with the summary's ROC AUC.
+    for snapshot, run in zip(snapshots, runs_by_end, strict=True):
+        metrics = Snapshot.load_model(snapshot).dict()["metrics"]
+        auc = [m["value"] for m in metrics if m["config"]["type"].endswith(":RocAuc")]
+        known = run.performance.roc_auc if run.performance else None
+        assert auc == ([pytest.approx(known)] if known is not None else []), run.run_id
+        page = (reports / run.html).read_text()
+        assert ("Performance on matured labels" in page) == (known is not None), run.run_id
+    assert all(r.performance for r in runs_by_end), "every window here lies a horizon after the first snapshots"
 
     client = MlflowClient(settings.mlflow_uri)
     experiment = client.get_experiment_by_name(settings.monitoring.project)
