@@ -167,31 +167,29 @@ def evidently_run(parts: Sequence[Run], summary: MonitorSummary) -> Run | None:
 
 def dashboard_panels() -> list[DashboardPanelPlot]:
     """The panels of the monitoring tab: drift and performance over the snapshots' windows."""
-    drifted, prediction = "FastDriftedColumnsCount", names.PREDICTION
+    drifted = "FastDriftedColumnsCount"
+    count = PanelMetric(legend="drifted features", metric=drifted, metric_labels={"value_type": "count"})
+    share = PanelMetric(legend="drifted share", metric=drifted, metric_labels={"value_type": "share"})
+    prediction = PanelMetric(
+        legend="churn probability", metric="FastValueDrift", metric_labels={"column": names.PREDICTION}
+    )
+    roc_auc, pr_auc = PanelMetric(legend="ROC AUC", metric="RocAuc"), PanelMetric(legend="PR AUC", metric="PrAuc")
     return [
-        counter_panel(
-            "Drifted features, last run",
-            [PanelMetric(legend="drifted features", metric=drifted, metric_labels={"value_type": "count"})],
-            size="half",
-        ),
-        counter_panel(
-            "ROC AUC on matured labels, last run",
-            [PanelMetric(legend="ROC AUC", metric="RocAuc")],
-            size="half",
-        ),
+        counter_panel("Drifted features, last run", [count], size="half"),
+        counter_panel("ROC AUC on matured labels, last run", [roc_auc], size="half"),
         line_plot_panel(
             "Share of drifted features",
-            [PanelMetric(legend="drifted share", metric=drifted, metric_labels={"value_type": "share"})],
+            [share],
             description="per window; monitoring.policy.drifted_share of them makes a retrain decision",
         ),
         line_plot_panel(
             "Prediction drift",
-            [PanelMetric(legend="churn probability", metric="FastValueDrift", metric_labels={"column": prediction})],
+            [prediction],
             description="distance of the window's churn probabilities from the reference's (monitoring.tests)",
         ),
         line_plot_panel(
             "ROC AUC on matured labels",
-            [PanelMetric(legend="ROC AUC", metric="RocAuc"), PanelMetric(legend="PR AUC", metric="PrAuc")],
+            [roc_auc, pr_auc],
             description="the window one label horizon earlier, scored by the champion; runs whose labels have matured",
         ),
     ]
