@@ -10,69 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from monitoring_fixtures import DRIFT_AT, START, WEEK, build, day, scenario_settings
 
 from churn.loop import MONITOR_TAG, retrain_champion, retrainer_for
 from core import names
-from core.settings import Settings, parse_settings
+from core.settings import Settings
 from monitoring.backtest import backtest, detection_figures
 from monitoring.current import Window, batch_rows, snapshot_keys
 from monitoring.jobs import MonitorResult, load_champion, run_monitor
 from monitoring.summary import read_summaries
 from serving.prediction_log import PredictionLog
 
-START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-CUSTOMERS, DAYS, SEED = 800, 330, 5
-DRIFT_AT, AS_OF = 240, 210
-WEEK = dt.timedelta(days=7)
 # Window ends: three before the drift starts, three from two weeks after it.
 CLEAN_ENDS = (224, 231, 238)
 DRIFTED_ENDS = (259, 273, 287)
-
-
-def day(n: int) -> dt.datetime:
-    """Midnight UTC of day `n` of the generated period."""
-    return START + dt.timedelta(days=n)
-
-
-def scenario_settings(ws: Path, **training: object) -> Settings:
-    """Small, fast settings: weekly snapshots from day 90 (past the 90-day window), a champion as of AS_OF."""
-    raw = {
-        "workspace": str(ws),
-        "features": {"first_observation_after_days": 90},
-        "training": {
-            "n_trials": 2,
-            "max_rounds": 60,
-            "as_of": day(AS_OF).date().isoformat(),
-            **training,
-        },
-        "monitoring": {"reference_sample": 3000},
-    }
-    return parse_settings(raw, source="test", env={})
-
-
-def build(ws: Path, drift: bool) -> Settings:
-    """Generate, ingest, featurize and apply; train the champion as of AS_OF."""
-    from features.generator.dataset import generate, write_generated
-    from features.ingest import ingest
-    from features.pipeline import apply_features, build_features
-    from training.pipeline import train
-
-    # The first champion is deliberately weak (depth 1, 3 trees), so that a retrained challenger is
-    # better on held-out data and the gate's "promote" outcome can be tested.
-    settings = scenario_settings(ws, max_rounds=3, search={"max_depth": (1, 1)})
-    customers, events = write_generated(
-        generate(CUSTOMERS, DAYS, seed=SEED, drift_at=DRIFT_AT if drift else None), ws / "raw"
-    )
-    ingest(settings, customers_path=customers, events_path=events)
-    build_features(settings)
-    apply_features(settings)
-    result = train(settings)
-    assert result.decision.promote, "the first model becomes champion"
-    return scenario_settings(ws)
 
 
 def monitored(settings: Settings) -> list[MonitorResult]:
