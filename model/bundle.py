@@ -40,13 +40,13 @@ FILES = {BOOSTER: "booster.ubj", CALIBRATION: "calibration.json", REFERENCE: "re
 
 @dataclass(eq=False)
 class ModelBundle:
-    """A trained churn model with its calibration and training reference sample."""
+    """A trained churn model with its calibration and drift reference sample."""
 
     booster: xgb.Booster
     calibration: dict[str, Any] | None = None
     """The calibration spec (`model.calibration.calibrator_spec`), or None: the booster's probabilities."""
     reference: pd.DataFrame | None = None
-    """Training rows' features and `churn_probability` (None only for bundles made in tests)."""
+    """The newest labelled rows' features and `churn_probability` (`reference_sample`; None only in tests)."""
     categories: dict[str, list[str]] = field(init=False)
     """Categorical feature -> the values the booster was trained with."""
 

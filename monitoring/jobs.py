@@ -2,7 +2,8 @@
 
 A run (`churn monitor`):
 
-1. loads the champion, its calibration, and the training sample stored with it (the reference);
+1. loads the champion, its calibration, and the reference sample stored with it (the newest
+   labelled rows at training time, `model.bundle.reference_sample`);
 2. takes the window's current data (`monitoring.current`): the prediction log (serving mode: what
    the service scored) or the feature snapshots observed in the window, fetched through Feast and
    scored by the champion (batch mode);
@@ -70,7 +71,7 @@ def load_champion(settings: Settings) -> RegisteredModel:
 
 
 def reference_of(champion: RegisteredModel) -> pd.DataFrame:
-    """The champion's training sample: its features and churn probabilities."""
+    """The champion's reference sample: its features and churn probabilities."""
     assert champion.bundle.reference is not None, "load_champion checks it"
     return champion.bundle.reference
 
