@@ -385,7 +385,7 @@ class MonitoringSettings(_Frozen):
     project: str = "churn-monitoring"
     """Evidently project and MLflow experiment of the monitoring runs."""
     reference_sample: int = Field(5_000, gt=0)
-    """Rows of the training data stored with each model as the monitoring reference."""
+    """Rows of the newest labelled observation dates stored with each model as the monitoring reference."""
     window_days: int = Field(7, gt=0)
     """Default window: the last N days before now."""
     mode: Literal["auto", "serving", "batch"] = "auto"

@@ -5,8 +5,9 @@ gate all load it (`model.champion`). It holds:
 
 - the XGBoost booster (its feature names and the category lists it was trained with inside it);
 - the probability calibration training chose, if any (`model.calibration`);
-- a sample of the training features with the model's probabilities: the reference that drift
-  reports compare against and that quantile CRM layers cut;
+- a sample of the newest labelled rows' features with the model's probabilities
+  (`reference_sample`): the reference that drift reports compare against and that quantile CRM
+  layers cut;
 - the logistic regression blended with the trees, when training chose to blend (`model.linear`).
 
 On disk it is a folder of plain files (`write_bundle`, `read_bundle`). In MLflow it is a pyfunc
@@ -47,13 +48,13 @@ FILES = {
 
 @dataclass(eq=False)
 class ModelBundle:
-    """A trained churn model with its calibration and training reference sample."""
+    """A trained churn model with its calibration and drift reference sample."""
 
     booster: xgb.Booster
     calibration: dict[str, Any] | None = None
     """The calibration spec (`model.calibration.calibrator_spec`), or None: the booster's probabilities."""
     reference: pd.DataFrame | None = None
-    """Training rows' features and `churn_probability` (None only for bundles made in tests)."""
+    """The newest labelled rows' features and `churn_probability` (`reference_sample`; None only in tests)."""
     linear: LinearPart | None = None
     """The logistic regression blended with the trees (`model.linear`), or None: the trees alone."""
     categories: dict[str, list[str]] = field(init=False)
@@ -92,10 +93,32 @@ class ModelBundle:
         return calibrate(self.calibration, self.raw_probabilities(frame))
 
 
-def reference_sample(features: pd.DataFrame, probabilities: np.ndarray, size: int, seed: int) -> pd.DataFrame:
-    """At most `size` training rows, their features and the model's `churn_probability`, drawn with `seed`."""
-    n = min(size, len(features))
-    return features.assign(**{names.PREDICTION: probabilities}).sample(n=n, random_state=seed)
+def reference_sample(bundle: ModelBundle, rows: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """The drift reference: `size` rows of the newest observation dates, their features and churn probabilities.
+
+    Whole observation dates are taken from the newest back until they hold at least `size` rows;
+    `size` of those rows are drawn with `seed` and scored by `bundle`. The newest dates, not the
+    whole training period: features such as 90-day counts, purchase gaps and tenure grow with the
+    history behind an observation date, so early dates differ from what the model scores in
+    production for reasons that are not drift, and a reference drawn from them flags drift on
+    data that has none.
+
+    Args:
+        bundle: The model that scores the rows.
+        rows: Labelled rows with `event_timestamp` and the model's features (the training set,
+            every part of its split).
+        size: Rows to keep (fewer when `rows` has fewer).
+        seed: Seed of the draw.
+
+    Returns:
+        The model's features and `churn_probability`.
+    """
+    stamps = rows[names.EVENT_TIMESTAMP]
+    per_date = stamps.value_counts().sort_index(ascending=False)
+    dates = per_date.index[: int(np.searchsorted(per_date.cumsum().to_numpy(), size)) + 1]
+    newest = rows.loc[stamps.isin(dates), bundle.features]
+    sample = newest.sample(n=min(size, len(newest)), random_state=seed)
+    return sample.assign(**{names.PREDICTION: bundle.probabilities(sample)}).reset_index(drop=True)
 
 
 def write_bundle(bundle: ModelBundle, folder: Path) -> dict[str, str]:

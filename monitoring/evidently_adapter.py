@@ -21,6 +21,11 @@ checks the values against Evidently's own `ValueDrift` and `DriftedColumnsCount`
 - the widget helpers of `evidently.legacy.renderers.html_widgets`.
 
 `monitoring.drift.drift_report(engine="public")` runs Evidently's own metrics instead.
+
+It also holds two metrics of the monitoring report's performance part that Evidently lacks, bound
+to their calculations the same way: `MaturedLabels`, the part's heading (which window's labels,
+known when, how many churners, the champion's test ROC AUC), and `PrAuc`, the area under the
+precision-recall curve (average precision) of the matured labels' churn probabilities.
 """
 
 from __future__ import annotations
@@ -30,10 +35,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from evidently import ColumnType, Dataset
-from evidently.core.metric_types import CountCalculation, CountValue, SingleValue, SingleValueCalculation
+from evidently.core.metric_types import (
+    CountCalculation,
+    CountValue,
+    SingleValue,
+    SingleValueCalculation,
+    SingleValueMetric,
+)
 from evidently.legacy.calculations.stattests import get_stattest
 from evidently.legacy.renderers.html_widgets import CounterData, WidgetSize, counter, plotly_data, table_data
 from evidently.metrics import DriftedColumnsCount, ValueDrift
+from sklearn.metrics import average_precision_score
 
 from monitoring.drift_methods import finite, is_drifted
 
@@ -191,3 +203,66 @@ class _FastDriftedColumnsCountCalculation(CountCalculation[FastDriftedColumnsCou
 
     def share_display_name(self) -> str:
         return "Share of drifted columns"
+
+
+class MaturedLabels(SingleValueMetric):
+    """The number of labelled rows, rendered as the heading of the performance part of a report."""
+
+    target: str
+    """The label column (0 or 1): its sum is the number of churners shown."""
+    window: str
+    """The window whose labels have matured."""
+    known_at: str
+    """When they were known (the run's window end)."""
+    champion_roc_auc: float | None = None
+    """The champion's ROC AUC on its test rows at training time, shown as the baseline."""
+
+    class Config:
+        type_alias = "evidently:metric_v2:MaturedLabels"
+
+
+class _MaturedLabelsCalculation(SingleValueCalculation[MaturedLabels]):
+    def calculate(self, context: Any, current_data: Dataset, reference_data: Dataset | None) -> SingleValue:
+        metric = self.metric
+        labels = current_data.column(metric.target).data
+        result = self.result(float(len(labels)))
+        baseline = "-" if metric.champion_roc_auc is None else f"{metric.champion_roc_auc:.3f}"
+        result.widget = [
+            counter(
+                title=f"Performance on matured labels: the window {metric.window}, labels known at {metric.known_at}",
+                counters=[
+                    CounterData("labelled rows", f"{len(labels):,}"),
+                    CounterData("churners", f"{int(labels.sum()):,}"),
+                    CounterData("champion's test ROC AUC", baseline),
+                ],
+            )
+        ]
+        return result
+
+    def display_name(self) -> str:
+        return "Labelled rows"
+
+
+class PrAuc(SingleValueMetric):
+    """PR AUC (average precision) of a binary label's predicted probabilities; Evidently has no such metric.
+
+    Computed with scikit-learn's `average_precision_score` on the current data, the positive class 1.
+    """
+
+    target: str
+    """The label column (0 or 1)."""
+    probability: str
+    """The predicted probability of class 1."""
+
+    class Config:
+        type_alias = "evidently:metric_v2:PrAuc"
+
+
+class _PrAucCalculation(SingleValueCalculation[PrAuc]):
+    def calculate(self, context: Any, current_data: Dataset, reference_data: Dataset | None) -> SingleValue:
+        y = current_data.column(self.metric.target).data.to_numpy(dtype=float)
+        p = current_data.column(self.metric.probability).data.to_numpy(dtype=float)
+        return self.result(float(average_precision_score(y, p)))
+
+    def display_name(self) -> str:
+        return "PR AUC (average precision)"

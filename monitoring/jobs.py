@@ -2,22 +2,26 @@
 
 A run (`churn monitor`):
 
-1. loads the champion, its calibration, and the training sample stored with it (the reference);
+1. loads the champion, its calibration, and the reference sample stored with it (the newest
+   labelled rows at training time, `model.bundle.reference_sample`);
 2. takes the window's current data (`monitoring.current`): the prediction log (serving mode: what
    the service scored) or the feature snapshots observed in the window, fetched through Feast and
    scored by the champion (batch mode);
 3. runs the Evidently drift report (`monitoring.drift`: features, and the churn-probability
    distribution);
 4. scores the champion on the newest window whose labels have matured (`monitoring.performance`:
-   the window moved back by the label horizon) and compares its ROC AUC with the champion's test AUC;
+   the window moved back by the label horizon) and compares its ROC AUC with the champion's test AUC,
+   in figures and in an Evidently performance report;
 5. applies the drift policy and its cool-down (`monitoring.policy`);
 6. on a "retrain" decision, calls the retrainer it was given (`churn.loop.retrain_champion`:
    fresh features, a challenger, the promotion gate; the serving hot reload picks up a new
    champion). Monitoring itself never imports training: the CLI layer wires the two;
-7. writes `monitor-<run id>.html` and `.json` to the reports folder, refreshes `index.html`
-   (`monitoring.index`), adds the snapshot to the Evidently workspace, and records the run in
-   MLflow (`monitoring.records`: experiment `monitoring.project`, with tags linking it to the
-   training run and the gate's decision).
+7. joins the drift and performance reports into one Evidently snapshot, stamped with the
+   window's end and tagged with the champion's version and the status (`monitoring.records`);
+   writes it as `monitor-<run id>.html` and the summary as `.json` to the reports folder,
+   refreshes `index.html` (`monitoring.index`), adds the snapshot to the Evidently workspace
+   (whose project gets its dashboard), and records the run in MLflow (experiment
+   `monitoring.project`, with tags linking it to the training run and the gate's decision).
 
 With an explicit `now` (a backtest, `churn monitor --end DATE`), the run acts as of that time:
 labels, performance and retraining (`training.as_of`) use only what was known then.
@@ -43,9 +47,9 @@ from model.champion import load_champion as load_registered_champion
 from monitoring.current import Mode, Window, batch_rows, choose_mode, snapshot_keys
 from monitoring.drift import drift_report
 from monitoring.index import write_index
-from monitoring.performance import matured_performance
+from monitoring.performance import matured_performance, performance_report
 from monitoring.policy import decide, fired_rules, status_of
-from monitoring.records import add_to_workspace, finish_mlflow_run, start_mlflow_run
+from monitoring.records import add_to_workspace, evidently_run, finish_mlflow_run, start_mlflow_run
 from monitoring.summary import FeatureDrift, MonitorSummary, Retraining, read_summaries, summary_path
 
 Retrainer = Callable[[str, dt.date | None], Retraining]
@@ -67,7 +71,7 @@ def load_champion(settings: Settings) -> RegisteredModel:
 
 
 def reference_of(champion: RegisteredModel) -> pd.DataFrame:
-    """The champion's training sample: its features and churn probabilities."""
+    """The champion's reference sample: its features and churn probabilities."""
     assert champion.bundle.reference is not None, "load_champion checks it"
     return champion.bundle.reference
 
@@ -128,11 +132,11 @@ def run_monitor(
     step("Evidently drift report")
     policy = settings.monitoring.policy
     if current.empty:
-        snapshot, result = None, None
+        drift_snapshot, result = None, None
         features = FeatureDrift(n_columns=0, drifted_columns=0, drifted_share=0.0, columns=[])
         prediction = None
     else:
-        snapshot, result = drift_report(
+        drift_snapshot, result = drift_report(
             reference,
             current,
             columns=columns,
@@ -149,7 +153,8 @@ def run_monitor(
         prediction = result.prediction
 
     step("performance on matured labels")
-    performance = matured_performance(settings, champion, used, window)
+    matured = matured_performance(settings, champion, used, window)
+    performance = matured.performance
     decision = decide(
         policy, features, prediction, performance, current_rows=len(current), window_end=window.end, history=history
     )
@@ -184,12 +189,14 @@ def run_monitor(
     )
     step("writing the report, the summary, the index and the Evidently workspace")
     html = reports / html_name
+    parts = [performance_report(matured, policy.auc_drop), drift_snapshot]
+    snapshot = evidently_run([part for part in parts if part is not None], summary)
     if snapshot is not None:
         with tempfile.NamedTemporaryFile(dir=reports, suffix=".html.tmp", delete=False) as tmp:
             tmp_path = Path(tmp.name)
         snapshot.save_html(str(tmp_path))
         tmp_path.replace(html)
-        add_to_workspace(settings, snapshot, run_id)
+        add_to_workspace(settings, snapshot)
     else:
         write_atomic_text(_no_data_page(summary), html)
     summary_json = write_atomic_text(summary.model_dump_json(indent=2), summary_path(reports, run_id))

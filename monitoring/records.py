@@ -3,20 +3,41 @@
 The MLflow run (experiment `monitoring.project`) holds the run's figures as metrics, its decision
 chain as tags (`churn.monitor.*`, and `churn.retrain.*` linking the training run and the gate's
 verdict) and its report and summary as artifacts. It is created with the client, not as the active
-run, so that a retraining started by the run can start its own. The Evidently snapshot goes to the
-workspace's project of the same name (`evidently ui --workspace ...`).
+run, so that a retraining started by the run can start its own.
+
+The Evidently snapshot (`evidently_run`) is the run's reports as one: the drift report and, when
+labels have matured, the performance report (`monitoring.performance`), stamped with the window's
+end (not the time the run happened to execute, so a backtest lands where its data belongs) and
+tagged with the champion's version and the run's status. It goes to the workspace's project of the
+same name (`evidently ui --workspace ...`), whose dashboard (`DASHBOARD_TAB`) plots the share of
+drifted features, the prediction drift and the matured labels' ROC AUC over the snapshots.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from evidently import Run
+from evidently.core.report import Snapshot
+from evidently.core.serialization import ReportModel, SnapshotModel
+from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTabModel, PanelMetric
+from evidently.sdk.panels import counter_panel, line_plot_panel
 from mlflow import MlflowClient
 
+from core import names
 from core.settings import Settings
 from monitoring.current import Window
 from monitoring.summary import MonitorSummary
+
+if TYPE_CHECKING:
+    from evidently.ui.workspace import Workspace
+
+DASHBOARD_TAB = "Churn monitoring"
+"""The dashboard tab of the Evidently project that monitoring creates (once; panels added by hand stay)."""
 
 
 def start_mlflow_run(
@@ -104,11 +125,93 @@ def finish_mlflow_run(client: MlflowClient, run: str, summary: MonitorSummary, h
     client.set_terminated(run)
 
 
-def add_to_workspace(settings: Settings, snapshot: Run, run_id: str) -> None:
-    """Add the run's Evidently snapshot to the workspace's project (`evidently ui --workspace ...`)."""
+def snapshot_tags(summary: MonitorSummary) -> list[str]:
+    """The tags of a run's Evidently snapshot: the champion's version and the run's status."""
+    return [f"model-v{summary.model_version}", f"status-{summary.status}"]
+
+
+def evidently_run(parts: Sequence[Run], summary: MonitorSummary) -> Run | None:
+    """The run's Evidently reports as one snapshot, stamped and tagged (see the module docstring).
+
+    Args:
+        parts: Evidently snapshots in the order the report shows them (drift, then performance).
+        summary: The run: its window's end is the timestamp (UTC, without a zone, as Evidently
+            keeps its own), its run id the name, its version and status the tags.
+
+    Returns:
+        None when there is no part.
+    """
+    if not parts:
+        return None
+    models = [part.to_snapshot_model() for part in parts]
+    metadata: dict[str, str] = {
+        "model_version": summary.model_version,
+        "status": summary.status,
+        "mode": summary.mode,
+        "window_start": summary.window_start.isoformat(),
+        "window_end": summary.window_end.isoformat(),
+    }
+    merged = SnapshotModel(
+        report=ReportModel(items=[]),
+        name=f"monitor-{summary.run_id}",
+        timestamp=summary.window_end.astimezone(dt.UTC).replace(tzinfo=None),
+        metadata=metadata,
+        tags=snapshot_tags(summary),
+        metric_results={key: value for model in models for key, value in model.metric_results.items()},
+        top_level_metrics=[key for model in models for key in model.top_level_metrics],
+        widgets=[widget for model in models for widget in model.widgets],
+        tests_widgets=[widget for model in models for widget in model.tests_widgets],
+    )
+    return Snapshot.load_model(merged)
+
+
+def dashboard_panels() -> list[DashboardPanelPlot]:
+    """The panels of the monitoring tab: drift and performance over the snapshots' windows."""
+    drifted = "FastDriftedColumnsCount"
+    count = PanelMetric(legend="drifted features", metric=drifted, metric_labels={"value_type": "count"})
+    share = PanelMetric(legend="drifted share", metric=drifted, metric_labels={"value_type": "share"})
+    prediction = PanelMetric(
+        legend="churn probability", metric="FastValueDrift", metric_labels={"column": names.PREDICTION}
+    )
+    roc_auc, pr_auc = PanelMetric(legend="ROC AUC", metric="RocAuc"), PanelMetric(legend="PR AUC", metric="PrAuc")
+    return [
+        counter_panel("Drifted features, last run", [count], size="half"),
+        counter_panel("ROC AUC on matured labels, last run", [roc_auc], size="half"),
+        line_plot_panel(
+            "Share of drifted features",
+            [share],
+            description="per window; monitoring.policy.drifted_share of them makes a retrain decision",
+        ),
+        line_plot_panel(
+            "Prediction drift",
+            [prediction],
+            description="distance of the window's churn probabilities from the reference's (monitoring.tests)",
+        ),
+        line_plot_panel(
+            "ROC AUC on matured labels",
+            [roc_auc, pr_auc],
+            description="the window one label horizon earlier, scored by the champion; runs whose labels have matured",
+        ),
+    ]
+
+
+def ensure_dashboard(workspace: Workspace, project_id: UUID) -> None:
+    """Give the project the monitoring tab and its panels unless it has that tab already."""
+    dashboard: DashboardModel = workspace.get_dashboard(project_id)
+    if any(tab.title == DASHBOARD_TAB for tab in dashboard.tabs):
+        return
+    panels = dashboard_panels()
+    dashboard.panels.extend(panels)
+    dashboard.tabs.append(DashboardTabModel(title=DASHBOARD_TAB, panels=[panel.id for panel in panels]))
+    workspace.save_dashboard(project_id, dashboard)
+
+
+def add_to_workspace(settings: Settings, snapshot: Run) -> None:
+    """Add the run's Evidently snapshot (`evidently_run`) to the workspace's project, with its dashboard."""
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace(str(settings.path(settings.monitoring.evidently_workspace)))
     found = workspace.search_project(settings.monitoring.project)
     project = found[0] if found else workspace.create_project(settings.monitoring.project)
-    workspace.add_run(project.id, snapshot, name=f"monitor-{run_id}")
+    ensure_dashboard(workspace, project.id)
+    workspace.add_run(project.id, snapshot)

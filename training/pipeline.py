@@ -207,12 +207,10 @@ def train(
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
         model = final_model(result.best_params, split, cfg)
-        test_proba = ModelBundle(model.booster, model.calibration, None, model.linear).probabilities(split.test)
-        judged = judge_on_test(settings, split, test_proba, model.regression)
+        bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
+        judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression)
         metrics = _log_evaluation(settings, split, model, judged)
-        train_proba = ModelBundle(model.booster, model.calibration, None, model.linear).probabilities(split.train)
-        reference = reference_sample(split.train[features], train_proba, settings.monitoring.reference_sample, cfg.seed)
-        bundle = ModelBundle(model.booster, model.calibration, reference, model.linear)
+        bundle.reference = reference_sample(bundle, frame, settings.monitoring.reference_sample, cfg.seed)
         info = log_bundle(bundle, split.train, registered_model_name=cfg.model_name)
         version = str(info.registered_model_version)
     calibration = str(model.calibration_decision.method) if model.calibration else "none"

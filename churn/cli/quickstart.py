@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -19,6 +20,10 @@ from churn.cli.scoring import champion_alerts
 from churn.cli.training import train_model
 from churn.server import running_service
 from core import names
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.jobs import MonitorResult
 
 app = typer.Typer()
 
@@ -90,17 +95,8 @@ def quickstart(
         scores = response.json()
     step("serve", f"POST {url}/score answered {len(scores)} scores")
 
-    from monitoring.current import Window
-    from monitoring.jobs import run_monitor
-
-    newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
     with console.status("Evidently drift report") as status:
-        monitored = run_monitor(
-            settings,
-            Window(newest, newest + dt.timedelta(days=1)),
-            mode="batch",
-            on_step=lambda text: status.update(text),
-        )
+        monitored = monitor_newest(settings, on_step=lambda text: status.update(text))
     step(
         "monitor",
         f"drift status {monitored.summary.status} ({monitored.summary.features.drifted_columns}/"
@@ -130,6 +126,7 @@ def quickstart(
         "drift_summary": str(monitored.summary_json),
         "drift_status": monitored.summary.status,
         "monitoring_index": str(monitored.index),
+        "ui_commands": ui_commands(settings),
         "scores": scores,
         "alerts": str(alerts_path),
         "ops_report": str(ops_path),
@@ -141,7 +138,8 @@ def quickstart(
     table.add_column("where / value", overflow="fold")
     table.add_row("workspace", str(Path(settings.workspace).resolve()))
     table.add_row("MLflow tracking URI", settings.mlflow_uri)
-    table.add_row("MLflow UI", f"mlflow ui --backend-store-uri {settings.mlflow_uri}")
+    for name, command in ui_commands(settings).items():
+        table.add_row(name, command)
     table.add_row("registered model", f"models:/{trained.model_name}@champion (v{trained.version})")
     table.add_row("Feast registry", str(settings.path(settings.feast.registry)))
     table.add_row("Feast online store", str(settings.path(settings.feast.online_store.path)))
@@ -155,6 +153,25 @@ def quickstart(
     table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
     console.print(table)
     _print_scores(scores)
+
+
+def monitor_newest(settings: Settings, on_step: Callable[[str], None] | None = None) -> MonitorResult:
+    """The quickstart's monitoring run: the newest feature snapshots (batch mode) against the champion's reference."""
+    from features.pipeline import latest_snapshot
+    from monitoring.current import Window
+    from monitoring.jobs import run_monitor
+
+    newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
+    return run_monitor(settings, Window(newest, newest + dt.timedelta(days=1)), mode="batch", on_step=on_step)
+
+
+def ui_commands(settings: Settings) -> dict[str, str]:
+    """The commands that open the MLflow, Evidently and Optuna UIs on this workspace's stores."""
+    return {
+        "MLflow UI": f"mlflow ui --backend-store-uri {settings.mlflow_uri}",
+        "Evidently UI": f"evidently ui --workspace {settings.path(settings.monitoring.evidently_workspace)}",
+        "Optuna dashboard": f"optuna-dashboard {settings.optuna_uri}",
+    }
 
 
 def _print_scores(scores: list[dict[str, Any]]) -> None:

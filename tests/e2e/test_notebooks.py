@@ -9,19 +9,20 @@ fixtures its kernel's environment names.
 
 from __future__ import annotations
 
-import datetime as dt
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pandas as pd
 import pytest
 from jupyter_client.kernelspec import find_kernel_specs
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
+from typer.testing import CliRunner
 
 from core import names
 from core.settings import parse_settings
@@ -30,13 +31,8 @@ from features.ingest import ingest
 from features.paths import FeaturePaths
 from features.pipeline import build_features, snapshot_schema
 from monitoring.summary import (
-    ColumnResult,
     Decision,
-    FeatureDrift,
     MonitorSummary,
-    Performance,
-    PredictionDrift,
-    Retraining,
     read_summaries,
     summary_path,
 )
@@ -81,132 +77,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-MONITORED: dict[str, tuple[str, float]] = {
-    "purchases_count_30d": ("wasserstein", 1.0),
-    "purchases_spend_30d": ("wasserstein", 0.8),
-    "purchases_frequency_change": ("wasserstein", 0.6),
-    "engagement_change": ("wasserstein", 0.5),
-    "engagement_days_since_last_activity": ("wasserstein", 0.2),
-    "profile_tenure_days": ("ks", 0.3),
-    "purchases_days_since_last": ("wasserstein", 0.0),
-    "profile_plan": ("jensenshannon", 0.0),
-    "profile_region": ("jensenshannon", 0.0),
-}
-"""Feature -> drift test, and how strongly it follows the drift episode of `monitoring_runs`."""
+MONITORED_ENDS = range(217, 267, 7)
+"""Window ends (days of the drift scenario, `monitoring_fixtures`) of the weekly `churn monitor` runs.
 
-EPISODE = (0.0, 0.02, 0.08, 0.35, 0.3, 0.04, 0.0, 0.0)
-"""Strength of the drift in each weekly run: it builds up, a retraining answers it, it fades."""
-
-POLICY_SHARE, POLICY_AUC_DROP, COOLDOWN, LABEL_HORIZON = 0.3, 0.05, dt.timedelta(days=14), dt.timedelta(days=7)
-"""The drift policy the runs follow (share of drifted features, prediction drift, AUC drop, cool-down), and the
-label horizon."""
-
-
-def _column(name: str, strength: float, rng: np.random.Generator) -> ColumnResult:
-    """One feature's drift test: a p-value (`ks`) that falls with the drift, or a distance that grows."""
-    method, weight = MONITORED[name]
-    if method == "ks":
-        value = float(rng.uniform(0.2, 0.9) * 10.0 ** (-40 * strength * weight))
-        return ColumnResult(
-            column=name, kind="numeric", method=method, threshold=0.05, value=value, drifted=value < 0.05
-        )
-    value = float(rng.uniform(0.01, 0.06) + strength * weight)
-    kind = "categorical" if method == "jensenshannon" else "numeric"
-    return ColumnResult(column=name, kind=kind, method=method, threshold=0.1, value=value, drifted=value >= 0.1)
-
-
-def monitoring_runs(seed: int) -> list[MonitorSummary]:
-    """Eight weekly runs through a drift episode, oldest first, decided as the drift policy does.
-
-    Labels mature a horizon (a week) after a window, so the first run has no performance; run 6 is a
-    batch run without prediction drift. The first run where a rule fires retrains, and its
-    challenger (v4) is promoted; a rule firing within the cool-down after it retrains nothing.
-    """
-    rng = np.random.default_rng(seed)
-    start = dt.datetime(2025, 6, 2, tzinfo=dt.UTC)
-    runs: list[MonitorSummary] = []
-    for i, strength in enumerate(EPISODE):
-        window_end = start + dt.timedelta(weeks=i)
-        created = window_end + dt.timedelta(hours=6, minutes=int(rng.integers(0, 30)))
-        retrained = [r for r in runs if r.retraining is not None]
-        version = str(3 + len(retrained))
-        columns = [_column(name, strength, rng) for name in MONITORED]
-        features = FeatureDrift(
-            n_columns=len(columns),
-            drifted_columns=sum(c.drifted for c in columns),
-            drifted_share=sum(c.drifted for c in columns) / len(columns),
-            columns=columns,
-        )
-        prediction = None
-        if i != 6:
-            value = float(rng.uniform(0.01, 0.04) + 0.5 * strength)
-            means = (0.2, 0.2 + strength / 2)
-            prediction = PredictionDrift(
-                method="wasserstein",
-                threshold=0.1,
-                value=value,
-                drifted=value >= 0.1,
-                reference_mean=means[0],
-                current_mean=means[1],
-            )
-        performance = None
-        if i >= 1:
-            labelled = EPISODE[i - 1] if version == "3" else 0.0
-            reference = 0.81 if version == "3" else 0.8  # the challengers are trained on drifted data
-            auc = float(reference - 0.6 * labelled + rng.normal(0, 0.005))
-            performance = Performance(
-                window_start=window_end - dt.timedelta(days=7) - LABEL_HORIZON,
-                window_end=window_end - LABEL_HORIZON,
-                labelled_rows=int(rng.integers(700, 900)),
-                positives=int(rng.integers(80, 120)),
-                roc_auc=auc,
-                pr_auc=auc - 0.45,
-                log_loss=0.4,
-                reference_roc_auc=reference,
-                auc_drop=reference - auc,
-            )
-        reasons = []
-        if features.drifted_share >= POLICY_SHARE:
-            reasons.append(f"{features.drifted_columns} of {features.n_columns} features drifted")
-        if prediction is not None and prediction.drifted:
-            reasons.append(f"prediction drift: wasserstein {prediction.value:.3g} (threshold 0.1)")
-        if performance is not None and performance.auc_drop is not None and performance.auc_drop >= POLICY_AUC_DROP:
-            reasons.append(f"ROC AUC on matured labels {performance.auc_drop:.3f} below the champion's test AUC")
-        until = retrained[-1].window_end + COOLDOWN if retrained else None
-        cooldown = until if reasons and until is not None and window_end < until else None
-        decision = Decision(retrain=bool(reasons) and cooldown is None, reasons=reasons, cooldown_until=cooldown)
-        retraining = None
-        if decision.retrain:
-            retraining = Retraining(
-                training_run_id=f"{rng.integers(16**11, 16**12):x}",
-                challenger_version=str(int(version) + 1),
-                promoted=True,
-                gate_reason="challenger test AUC 0.800 beats the champion's 0.712 on the newest window by 0.088",
-                champion_before=version,
-                champion_after=str(int(version) + 1),
-            )
-        drifted = features.drifted_columns or (prediction is not None and prediction.drifted)
-        run_id = created.strftime("%Y%m%dT%H%M%SZ")
-        runs.append(
-            MonitorSummary(
-                run_id=run_id,
-                created=created,
-                mode="batch" if i == 6 else "serving",
-                window_start=window_end - dt.timedelta(days=7),
-                window_end=window_end,
-                model_version=version,
-                reference_rows=5_000,
-                current_rows=int(rng.integers(900, 1_300)),
-                status="drift" if reasons else "warning" if drifted else "ok",
-                features=features,
-                prediction=prediction,
-                performance=performance,
-                decision=decision,
-                retraining=retraining,
-                html=f"monitor-{run_id}.html",
-            )
-        )
-    return runs
+Three weeks before the drift starts (day 240), then four into it: the features drift until the
+policy retrains (the weak champion loses to a challenger) and the run after it is held back by the
+cool-down.
+"""
 
 
 def _write_summaries(reports_dir: Path, runs: list[MonitorSummary]) -> Path:
@@ -218,13 +95,32 @@ def _write_summaries(reports_dir: Path, runs: list[MonitorSummary]) -> Path:
 
 @pytest.fixture(scope="module")
 def monitoring_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reports folder holding the JSON summaries of `monitoring_runs` (no Evidently reports: not read)."""
-    runs = monitoring_runs(seed=11)
+    """The reports folder of real `churn monitor --retrain-on-drift` runs over the drift scenario's weeks.
+
+    The workspace is the drift scenario's (`monitoring_fixtures.build`: generated data with drift
+    from day 240, a weak champion trained as of day 210); each run is the `churn` command itself,
+    on a config file of that workspace, acting as of its window's end.
+    """
+    from monitoring_fixtures import build, day
+    from training_fixtures import write_config
+
+    from churn.cli import app
+
+    ws = tmp_path_factory.mktemp("monitored")
+    config = write_config(build(ws, drift=True), ws / "config.yaml")
+    env = {**{k: None for k in os.environ if k.startswith("CHURN_")}, "COLUMNS": "200"}
+    for end in MONITORED_ENDS:
+        window = ["--start", f"{day(end - 7):%Y-%m-%d}", "--end", f"{day(end):%Y-%m-%d}"]
+        args = ["monitor", *window, "--mode", "batch", "--retrain-on-drift", "--config", str(config)]
+        result = CliRunner().invoke(app, args, env=env)
+        assert result.exit_code == 0, result.output
+    reports = ws / "reports"
+    runs = read_summaries(reports)
     statuses = [r.status for r in runs]
-    assert {"ok", "warning", "drift"} <= set(statuses), f"the episode should give every status, got {statuses}"
+    assert len(runs) == len(MONITORED_ENDS) and {"warning", "drift"} <= set(statuses), statuses
     assert sum(r.retraining is not None for r in runs) == 1, "one retraining, then a cool-down"
     assert any(r.decision.cooldown_until for r in runs), "one retraining, then a cool-down"
-    return _write_summaries(tmp_path_factory.mktemp("monitoring-reports"), runs)
+    return reports
 
 
 def _execute(name: str, env: dict[str, str]) -> NotebookNode:
@@ -362,27 +258,32 @@ def test_drift_review_lists_every_run_and_decision(executed: Runner, monitoring_
     for run in summaries:
         row = rows.get(run.run_id, [])
         assert f"{run.created:%Y-%m-%d}" in row and run.status in row, f"{run.run_id} in:\n{runs_table}"
-    assert sum(1 for token in rows if token.startswith("2025")) == len(summaries), runs_table
+    listed = [token for token in rows if re.fullmatch(r"\d{8}T\d{6}\d*Z", token)]
+    assert sorted(listed) == sorted(run.run_id for run in summaries), runs_table
 
     ranking = _text(sections["Drift over time for the top features"])
-    ranked = [line.split()[0] for line in ranking.splitlines() if line.split() and line.split()[0] in MONITORED]
-    times_drifted = {
-        name: sum(c.drifted for s in summaries for c in s.features.columns if c.column == name) for name in MONITORED
-    }
-    assert sorted(ranked) == sorted(MONITORED), ranking
-    assert [times_drifted[name] for name in ranked] == sorted(times_drifted.values(), reverse=True), ranking
+    times_drifted: dict[str, int] = {}
+    for c in (c for s in summaries for c in s.features.columns):
+        times_drifted[c.column] = times_drifted.get(c.column, 0) + c.drifted
+    ranked = [line.split()[0] for line in ranking.splitlines() if line.split() and line.split()[0] in times_drifted]
+    # The ten features that drifted in the most runs, most first.
+    assert [times_drifted[name] for name in ranked] == sorted(times_drifted.values(), reverse=True)[:10], ranking
 
     decisions = _text(sections["Retraining decisions"])
     [retraining] = [(s.run_id, s.retraining) for s in summaries if s.retraining is not None]
     run_id, started = retraining
     assert run_id in decisions and f"{started.training_run_id}" in decisions, decisions
-    assert "cool-down until" in decisions and "retrainings: 1, promoted: 1" in decisions, decisions
+    assert "cool-down until" in decisions and f"retrainings: 1, promoted: {int(started.promoted)}" in decisions
     quiet = [s.run_id for s in summaries if not s.decision.reasons and s.retraining is None]
     assert quiet and not any(run_id in decisions for run_id in quiet), "runs where no rule fired are left out"
 
 
-def test_drift_review_without_predictions_labels_or_retraining(tmp_path: Path) -> None:
-    """Runs without prediction drift, matured labels or any decision still give every section its figure."""
+def test_drift_review_without_predictions_labels_or_retraining(monitoring_reports: Path, tmp_path: Path) -> None:
+    """Runs without prediction drift, matured labels or any decision still give every section its figure.
+
+    The first real runs, with what a run may lack taken out: the prediction (a window without
+    scored rows), the performance (before labels mature) and any decision or retraining.
+    """
     runs = [
         run.model_copy(
             update={
@@ -392,7 +293,7 @@ def test_drift_review_without_predictions_labels_or_retraining(tmp_path: Path) -
                 "decision": Decision(retrain=False, reasons=[]),
             }
         )
-        for run in monitoring_runs(seed=3)[:3]
+        for run in read_summaries(monitoring_reports)[:3]
     ]
     nb = _execute(DRIFT_REVIEW, {"CHURN_REPORTS_DIR": str(_write_summaries(tmp_path / "reports", runs))})
     sections = _section_outputs(nb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -62,6 +63,15 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert drift["features"]["n_columns"] > 10 and drift["status"] in {"ok", "warning", "drift"}
     assert drift["prediction"]["method"] == "wasserstein"
     assert drift["html"] in Path(summary["monitoring_index"]).read_text()
+    # The summary ends with the commands that open the three UIs on this workspace's stores.
+    commands = summary["ui_commands"]
+    assert commands == {
+        "MLflow UI": f"mlflow ui --backend-store-uri {summary['mlflow_tracking_uri']}",
+        "Evidently UI": f"evidently ui --workspace {ws / 'evidently'}",
+        "Optuna dashboard": f"optuna-dashboard sqlite:///{ws / 'optuna/optuna.db'}",
+    }
+    for command in commands.values():
+        assert command in proc.stdout.replace("\n", ""), command
 
     # The CRM alert list (every active customer, highest expected loss first) and the ops report.
     alerts = pd.read_csv(summary["alerts"])
@@ -76,3 +86,36 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     # Every job logged its resolved config.
     logs = list((ws / "logs").glob("quickstart-*.log"))
     assert logs and "resolved to:" in logs[0].read_text()
+
+
+@pytest.mark.slow
+def test_the_quickstarts_undrifted_data_gives_status_ok(tmp_path: Path) -> None:
+    """The quickstart's own data and model (its defaults), monitored as it does: no drift, so status ok.
+
+    Its generated data has no drift injected. The quickstart's window is the newest snapshot date,
+    months after the first training dates, whose short histories once made 8 of 43 features drift.
+    """
+    from churn.cli.data import generate_data, ingest_data
+    from churn.cli.features import build_snapshots
+    from churn.cli.quickstart import monitor_newest, quickstart
+    from core.settings import load_settings, parse_settings
+    from features.pipeline import apply_features
+    from training.pipeline import train
+
+    defaults = {name: p.default for name, p in inspect.signature(quickstart).parameters.items()}
+    tree = load_settings(env={}).model_dump(mode="json")
+    tree["workspace"] = str(tmp_path / "ws")
+    tree["generator"] |= {"customers": defaults["customers"], "days": defaults["days"], "seed": defaults["seed"]}
+    tree["training"] |= {"n_trials": defaults["trials"], "seed": defaults["seed"]}
+    settings = parse_settings(tree, "quickstart defaults", env={})
+    generate_data(settings)
+    ingest_data(settings)
+    build_snapshots(settings)
+    apply_features(settings)
+    assert train(settings).decision.promote
+
+    summary = monitor_newest(settings).summary
+    assert summary.current_rows >= settings.monitoring.policy.min_rows
+    drifted = [(c.column, round(c.value, 3)) for c in summary.features.columns if c.drifted]
+    assert summary.status == "ok", (drifted, summary.prediction)
+    assert not drifted and summary.prediction is not None and not summary.prediction.drifted

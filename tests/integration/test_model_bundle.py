@@ -42,8 +42,10 @@ def bundle() -> ModelBundle:
     matrix = dmatrix(model_frame(train, FEATURES, CATEGORIES), label=label)
     params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "seed": 1, "nthread": 1}
     booster = remember_categories(xgb.train(params, matrix, num_boost_round=15), CATEGORIES)
-    proba = calibrate(CALIBRATION, booster.predict(matrix))
-    return ModelBundle(booster, CALIBRATION, reference_sample(train, proba, 100, seed=1))
+    bundle = ModelBundle(booster, CALIBRATION)
+    observed = pd.Timestamp("2025-03-03", tz="UTC") + pd.to_timedelta(np.arange(len(train)) % 4 * 7, unit="D")
+    bundle.reference = reference_sample(bundle, train.assign(**{names.EVENT_TIMESTAMP: observed}), 100, seed=1)
+    return bundle
 
 
 def test_bundle_files_round_trip(bundle: ModelBundle, tmp_path: Path) -> None:
@@ -53,6 +55,22 @@ def test_bundle_files_round_trip(bundle: ModelBundle, tmp_path: Path) -> None:
     assert again.calibration == CALIBRATION and again.categories == CATEGORIES
     pd.testing.assert_frame_equal(again.reference, bundle.reference.reset_index(drop=True))  # type: ignore[union-attr]
     assert len(bundle.reference) == 100 and names.PREDICTION in bundle.reference  # type: ignore[arg-type]
+
+
+def test_the_reference_holds_the_newest_dates_scored_by_the_bundle(bundle: ModelBundle) -> None:
+    """Whole dates from the newest back until `size` rows, then `size` of them, with the bundle's probabilities."""
+    rows = _frame(400, seed=5)
+    observed = pd.Timestamp("2025-03-03", tz="UTC") + pd.to_timedelta(np.arange(400) % 4 * 7, unit="D")
+    # 4 weekly dates of 100 rows each; visits_30d tells the rows apart.
+    rows = rows.assign(**{names.EVENT_TIMESTAMP: observed, "visits_30d": np.arange(400.0)})
+    for size, dates in ((100, 1), (150, 2), (250, 3), (1000, 4)):
+        reference = reference_sample(bundle, rows, size, seed=2)
+        assert list(reference.columns) == [*FEATURES, names.PREDICTION]
+        assert len(reference) == min(size, 400)
+        drawn = rows.loc[rows["visits_30d"].isin(reference["visits_30d"])]
+        assert set(drawn[names.EVENT_TIMESTAMP]) == set(observed.unique()[-dates:]), size
+        expected = calibrate(CALIBRATION, bundle.raw_probabilities(reference))
+        np.testing.assert_allclose(reference[names.PREDICTION].to_numpy(), expected)
 
 
 def test_a_registered_bundle_is_one_pyfunc_model_and_the_champion(

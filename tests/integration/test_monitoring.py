@@ -10,69 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from monitoring_fixtures import DRIFT_AT, START, WEEK, build, day, scenario_settings
 
 from churn.loop import MONITOR_TAG, retrain_champion, retrainer_for
 from core import names
-from core.settings import Settings, parse_settings
+from core.settings import Settings
 from monitoring.backtest import backtest, detection_figures
 from monitoring.current import Window, batch_rows, snapshot_keys
 from monitoring.jobs import MonitorResult, load_champion, run_monitor
 from monitoring.summary import read_summaries
 from serving.prediction_log import PredictionLog
 
-START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-CUSTOMERS, DAYS, SEED = 800, 330, 5
-DRIFT_AT, AS_OF = 240, 210
-WEEK = dt.timedelta(days=7)
 # Window ends: three before the drift starts, three from two weeks after it.
 CLEAN_ENDS = (224, 231, 238)
 DRIFTED_ENDS = (259, 273, 287)
-
-
-def day(n: int) -> dt.datetime:
-    """Midnight UTC of day `n` of the generated period."""
-    return START + dt.timedelta(days=n)
-
-
-def scenario_settings(ws: Path, **training: object) -> Settings:
-    """Small, fast settings: weekly snapshots from day 90 (past the 90-day window), a champion as of AS_OF."""
-    raw = {
-        "workspace": str(ws),
-        "features": {"first_observation_after_days": 90},
-        "training": {
-            "n_trials": 2,
-            "max_rounds": 60,
-            "as_of": day(AS_OF).date().isoformat(),
-            **training,
-        },
-        "monitoring": {"reference_sample": 3000},
-    }
-    return parse_settings(raw, source="test", env={})
-
-
-def build(ws: Path, drift: bool) -> Settings:
-    """Generate, ingest, featurize and apply; train the champion as of AS_OF."""
-    from features.generator.dataset import generate, write_generated
-    from features.ingest import ingest
-    from features.pipeline import apply_features, build_features
-    from training.pipeline import train
-
-    # The first champion is deliberately weak (depth 1, 3 trees), so that a retrained challenger is
-    # better on held-out data and the gate's "promote" outcome can be tested.
-    settings = scenario_settings(ws, max_rounds=3, search={"max_depth": (1, 1)})
-    customers, events = write_generated(
-        generate(CUSTOMERS, DAYS, seed=SEED, drift_at=DRIFT_AT if drift else None), ws / "raw"
-    )
-    ingest(settings, customers_path=customers, events_path=events)
-    build_features(settings)
-    apply_features(settings)
-    result = train(settings)
-    assert result.decision.promote, "the first model becomes champion"
-    return scenario_settings(ws)
 
 
 def monitored(settings: Settings) -> list[MonitorResult]:
@@ -137,11 +91,29 @@ def test_every_run_leaves_a_report_a_summary_an_index_entry_and_an_evidently_sna
     assert results[-1].summary.performance is not None
     assert results[-1].summary.performance.labelled_rows > 300
 
+    from evidently.core.report import Snapshot
     from evidently.ui.workspace import Workspace
+
+    from monitoring.records import DASHBOARD_TAB, snapshot_tags
 
     workspace = Workspace(str(settings.path(settings.monitoring.evidently_workspace)))
     (project,) = workspace.search_project(settings.monitoring.project)
-    assert len(workspace.list_runs(project.id)) == len(results)
+    assert [tab.title for tab in workspace.get_dashboard(project.id).tabs] == [DASHBOARD_TAB]
+    stored = [workspace.get_run(project.id, snapshot_id) for snapshot_id in workspace.list_runs(project.id)]
+    snapshots = sorted((s for s in stored if s is not None), key=lambda s: s.timestamp)
+    runs_by_end = sorted((r.summary for r in results), key=lambda s: s.window_end)
+    # Each snapshot is stamped with its window's end (not the run's clock) and tagged with version and status.
+    assert [s.timestamp for s in snapshots] == [r.window_end.replace(tzinfo=None) for r in runs_by_end]
+    assert [s.tags for s in snapshots] == [snapshot_tags(r) for r in runs_by_end]
+    # Once labels have matured, the Evidently report holds the performance, with the summary's ROC AUC.
+    for snapshot, run in zip(snapshots, runs_by_end, strict=True):
+        metrics = Snapshot.load_model(snapshot).dict()["metrics"]
+        auc = [m["value"] for m in metrics if m["config"]["type"].endswith(":RocAuc")]
+        known = run.performance.roc_auc if run.performance else None
+        assert auc == ([pytest.approx(known)] if known is not None else []), run.run_id
+        page = (reports / run.html).read_text()
+        assert ("Performance on matured labels" in page) == (known is not None), run.run_id
+    assert all(r.performance for r in runs_by_end), "every window here lies a horizon after the first snapshots"
 
     client = MlflowClient(settings.mlflow_uri)
     experiment = client.get_experiment_by_name(settings.monitoring.project)
@@ -212,15 +184,18 @@ def test_drift_retrains_promotes_only_a_better_challenger_then_cools_down(
     # 2. A week later it still drifts (against the new champion's reference too), but the
     #    cool-down holds retraining back.
     second = run_monitor(settings, Window(day(289), day(296)), retrainer=retrainer_for(settings), backtest=True).summary
-    if second.status == "drift":
-        assert not second.decision.retrain and second.decision.cooldown_until is not None
+    assert second.status == "drift" and second.decision.reasons, second.decision
+    assert not second.decision.retrain and second.decision.cooldown_until == first.window_end + dt.timedelta(days=14)
     assert second.retraining is None
 
-    # 3. With a gate margin no challenger can meet, a retraining keeps the champion.
-    strict = scenario_settings(settings.path("."), gate={"margin": 0.5}, n_trials=1)
-    kept = retrain_champion(strict, monitor_run=first.mlflow_run_id or "", as_of=day(303).date())
+    # 3. A genuinely worse challenger (one depth-1 trial of 3 trees, like the first champion) loses
+    #    to the promoted champion on the same held-out rows, so the gate keeps the champion.
+    weak = scenario_settings(settings.path("."), max_rounds=3, search={"max_depth": (1, 1)}, n_trials=1)
+    kept = retrain_champion(weak, monitor_run=first.mlflow_run_id or "", as_of=day(303).date())
     assert kept.error is None, kept.error
-    assert not kept.promoted and "margin" in kept.gate_reason
+    assert kept.challenger_score is not None and kept.champion_score is not None
+    assert kept.challenger_score < kept.champion_score, kept
+    assert not kept.promoted and "champion v" in kept.gate_reason and "kept" in kept.gate_reason, kept.gate_reason
     assert kept.champion_before == kept.champion_after == r.challenger_version
     assert str(client.get_model_version_by_alias(model, names.CHAMPION_ALIAS).version) == r.challenger_version
     index = (settings.path(settings.monitoring.reports_dir) / "index.html").read_text()
