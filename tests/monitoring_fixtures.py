@@ -25,7 +25,11 @@ def day(n: int) -> dt.datetime:
 
 
 def scenario_settings(ws: Path, **training: object) -> Settings:
-    """Small, fast settings: weekly snapshots from day 90 (past the 90-day window), a champion as of AS_OF."""
+    """Small, fast settings: weekly snapshots from day 90 (past the 90-day window), a champion as of AS_OF.
+
+    The gate compares challenger and champion only (trees alone, no baseline rule): these tests are
+    about the monitoring loop that calls the gate; the blend and the baseline rule are tested with training.
+    """
     raw = {
         "workspace": str(ws),
         "features": {"first_observation_after_days": 90},
@@ -33,6 +37,8 @@ def scenario_settings(ws: Path, **training: object) -> Settings:
             "n_trials": 2,
             "max_rounds": 60,
             "as_of": day(AS_OF).date().isoformat(),
+            "blend": {"tree_weights": []},
+            "gate": {"must_beat_baselines": False},
             **training,
         },
         "monitoring": {"reference_sample": 3000},
