@@ -97,6 +97,7 @@ def write_atomic_text(text: str, path: Path) -> Path:
 
 def write_atomic_bytes(data: bytes, path: Path) -> Path:
     """Write `data` to `path` atomically (a temporary file in the same folder, then a rename)."""
+
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
 
