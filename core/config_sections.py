@@ -141,6 +141,9 @@ class GeneratorSettings(_Frozen):
     seed: int = 42
     start_date: dt.date = dt.date(2025, 1, 1)
     drift_at: int | None = Field(None, ge=0)
+    taxonomy: Literal["retail", "saas"] = "retail"
+    """retail: the six standard event types; saas: the same behaviour as 21 product event types
+    (login, meeting, add_contact, invoice_paid, bug_report, ...; see configs/saas.yaml)."""
 
 
 class FeatureSettings(_Frozen):

@@ -97,6 +97,7 @@ def baseline_scores(
     - "recency_rule": `recency_rule` of the test rows' `recency_feature`, or of
       `engagement_days_since_last_activity` when that is absent; skipped (no key) when the test
       frame has neither column. Rank-scaled, so it is a ranking, not a calibrated probability.
+    - "activity_rule": the same of days since any activity, when the frame has both columns.
 
     Args:
         train_frame: Feature rows to fit the logistic regression on.
@@ -119,4 +120,6 @@ def baseline_scores(
         if name in test_frame.columns:
             scores["recency_rule"] = recency_rule(test_frame[name])
             break
+    if recency_feature in test_frame.columns and RECENCY_FALLBACK in test_frame.columns:
+        scores["activity_rule"] = recency_rule(test_frame[RECENCY_FALLBACK])
     return scores

@@ -92,6 +92,7 @@ def generate_data(settings: Settings, out: Path | None = None) -> dict[str, Any]
             g.seed,
             start_date=g.start_date,
             drift_at=g.drift_at,
+            taxonomy=g.taxonomy,
             progress=lambda n: bar.advance(task, n),
         )
     customers_path, events_path = write_generated(data, target)

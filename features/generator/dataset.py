@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from core import names
 from core.io import atomic_path
+from features.generator import taxonomy
 from features.generator.customers import (
     CATEGORIES,
     CHANNELS,
@@ -91,14 +92,15 @@ def _events_table(
     idx: np.ndarray,
     timestamp: np.ndarray,
     event_type: np.ndarray,
+    type_names: tuple[str, ...],
+    purchase: np.ndarray,
     amount: np.ndarray,
     category: np.ndarray,
 ) -> pa.Table:
-    purchase = event_type == PURCHASE
     # Dictionary decoding is a C++ take: far faster than materialising Python strings.
     customer = pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)), ids).dictionary_decode()
     types = pa.DictionaryArray.from_arrays(
-        pa.array(event_type.astype(np.int8)), pa.array(EVENT_TYPES)
+        pa.array(event_type.astype(np.int8)), pa.array(type_names)
     ).dictionary_decode()
     categories = pa.DictionaryArray.from_arrays(
         pa.array(category.astype(np.int8), mask=~purchase), pa.array(CATEGORIES)
@@ -136,12 +138,15 @@ class Options(TypedDict, total=False):
         chunk_size: Customers generated per vectorised batch (and per spawned seed, so it is part
             of what defines the data); default 20,000.
         progress: Called with the number of customers just finished, once per chunk.
+        taxonomy: `retail` (the six standard event types, the default) or `saas`: the same behaviour
+            logged as 21 product event types (`features.generator.taxonomy`).
     """
 
     start_date: dt.date
     drift_at: int | None
     chunk_size: int
     progress: Callable[[int], None] | None
+    taxonomy: Literal["retail", "saas"]
 
 
 def _chunks(n_customers: int, days: int, seed: int, options: Options) -> Iterator[tuple[pd.DataFrame, pa.Table]]:
@@ -164,8 +169,13 @@ def _chunks(n_customers: int, days: int, seed: int, options: Options) -> Iterato
         rng = np.random.default_rng(seq)
         cust = draw_customers(rng, m, days, drift_at)
         ids = _customer_ids(first, m, width)
-        events = draw_events(rng, cust, days, start_date, drift_at)
-        yield _customers_frame(ids, cust, days, start_date), _events_table(ids, *events)
+        idx, timestamp, channel, amount, category = draw_events(rng, cust, days, start_date, drift_at)
+        purchase = channel == PURCHASE
+        types, codes = EVENT_TYPES, channel
+        if options.get("taxonomy", "retail") == "saas":
+            types, codes = taxonomy.TYPES, taxonomy.relabel(rng, channel, idx, m)
+        events = _events_table(ids, idx, timestamp, codes, types, purchase, amount, category)
+        yield _customers_frame(ids, cust, days, start_date), events
         if progress is not None:
             progress(m)
 
