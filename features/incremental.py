@@ -62,6 +62,7 @@ def recipe(spec: SnapshotSpec, every_days: int, origin: dt.date, warmup_days: in
         "attributes": list(spec.attributes),
         "families": [list(pair) for pair in spec.families],
         "amount_types": list(spec.amount_types),
+        "btyd_horizon": spec.btyd_horizon,
         "every_days": every_days,
         "origin": origin.isoformat(),
         "warmup_days": warmup_days,

@@ -42,7 +42,9 @@ def _plan(settings: Settings, paths: FeaturePaths) -> tuple[SnapshotSpec, Manife
     events = settings.data.events
     purchase_types = [t for t in events.event_types if family_of(t, events.families) == "purchase"]
     shape = data_shape(paths.clean_events, paths.clean_customers, settings.data.customers.attributes, purchase_types)
-    spec = snapshot_spec(dates, cfg.windows_days, shape, tuple(events.families.items()))
+    spec = snapshot_spec(
+        dates, cfg.windows_days, shape, tuple(events.families.items()), btyd_horizon=settings.labels.horizon_days
+    )
     manifest = summarise(
         paths.clean_events,
         paths.clean_customers,

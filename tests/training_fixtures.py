@@ -18,8 +18,11 @@ import yaml
 
 from core.settings import Settings, load_settings, parse_settings
 
-SMALL_TRAINING: dict[str, Any] = {"n_trials": 6, "max_rounds": 80}
-"""Training settings of the small workspace: few trials, few rounds (seconds per trial)."""
+SMALL_TRAINING: dict[str, Any] = {"n_trials": 6, "max_rounds": 80, "gate": {"must_beat_baselines": False}}
+"""Training settings of the small workspace: few trials, few rounds (seconds per trial). On 600
+generated customers the test rows are too few for a model to beat the logistic regression reliably,
+so the baseline rule is off here: the tests using this workspace need a champion for other reasons
+(the rule itself is tested in tests/integration/test_training.py)."""
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 `baseline_scores` scores the model's test rows with each, so that `training.metrics.evaluate`
 measures them on the same rows as the model (the report puts them side by side); BG/NBD, the
-third baseline for activity labels, is in `training.btyd` and `training.evaluation`.
+third baseline for activity labels, is in `features.btyd` and `training.evaluation`.
 """
 
 from __future__ import annotations

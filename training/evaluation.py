@@ -2,7 +2,7 @@
 
 Baselines: the logistic regression the run fitted on its training rows, the recency rule, and for
 activity labels (no purchase within the horizon) the BG/NBD model of buy-till-you-die fame,
-fitted on the training rows (`training.btyd`). The verdict says whether the model beats each of
+fitted on the training rows (`features.btyd`). The verdict says whether the model beats each of
 them on the test rows, and by how much, on the objective metric, or on ROC AUC when the objective
 is the log loss (the recency rule ranks customers, it gives no probabilities).
 """
@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from core import names
 from core.settings import Settings
 from training.baselines import baseline_scores
-from training.btyd import SUMMARY, fit_bg_nbd
+from features.btyd import SUMMARY, fit_bg_nbd
 from training.dataset import Split
 from training.metrics import Evaluation, evaluate
 

@@ -10,9 +10,10 @@ import duckdb
 import pandas as pd
 
 from core import names
+from features.btyd import SCORES, SUMMARY, btyd_scores
 from features.snapshots.inputs import connect, register_inputs, relation
 from features.snapshots.spec import SnapshotSpec
-from features.snapshots.sql import feature_sql
+from features.snapshots.sql import btyd_names, feature_sql
 
 
 def prepare(
@@ -47,6 +48,8 @@ def compute_snapshots(events: Path | pd.DataFrame, customers: Path | pd.DataFram
     con, sql = prepare(events, customers, spec)
     frame = con.execute(sql).df()
     frame[names.EVENT_TIMESTAMP] = pd.to_datetime(frame[names.EVENT_TIMESTAMP], utc=True)
+    if btyd_names(spec):
+        frame[list(SCORES)] = btyd_scores(frame[[names.EVENT_TIMESTAMP, *SUMMARY]], int(spec.btyd_horizon or 0))
     return frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
 
 
@@ -92,6 +95,28 @@ def write_snapshots(
     target = str(out).replace("'", "''")
     # Materialise first: COPY of the whole query plans its CTEs worse than CREATE TABLE does.
     con.execute(f"CREATE TEMP TABLE snapshots AS {query}")
+    if btyd_names(spec):
+        _add_btyd_scores(con, spec)
     con.execute(f"COPY snapshots TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE 250000)")
     row = con.execute("SELECT count(*) FROM snapshots").fetchone()
     return int(row[0]) if row else 0
+
+
+def _add_btyd_scores(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec) -> None:
+    """Fill the BG/NBD feature columns of the dates `spec` computes (kept dates keep theirs)."""
+    keys = [names.CUSTOMER_ID, names.EVENT_TIMESTAMP]
+    for column in SCORES:
+        con.execute(f"ALTER TABLE snapshots ADD COLUMN IF NOT EXISTS {column} DOUBLE")
+    dates = pd.DataFrame({"ts": pd.to_datetime(list(spec.observation_dates)).tz_localize("UTC")})
+    con.register("_computed_dates", dates)
+    rows = con.execute(
+        f"SELECT {', '.join([*keys, *SUMMARY])} FROM snapshots"
+        f" WHERE {names.EVENT_TIMESTAMP} IN (SELECT ts FROM _computed_dates)"
+    ).df()
+    scores = pd.concat(
+        [rows[keys], btyd_scores(rows[[names.EVENT_TIMESTAMP, *SUMMARY]], int(spec.btyd_horizon or 0))], axis=1
+    )
+    con.register("_btyd", scores)
+    assignments = ", ".join(f"{c} = _btyd.{c}" for c in SCORES)
+    matched = " AND ".join(f"snapshots.{k} = _btyd.{k}" for k in keys)
+    con.execute(f"UPDATE snapshots SET {assignments} FROM _btyd WHERE {matched}")

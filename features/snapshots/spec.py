@@ -83,6 +83,9 @@ class SnapshotSpec:
     any other type is `DEFAULT_FAMILY`."""
     amount_types: tuple[str, ...] = ()
     """Event types outside the purchase family whose events carry amounts (they get per-window sums)."""
+    btyd_horizon: int | None = None
+    """With purchases: the horizon (days) of the BG/NBD features fitted per observation date
+    (`features.btyd.btyd_scores`); None: no BG/NBD features."""
 
     @property
     def kinds(self) -> list[EventKind]:
@@ -180,6 +183,7 @@ def snapshot_spec(
     windows_days: Sequence[int],
     event_types: Sequence[str] | DataShape,
     families: Sequence[tuple[str, str]] = (),
+    btyd_horizon: int | None = None,
 ) -> SnapshotSpec:
     """Build a `SnapshotSpec` with sorted, de-duplicated dates and windows.
 
@@ -189,6 +193,7 @@ def snapshot_spec(
         event_types: The event types present, or the full `DataShape` of the data.
         families: (event type, family) pairs from the config (`data.events.families`); types the
             data lacks are ignored.
+        btyd_horizon: The label horizon, for the BG/NBD features of data with purchases; None: none.
 
     Returns:
         The spec.
@@ -212,6 +217,7 @@ def snapshot_spec(
         shape.attributes,
         tuple(sorted((t, f) for t, f in families if t in shape.event_types)),
         shape.amount_types,
+        btyd_horizon,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core import names
+from features.btyd import SCORES
 from features.snapshots.spec import RFM_BINS, TREND_DAYS, SnapshotSpec
 
 
@@ -252,6 +253,11 @@ def _rfm_sql(spec: SnapshotSpec) -> tuple[str, str]:
     cte = f""",
 rfm AS (SELECT pid, {", ".join(parts)} FROM (SELECT {", ".join(inputs)} FROM features))"""
     return cte, ", r.* EXCLUDE (pid) FROM features f JOIN rfm r ON r.pid = f.pid"
+
+
+def btyd_names(spec: SnapshotSpec) -> list[str]:
+    """The BG/NBD feature columns the build appends after the query's (`features.btyd.btyd_scores`)."""
+    return list(SCORES) if spec.purchases and spec.btyd_horizon is not None else []
 
 
 def rfm_names(spec: SnapshotSpec) -> list[str]:

@@ -40,6 +40,7 @@ from monitoring.summary import (
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "python3"
 EXPLORE_FEATURES = "01-explore-features.ipynb"
+COMPARE_EXPERIMENTS = "02-compare-experiments.ipynb"
 DRIFT_REVIEW = "03-drift-review.ipynb"
 
 NOTEBOOKS: dict[str, tuple[str, ...]] = {
@@ -47,6 +48,11 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
         "Churn rate over time",
         "Distributions of the strongest features",
         "Cohorts: churn rate per decile",
+    ),
+    COMPARE_EXPERIMENTS: (
+        "Trials over time",
+        "Champion against the baselines",
+        "Calibration of the champion",
     ),
     DRIFT_REVIEW: (
         "Drift over time for the top features",
@@ -57,6 +63,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
 
 KERNEL_ENV: dict[str, dict[str, str]] = {
     EXPLORE_FEATURES: {"CHURN_WORKSPACE": "workspace"},
+    COMPARE_EXPERIMENTS: {"CHURN_WORKSPACE": "trained_workspace"},
     DRIFT_REVIEW: {"CHURN_REPORTS_DIR": "monitoring_reports"},
 }
 """Notebook -> environment variable of its kernel -> the fixture (a folder) it names; built only when needed."""
@@ -75,6 +82,23 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ingest(settings, customers_path=customers, events_path=events)
     build_features(settings)
     return root
+
+
+TRIALS = 8
+
+
+@pytest.fixture(scope="module")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with a tuning run of `TRIALS` trials (pruning on) and its champion."""
+    from training_fixtures import build_workspace, settings_for
+
+    from training.pipeline import train
+
+    ws = tmp_path_factory.mktemp("trained")
+    build_workspace(ws)
+    result = train(settings_for(ws, n_trials=TRIALS, max_rounds=60))
+    assert result.decision.promote, result.decision.reason
+    return ws
 
 
 MONITORED_ENDS = range(217, 267, 7)
@@ -246,6 +270,22 @@ def test_explore_features_tables_show_the_workspace(executed: Runner, workspace:
     cohorts = _text(sections["Cohorts: churn rate per decile"])
     assert "churn_rate" in cohorts
     assert sum(f in cohorts for f in numeric) >= 2, cohorts
+
+
+def test_compare_experiments_shows_every_trial_and_the_runs_verdict(executed: Runner, trained_workspace: Path) -> None:
+    """The trials table has every trial of the run, complete or pruned; the verdict is the run's own."""
+    import mlflow
+
+    sections = _section_outputs(executed(COMPARE_EXPERIMENTS))
+    trials = _text(sections["Trials over time"])
+    rows = [line.split() for line in trials.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert sorted(int(r[1]) for r in rows) == list(range(TRIALS)), trials
+    assert {r[2] for r in rows} <= {"complete", "pruned"} and "complete" in {r[2] for r in rows}
+    settings = parse_settings({"workspace": str(trained_workspace)}, source="test", env={})
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    verdict = mlflow.search_runs(experiment_names=["churn"], filter_string="tags.mlflow.runName LIKE 'train-%'")
+    assert verdict.iloc[0]["tags.baselines.verdict"] in _text(sections["Champion against the baselines"])
+    assert "test rows, churn rate" in _text(sections["Calibration of the champion"])
 
 
 def test_drift_review_lists_every_run_and_decision(executed: Runner, monitoring_reports: Path) -> None:

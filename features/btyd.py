@@ -1,4 +1,4 @@
-"""The buy-till-you-die baseline: a BG/NBD model of repeat purchases, scored as P(no purchase in H days).
+"""Buy-till-you-die: a BG/NBD model of repeat purchases, as features and as the baseline to beat.
 
 BG/NBD (Fader, Hardie and Lee, 2005) describes a customer by three numbers at an observation
 date: frequency (repeat purchase days), recency (days from the first to the last purchase day)
@@ -14,10 +14,15 @@ churn probability is
 
 since an alive customer with posterior rate gamma(r + x, alpha + T) makes no purchase in H days
 with probability ((alpha + T) / (alpha + T + H)) ** (r + x), and one who left makes none.
+
+The feature build fits the model on every observation date's purchase histories (no labels: it is
+unsupervised) and adds P(alive) and P(no purchase in H) as features (`btyd_scores`); training
+fits it on the training rows as a baseline (`training.evaluation`).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +56,8 @@ class BgNbd:
             - np.log(self.b + np.maximum(x, 1.0) - 1.0)
             + (self.r + x) * (np.log(self.alpha + t) - np.log(self.alpha + t_x))
         )
-        return np.where(x > 0, 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700.0))), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > 0, 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700.0))), 1.0)
 
     def no_purchase_probability(
         self, frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayLike, horizon_days: float
@@ -81,7 +87,11 @@ def fit_bg_nbd(frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayL
     if not keep.any():
         raise ValueError("BG/NBD needs customers with at least one purchase before the observation date")
     fitter = BetaGeoFitter(penalizer_coef=PENALIZER)
-    fitter.fit(pd.Series(x[keep]), pd.Series(t_x[keep]), pd.Series(t[keep]))
+    # The optimiser steps through parameters whose likelihood under- or overflows on its way (log of
+    # 0); lifetimes handles those steps, so their floating-point warnings are noise here.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fitter.fit(pd.Series(x[keep]), pd.Series(t_x[keep]), pd.Series(t[keep]))
     params = fitter.params_
     return BgNbd(float(params["r"]), float(params["alpha"]), float(params["a"]), float(params["b"]))
 
@@ -93,3 +103,46 @@ def _arrays(
     t_x = np.asarray(recency, dtype=np.float64)
     t = np.asarray(age, dtype=np.float64)
     return x, np.minimum(t_x, t), t
+
+
+P_ALIVE = "purchases_btyd_p_alive"
+"""Feature: the BG/NBD probability that the customer is still alive (buying) at the observation date."""
+P_SILENT = "purchases_btyd_p_silent"
+"""Feature: the BG/NBD probability of no purchase within the label horizon after the observation date."""
+SCORES = (P_ALIVE, P_SILENT)
+FIT_ROWS = 20_000
+"""Customers a date's BG/NBD fit reads at most (a seeded sample): four population parameters need no more."""
+
+
+def btyd_scores(rows: pd.DataFrame, horizon_days: int, seed: int = 0) -> pd.DataFrame:
+    """BG/NBD scores of snapshot rows, the model fitted afresh on each observation date's customers.
+
+    The fit reads only the purchase histories before the date (the BTYD summary of the rows), no
+    label: the scores are features like any other, point-in-time correct. A customer without a
+    purchase before the date, or a date whose fit fails (no repeat buyers at all), scores null.
+
+    Args:
+        rows: `event_timestamp` and the three `SUMMARY` columns, any index.
+        horizon_days: The label horizon for `P_SILENT`.
+        seed: Seed of the fitting sample of a date with more than `FIT_ROWS` buyers.
+
+    Returns:
+        `SCORES` columns, on `rows`' index.
+    """
+    out = pd.DataFrame(np.nan, index=rows.index, columns=list(SCORES))
+    frequency, recency, age = SUMMARY
+    for _, day in rows.groupby(names.EVENT_TIMESTAMP, sort=True):
+        buyers = day[day[frequency].notna() & (day[age] > 0)]
+        if buyers.empty:
+            continue
+        sample = buyers.sample(n=min(FIT_ROWS, len(buyers)), random_state=seed)
+        try:
+            model = fit_bg_nbd(sample[frequency], sample[recency], sample[age])
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            continue
+        if not all(np.isfinite([model.r, model.alpha, model.a, model.b])):
+            continue
+        x, t_x, t = buyers[frequency].to_numpy(), buyers[recency].to_numpy(), buyers[age].to_numpy()
+        out.loc[buyers.index, P_ALIVE] = model.p_alive(x, t_x, t)
+        out.loc[buyers.index, P_SILENT] = model.no_purchase_probability(x, t_x, t, horizon_days)
+    return out

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from lifetimes import BetaGeoFitter
 
-from training.btyd import PENALIZER, fit_bg_nbd
+from core import names
+from features.btyd import P_ALIVE, P_SILENT, PENALIZER, btyd_scores, fit_bg_nbd
 
 CDNOW = Path(lifetimes.__file__).parent / "datasets" / "cdnow_customers_summary.csv"
 
@@ -34,3 +35,24 @@ def test_no_purchase_probability_by_simulation() -> None:
     assert abs(silent.mean() - float(model.no_purchase_probability(x, t_x, t, horizon))) < 0.005
     # A customer seen long ago without a purchase since is likelier to stay silent than a recent buyer.
     assert model.no_purchase_probability(3, 2, 38, horizon) > model.no_purchase_probability(3, 36, 38, horizon)
+
+
+def test_btyd_features_are_fitted_per_observation_date_on_that_date_alone() -> None:
+    """P(alive) and P(silent) of a date depend only on that date's rows: no other date (and no label) leaks in."""
+    data = pd.read_csv(CDNOW, index_col=0).reset_index(drop=True)
+    early = data.assign(**{names.EVENT_TIMESTAMP: pd.Timestamp("1997-10-01", tz="UTC")})
+    late = data.assign(**{names.EVENT_TIMESTAMP: pd.Timestamp("1998-07-01", tz="UTC"), "T": data["T"] + 39.0})
+    late.loc[:9, "frequency"] = np.nan  # customers who had not bought by then
+    rows = pd.concat([early, late], ignore_index=True).rename(
+        columns={"frequency": names.BTYD_FREQUENCY, "recency": names.BTYD_RECENCY, "T": names.BTYD_AGE}
+    )
+    both = btyd_scores(rows, horizon_days=30)
+    alone = btyd_scores(rows.iloc[: len(early)], horizon_days=30)
+    pd.testing.assert_frame_equal(both.iloc[: len(early)], alone)
+    assert both.iloc[len(early) : len(early) + 10].isna().all().all()  # no purchase yet: null
+    scored = both.dropna()
+    assert ((scored[P_ALIVE] > 0) & (scored[P_ALIVE] <= 1)).all() and (
+        (scored[P_SILENT] >= 0) & (scored[P_SILENT] < 1)
+    ).all()
+    # Silence follows absence: P(no purchase in 30 days) is at least 1 - P(alive).
+    assert (scored[P_SILENT] >= 1 - scored[P_ALIVE] - 1e-12).all()
