@@ -18,8 +18,8 @@ from sklearn.pipeline import Pipeline
 
 from core import names
 from core.settings import Settings
-from training.baselines import baseline_scores
 from features.btyd import SUMMARY, fit_bg_nbd
+from training.baselines import baseline_scores
 from training.dataset import Split
 from training.metrics import Evaluation, evaluate
 

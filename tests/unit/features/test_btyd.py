@@ -52,7 +52,7 @@ def test_btyd_features_are_fitted_per_observation_date_on_that_date_alone() -> N
     assert both.iloc[len(early) : len(early) + 10].isna().all().all()  # no purchase yet: null
     scored = both.dropna()
     assert ((scored[P_ALIVE] > 0) & (scored[P_ALIVE] <= 1)).all() and (
-        (scored[P_SILENT] >= 0) & (scored[P_SILENT] < 1)
+        (scored[P_SILENT] >= 0) & (scored[P_SILENT] <= 1)
     ).all()
     # Silence follows absence: P(no purchase in 30 days) is at least 1 - P(alive).
     assert (scored[P_SILENT] >= 1 - scored[P_ALIVE] - 1e-12).all()
