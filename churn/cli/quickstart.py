@@ -84,6 +84,8 @@ def quickstart(
         f"({trained.verdict.margin:+.3f} over {trained.verdict.best_baseline}); "
         f"{'champion' if trained.decision.promote else 'challenger'} ({trained.decision.reason})",
     )
+    if not trained.decision.promote:
+        _promote_for_the_demo(settings, trained)
 
     ids = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.CUSTOMER_ID].head(5).tolist()
     with (
@@ -185,3 +187,22 @@ def _print_scores(scores: list[dict[str, Any]]) -> None:
         reason = s["reasons"][0]["phrase"] if s["reasons"] else "-"
         table.add_row(s["customer_id"], f"{s['churn_probability']:.3f}", s["risk_tier"], reason)
     console.print(table)
+
+
+def _promote_for_the_demo(settings: Settings, trained: Any) -> None:  # noqa: ANN401 - a TrainResult
+    """Without a champion the loop cannot go on: make the challenger champion by hand, and say so.
+
+    The quickstart shows the whole loop; on data too small for the model to beat its baselines the
+    gate rightly refuses it, so the quickstart promotes it as a person would (`churn promote`), with
+    the gate's reason recorded, and tells the user.
+    """
+    from mlflow import MlflowClient
+
+    from training.registry import champion_version, promote
+
+    client = MlflowClient(settings.mlflow_uri)
+    if champion_version(client, trained.model_name) is not None:
+        return
+    reason = f"quickstart: promoted by hand to show the loop, although the gate refused it ({trained.decision.reason})"
+    promote(client, trained.model_name, trained.version, by="quickstart", reason=reason)
+    console.print(f"[yellow]note:[/] {reason}; on real data, train on more history before serving such a model")

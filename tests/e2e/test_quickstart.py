@@ -50,12 +50,16 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     client = MlflowClient(summary["mlflow_tracking_uri"])
     champion = client.get_model_version_by_alias("churn-xgb", "champion")
     assert str(champion.version) == summary["model_version"]
-    assert champion.tags["gate.decision"] == "promote"
+    # Tiny data (600 customers): the gate may refuse a model that does not beat its baselines; the
+    # quickstart then promotes it by hand to show the loop, and says so.
+    if champion.tags["gate.decision"] != "promote":
+        assert "promoted by hand to show the loop" in proc.stdout.replace("\n", "")
+        assert client.get_model_version("churn-xgb", champion.version).tags["champion.promoted_by"] == "quickstart"
     run = client.get_run(champion.run_id)
     parent = f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     trials = client.search_runs([run.info.experiment_id], filter_string=parent)
     assert len(trials) == 3
-    assert 0.5 < summary["metrics"]["valid_roc_auc"] <= 1.0
+    assert 0.5 < summary["metrics"]["test_roc_auc"] <= 1.0
 
     # Evidently wrote an HTML report and a JSON summary with per-column tests.
     assert Path(summary["drift_report"]).stat().st_size > 10_000
@@ -112,7 +116,9 @@ def test_the_quickstarts_undrifted_data_gives_status_ok(tmp_path: Path) -> None:
     ingest_data(settings)
     build_snapshots(settings)
     apply_features(settings)
-    assert train(settings).decision.promote
+    trained = train(settings)
+    # The quickstart's own data: the model beats every baseline on the test period, and is promoted.
+    assert trained.verdict.beats_all and trained.decision.promote, trained.verdict.line()
 
     summary = monitor_newest(settings).summary
     assert summary.current_rows >= settings.monitoring.policy.min_rows
