@@ -98,6 +98,13 @@ def test_telco_from_the_wheel_through_the_readme_commands(
     }
     assert (workspace / "ops.html").read_text().lower().startswith("<!doctype html>")
 
+    # Monitoring reads the table's snapshot like any other: the window around its date, no drift against itself.
+    window = ["--start", "2023-12-31", "--end", "2024-01-02", "--mode", "batch", "--config", str(CONFIG)]
+    monitored = runner.invoke(app, ["monitor", *window], env={"COLUMNS": "200"})
+    assert monitored.exit_code == 0, monitored.output
+    assert monitored.output.startswith("ok") or "\nok batch mode" in monitored.output, monitored.output
+    assert f"{TELCO.rows:,} rows" in monitored.output
+
     # /score by id from the online store, as the README says.
     customer = raw["customerid"].iloc[0]
     with running_service(Context(settings, CONFIG), timeout_s=180) as url:

@@ -92,3 +92,28 @@ def test_an_even_blend_unless_the_held_out_rows_clearly_prefer_another() -> None
     weight, scored = choose_tree_weight(y[:300], signal[:300], slightly[:300], (0.5, 0.8), roc_auc_score)
     assert weight == 0.5
     assert choose_tree_weight(y, signal, noise, (), roc_auc_score)[0] == 1.0  # blending off
+
+
+def test_a_table_without_a_time_axis_splits_into_a_stratified_test_share_and_stratified_folds() -> None:
+    from core import names
+    from training.dataset import cross_validation_split
+
+    rng = np.random.default_rng(6)
+    frame = _frame(1_000, seed=6).assign(
+        **{
+            names.CUSTOMER_ID: [f"c{i:04d}" for i in range(1_000)],
+            names.EVENT_TIMESTAMP: pd.Timestamp("2024-01-01", tz="UTC"),
+            names.LABEL: (rng.random(1_000) < 0.25).astype(int),
+        }
+    )
+    split = cross_validation_split(frame, FEATURES, folds=5, test_share=0.2, seed=7)
+    assert split.cross_validated and split.valid.empty and len(split.test) == 200 and len(split.train) == 800
+    assert not set(split.test[names.CUSTOMER_ID]) & set(split.train[names.CUSTOMER_ID])
+    assert abs(split.test[names.LABEL].mean() - frame[names.LABEL].mean()) < 0.01  # stratified
+    held = np.concatenate([out for _, out in split.folds])
+    assert sorted(held) == list(range(800)) and len(split.folds) == 5  # every row held out exactly once
+    for fit_rows, out in split.folds:
+        assert not set(fit_rows) & set(out)
+        assert abs(split.train[names.LABEL].iloc[out].mean() - split.train[names.LABEL].mean()) < 0.02
+    again = cross_validation_split(frame, FEATURES, folds=5, test_share=0.2, seed=7)
+    pd.testing.assert_frame_equal(again.test, split.test)  # the same seed, the same split
