@@ -22,6 +22,8 @@ fits it on the training rows as a baseline (`training.evaluation`).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 
@@ -34,8 +36,9 @@ from core import names
 SUMMARY = (names.BTYD_FREQUENCY, names.BTYD_RECENCY, names.BTYD_AGE)
 """The lifetime features a BG/NBD model needs (the feature build computes them from purchases)."""
 
-PENALIZER = 0.001
-"""L2 penalty on the log-parameters: keeps the fit finite on small or degenerate samples."""
+PENALIZERS = (0.001, 0.01, 0.1, 1.0)
+"""L2 penalties on the log-parameters, tried in turn until the fit converges: a small one keeps the
+fit finite on small samples; data with next to no dropout (a -> 0) needs a larger one."""
 
 
 @dataclass(frozen=True)
@@ -81,19 +84,26 @@ def fit_bg_nbd(frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayL
         ValueError: No customer with a purchase to fit on.
     """
     from lifetimes import BetaGeoFitter
+    from lifetimes.utils import ConvergenceError
 
     x, t_x, t = _arrays(frequency, recency, age)
     keep = np.isfinite(x) & np.isfinite(t_x) & np.isfinite(t) & (t > 0)
     if not keep.any():
         raise ValueError("BG/NBD needs customers with at least one purchase before the observation date")
-    fitter = BetaGeoFitter(penalizer_coef=PENALIZER)
-    # The optimiser steps through parameters whose likelihood under- or overflows on its way (log of
-    # 0); lifetimes handles those steps, so their floating-point warnings are noise here.
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        fitter.fit(pd.Series(x[keep]), pd.Series(t_x[keep]), pd.Series(t[keep]))
-    params = fitter.params_
-    return BgNbd(float(params["r"]), float(params["alpha"]), float(params["a"]), float(params["b"]))
+    for penalizer in PENALIZERS:
+        fitter = BetaGeoFitter(penalizer_coef=penalizer)
+        # The optimiser steps through parameters whose likelihood under- or overflows on its way (log
+        # of 0); lifetimes handles those steps, so their floating-point warnings are noise here, and
+        # it prints the optimiser's state when it gives up (the next penalizer is tried).
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                fitter.fit(pd.Series(x[keep]), pd.Series(t_x[keep]), pd.Series(t[keep]))
+        except ConvergenceError:
+            continue
+        params = fitter.params_
+        return BgNbd(float(params["r"]), float(params["alpha"]), float(params["a"]), float(params["b"]))
+    raise ValueError(f"BG/NBD did not converge with any penalizer of {PENALIZERS}")
 
 
 def _arrays(

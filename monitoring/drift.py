@@ -274,16 +274,24 @@ def _run(
         list_columns=[],
     )
     names = [t.column for t in everything]
+    numeric = [t.column for t in everything if t.kind == "numeric"]
     with np.errstate(divide="ignore", invalid="ignore"):  # Evidently's column statistics divide by 0 on empty columns
         current_data, reference_data = (
-            Dataset.from_pandas(_finite_or_missing(frame[names]), data_definition=definition)
+            Dataset.from_pandas(_finite_or_missing(frame[names], numeric), data_definition=definition)
             for frame in (current, reference)
         )
         return Report(metrics).run(current_data, reference_data)
 
 
-def _finite_or_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with +-inf as NaN in float columns: missing, as Evidently's drift tests treat them."""
+def _finite_or_missing(frame: pd.DataFrame, numeric: Sequence[str]) -> pd.DataFrame:
+    """`frame` with +-inf as NaN in float columns: missing, as Evidently's drift tests treat them.
+
+    A `numeric` column that is not of a numeric dtype (all missing, as a column tested on its missing
+    share can be: `None`s read from the prediction log) becomes float, its values missing.
+    """
+    untyped = [c for c in numeric if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    if untyped:
+        frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in untyped})
     infinite = [
         c for c in frame.columns if pd.api.types.is_float_dtype(frame[c].dtype) and np.isinf(frame[c].to_numpy()).any()
     ]

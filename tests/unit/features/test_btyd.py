@@ -10,7 +10,10 @@ import pandas as pd
 from lifetimes import BetaGeoFitter
 
 from core import names
-from features.btyd import P_ALIVE, P_SILENT, PENALIZER, btyd_scores, fit_bg_nbd
+import pytest
+from lifetimes.utils import ConvergenceError
+
+from features.btyd import P_ALIVE, P_SILENT, PENALIZERS, btyd_scores, fit_bg_nbd
 
 CDNOW = Path(lifetimes.__file__).parent / "datasets" / "cdnow_customers_summary.csv"
 
@@ -18,7 +21,7 @@ CDNOW = Path(lifetimes.__file__).parent / "datasets" / "cdnow_customers_summary.
 def test_fit_and_p_alive_match_lifetimes() -> None:
     data = pd.read_csv(CDNOW, index_col=0)
     model = fit_bg_nbd(data["frequency"], data["recency"], data["T"])
-    reference = BetaGeoFitter(penalizer_coef=PENALIZER).fit(data["frequency"], data["recency"], data["T"])
+    reference = BetaGeoFitter(penalizer_coef=PENALIZERS[0]).fit(data["frequency"], data["recency"], data["T"])
     assert np.allclose([model.r, model.alpha, model.a, model.b], reference.params_[["r", "alpha", "a", "b"]])
     expected = reference.conditional_probability_alive(data["frequency"], data["recency"], data["T"])
     np.testing.assert_allclose(model.p_alive(data["frequency"], data["recency"], data["T"]), expected, atol=1e-12)
@@ -56,3 +59,32 @@ def test_btyd_features_are_fitted_per_observation_date_on_that_date_alone() -> N
     ).all()
     # Silence follows absence: P(no purchase in 30 days) is at least 1 - P(alive).
     assert (scored[P_SILENT] >= 1 - scored[P_ALIVE] - 1e-12).all()
+
+
+def test_data_without_dropout_still_gets_scores_from_a_larger_penalizer() -> None:
+    """Steady buyers who never leave (a -> 0) defeat the first penalizer's fit; a larger one converges,
+    so every buyer still gets P(alive) and P(silent) rather than a null the model never saw in training."""
+    rng = np.random.default_rng(3)
+    age = rng.integers(150, 300, 400).astype(float)
+    days = [
+        np.unique(rng.integers(0, int(t), rng.poisson(rate * t))) for t, rate in zip(age, rng.gamma(2.0, 0.05, 400))
+    ]
+    buyers = [d for d in days if d.size]
+    frequency = np.array([d.size - 1 for d in buyers], dtype=float)
+    recency = np.array([d[-1] - d[0] for d in buyers], dtype=float)
+    t = np.array([t - d[0] for d, t in zip(days, age) if d.size], dtype=float)
+    with pytest.raises(ConvergenceError):
+        BetaGeoFitter(penalizer_coef=PENALIZERS[0]).fit(frequency, recency, t)
+    model = fit_bg_nbd(frequency, recency, t)
+    assert np.isfinite([model.r, model.alpha, model.a, model.b]).all()
+    rows = pd.DataFrame(
+        {
+            names.EVENT_TIMESTAMP: pd.Timestamp("2025-06-02", tz="UTC"),
+            names.BTYD_FREQUENCY: frequency,
+            names.BTYD_RECENCY: recency,
+            names.BTYD_AGE: t,
+        }
+    )
+    scores = btyd_scores(rows, horizon_days=30)
+    assert scores.notna().all().all()
+    assert scores[P_SILENT].between(0, 1).all() and scores[P_ALIVE].between(0, 1).all()
