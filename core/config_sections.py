@@ -358,6 +358,11 @@ class DriftTests(_Frozen):
     prediction: str = "wasserstein"
     prediction_threshold: float = Field(0.2, gt=0)
     """Churn probabilities move with the season and the customer mix: a fifth of a std is a real shift."""
+    cumulative: Literal["skip", "test"] = "skip"
+    """Features that grow with the customers' age (lifetime counts, tenure, the BTYD summary;
+    `core.names.is_cumulative`): `skip` leaves them out of the drift tests (their distribution moves
+    between any two dates, drift or not; their rates, such as `purchases_rate_30d`, are tested),
+    `test` tests them like the others."""
 
 
 class DriftPolicy(_Frozen):

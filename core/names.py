@@ -59,3 +59,15 @@ BTYD_RECENCY = "purchases_btyd_recency"
 """Days from the first to the last purchase day (the repeat span): the `t_x` of BG/NBD."""
 BTYD_AGE = "purchases_btyd_t"
 """Days from the first purchase day to the observation date: the `T` of BG/NBD."""
+
+CUMULATIVE_FEATURES = (BTYD_FREQUENCY, BTYD_RECENCY, BTYD_AGE, "profile_tenure_days", "profile_age_days")
+"""Features (besides `*_lifetime`) that grow with every customer's age by construction."""
+
+
+def is_cumulative(feature: str) -> bool:
+    """Whether `feature` only grows as the customers age (lifetime counts, tenure, the BTYD summary).
+
+    Between any two dates such a feature's distribution moves even when behaviour does not, so
+    monitoring leaves it out of the drift tests by default (`monitoring.tests.cumulative`).
+    """
+    return feature.endswith("_lifetime") or feature in CUMULATIVE_FEATURES

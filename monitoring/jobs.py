@@ -127,13 +127,16 @@ def run_monitor(
     if used == "batch":
         current = batch_rows(settings, champion, snapshot_keys(settings, window))
     reference = reference_of(champion)
-    columns = [c for c in champion.bundle.features if c in reference.columns]
+    known = [c for c in champion.bundle.features if c in reference.columns]
+    skip = settings.monitoring.tests.cumulative == "skip"
+    untested = [c for c in known if skip and names.is_cumulative(c)]
+    columns = [c for c in known if c not in untested]
 
     step("Evidently drift report")
     policy = settings.monitoring.policy
     if current.empty:
         drift_snapshot, result = None, None
-        features = FeatureDrift(n_columns=0, drifted_columns=0, drifted_share=0.0, columns=[])
+        features = FeatureDrift(n_columns=0, drifted_columns=0, drifted_share=0.0, columns=[], untested=untested)
         prediction = None
     else:
         drift_snapshot, result = drift_report(
@@ -149,6 +152,7 @@ def run_monitor(
             drifted_columns=result.drifted_columns,
             drifted_share=result.drifted_share,
             columns=list(result.columns),
+            untested=untested,
         )
         prediction = result.prediction
 

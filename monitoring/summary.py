@@ -44,6 +44,8 @@ class FeatureDrift(_Model):
     drifted_columns: int
     drifted_share: float
     columns: list[ColumnResult]
+    untested: list[str] = []
+    """Features left out of the tests: cumulative ones (`monitoring.tests.cumulative: skip`)."""
 
 
 class PredictionDrift(_Model):

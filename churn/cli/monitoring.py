@@ -90,6 +90,7 @@ def _print_monitor(result: Any) -> None:  # noqa: ANN401
         f"{s.window_start:%Y-%m-%d %H:%M} .. {s.window_end:%Y-%m-%d %H:%M}, "
         f"champion v{s.model_version}: {s.current_rows:,} rows; {s.features.drifted_columns}/{s.features.n_columns} "
         "features drifted"
+        + (f" ({len(s.features.untested)} cumulative not tested)" if s.features.untested else "")
         + (f"; prediction drift {s.prediction.value:.3f}" if s.prediction else "")
         + (
             f"; AUC on matured labels {s.performance.roc_auc:.3f}"

@@ -66,7 +66,12 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
         out.append((since("first_purchase_0"), names.BTYD_AGE))
         out.append((f"n_purchase_0 * 30.0 / greatest({since('first_purchase_0')}, 1)", "purchases_rate_30d"))
     for kind in spec.counted:
-        out.append((since(f"last_{kind.column}_0"), f"{kind.view}_{kind.word}_days_since_last"))
+        # Within the longest window, null beyond it: the share of customers with a type's last event
+        # that recent is stationary, while days since a rare type's last event grow with the history
+        # the log holds (left-censored), which monitoring would flag as drift on undrifted data.
+        last = since(f"last_{kind.column}_0")
+        recent = f"CASE WHEN {last} <= {spec.long_window} THEN {last} END"
+        out.append((recent, f"{kind.view}_{kind.word}_days_since_last"))
         out.append((trend(kind.column), f"{kind.view}_{kind.word}_change"))
     if spec.engagement_types:
         out.append((trend("n_engagement"), "engagement_change"))

@@ -7,12 +7,11 @@ from pathlib import Path
 import lifetimes
 import numpy as np
 import pandas as pd
-from lifetimes import BetaGeoFitter
-
-from core import names
 import pytest
+from lifetimes import BetaGeoFitter
 from lifetimes.utils import ConvergenceError
 
+from core import names
 from features.btyd import P_ALIVE, P_SILENT, PENALIZERS, btyd_scores, fit_bg_nbd
 
 CDNOW = Path(lifetimes.__file__).parent / "datasets" / "cdnow_customers_summary.csv"
@@ -66,13 +65,12 @@ def test_data_without_dropout_still_gets_scores_from_a_larger_penalizer() -> Non
     so every buyer still gets P(alive) and P(silent) rather than a null the model never saw in training."""
     rng = np.random.default_rng(3)
     age = rng.integers(150, 300, 400).astype(float)
-    days = [
-        np.unique(rng.integers(0, int(t), rng.poisson(rate * t))) for t, rate in zip(age, rng.gamma(2.0, 0.05, 400))
-    ]
+    rates = rng.gamma(2.0, 0.05, 400)
+    days = [np.unique(rng.integers(0, int(t), rng.poisson(rate * t))) for t, rate in zip(age, rates, strict=True)]
     buyers = [d for d in days if d.size]
     frequency = np.array([d.size - 1 for d in buyers], dtype=float)
     recency = np.array([d[-1] - d[0] for d in buyers], dtype=float)
-    t = np.array([t - d[0] for d, t in zip(days, age) if d.size], dtype=float)
+    t = np.array([t - d[0] for d, t in zip(days, age, strict=True) if d.size], dtype=float)
     with pytest.raises(ConvergenceError):
         BetaGeoFitter(penalizer_coef=PENALIZERS[0]).fit(frequency, recency, t)
     model = fit_bg_nbd(frequency, recency, t)

@@ -38,7 +38,7 @@ def _snap(events: pd.DataFrame, families: dict[str, str] | None = None) -> pd.Da
     families = families or {}
     purchase_types = [t for t in events[names.EVENT_TYPE].unique() if family_of(t, families) == "purchase"]
     shape = data_shape(events, CUSTOMERS, purchase_types=purchase_types)
-    spec = snapshot_spec([OBS.date()], [7, 30], shape, tuple(families.items()))
+    spec = snapshot_spec([OBS.date()], [7, 30, 90], shape, tuple(families.items()))
     frame = compute_snapshots(events, CUSTOMERS, spec).set_index(names.CUSTOMER_ID)
     assert list(frame.columns[1:]) == feature_names(spec) + [c for c in frame.columns if "_rfm_" in c]
     return frame
@@ -53,6 +53,7 @@ RETAIL = _events(
         ("a", "2025-02-18 10:00", "purchase", 30.0),
         ("a", "2025-03-01 00:00", "purchase", 999.0),  # at the observation instant: not counted
         ("b", "2025-01-05 10:00", "complaint", None),
+        ("b", "2024-11-20 10:00", "support_ticket", None),  # 101 days before: outside the 90-day window
         ("new", "2025-02-26 10:00", "visit", None),
     ]
 )
@@ -68,7 +69,7 @@ def test_lifetime_features_count_everything_before_the_observation_date() -> Non
     assert a["engagement_events_lifetime"] == 5
     b = _snap(RETAIL).loc["b"]
     assert b["purchases_count_lifetime"] == 0 and pd.isna(b[names.BTYD_FREQUENCY]) and pd.isna(b[names.BTYD_AGE])
-    assert b["profile_age_days"] == 55 and b["engagement_events_lifetime"] == 1
+    assert b["profile_age_days"] == 101 and b["engagement_events_lifetime"] == 2  # the ticket, then the complaint
 
 
 def test_every_standard_type_gets_recency_and_change() -> None:
@@ -77,6 +78,9 @@ def test_every_standard_type_gets_recency_and_change() -> None:
     assert snap.loc["b", "service_complaints_days_since_last"] == 55
     assert snap.loc["new", "engagement_visits_change"] == 1.0  # from nothing to one visit
     assert pd.isna(snap.loc["new", "service_complaints_days_since_last"])
+    # Days since a type's last event count within the longest window only (90 days): null beyond it.
+    assert snap.loc["b", "service_tickets_30d"] == 0 and snap.loc["b", "service_tickets_90d"] == 0
+    assert pd.isna(snap.loc["b", "service_tickets_days_since_last"])
 
 
 SAAS = _events(
