@@ -6,6 +6,7 @@ imported inside the functions: the service imports this module before its worker
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,14 +48,32 @@ def champion_version(tracking_uri: str, model_name: str) -> tuple[str, str]:
     """
     from mlflow.exceptions import MlflowException
 
+    client = _client(tracking_uri)
     try:
-        version = _client(tracking_uri).get_model_version_by_alias(model_name, names.CHAMPION_ALIAS)
+        version = client.get_model_version_by_alias(model_name, names.CHAMPION_ALIAS)
     except MlflowException:
-        raise NoChampionError(
-            f"no '{names.CHAMPION_ALIAS}' version of model '{model_name}' at {tracking_uri}: "
-            "run `churn train` (or `churn quickstart`) first"
-        ) from None
+        where = f"no '{names.CHAMPION_ALIAS}' version of model '{model_name}' at {tracking_uri}"
+        raise NoChampionError(f"{where}: {_next_step(client, model_name)}") from None
     return str(version.version), str(version.run_id)
+
+
+def _next_step(client: MlflowClient, model_name: str) -> str:
+    """What to run without a champion: train one, or, when the gate kept the newest version, why and how to override."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        versions = []
+    kept = [v for v in versions if v.tags.get("gate.decision") == "keep"]
+    if not kept:
+        return "run `churn train` (or `churn quickstart`) first"
+    newest = max(kept, key=lambda v: int(v.version))
+    why = json.loads(newest.tags.get("gate.evidence", "{}")).get("reason", "see `churn champions`")
+    return (
+        f"the gate kept v{newest.version} out ({why}); improve the model and run `churn train`, or serve it "
+        f'anyway with `churn promote {newest.version} --reason "..."`'
+    )
 
 
 def load_version(tracking_uri: str, model_name: str, version: str) -> RegisteredModel:
