@@ -78,7 +78,9 @@ def test_readme_commands_on_a_transactions_export(tmp_path: Path, monkeypatch: p
         features
     )
     assert not [f for f in features if f.startswith(("service_", "engagement_visits", "engagement_change"))]
-    assert not [f for f in features if f.startswith("profile_") and f not in ("profile_tenure_days", "profile_age_days")]
+    assert not [
+        f for f in features if f.startswith("profile_") and f not in ("profile_tenure_days", "profile_age_days")
+    ]
     assert 0.02 < training[names.LABEL].mean() < 0.98
     # Activity labels: churned means no purchase in the 60 days after the observation date.
     dates = pd.to_datetime(export["InvoiceDate"], utc=True)
