@@ -62,10 +62,11 @@ def _next_step(client: MlflowClient, model_name: str) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        versions = client.search_model_versions(f"name = '{model_name}'")
+        kept = [
+            v for v in client.search_model_versions(f"name = '{model_name}'") if v.tags.get("gate.decision") == "keep"
+        ]
     except MlflowException:
-        versions = []
-    kept = [v for v in versions if v.tags.get("gate.decision") == "keep"]
+        kept = []
     if not kept:
         return "run `churn train` (or `churn quickstart`) first"
     newest = max(kept, key=lambda v: int(v.version))
