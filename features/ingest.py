@@ -30,7 +30,7 @@ from core.io import write_atomic_csv, write_atomic_parquet
 from core.settings import Settings
 from features.contract.fields import STRING, ContractError, TableKind, ValidationResult
 from features.contract.split import split_valid
-from features.contract.table import split_table
+from features.contract.table import TableValidation, split_table
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -111,6 +111,22 @@ class TableReport:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+def _write(
+    name: str, source: Path, result: ValidationResult | TableValidation, clean: Path, quarantine: Path
+) -> TableReport:
+    """Write a validated table's clean rows (Parquet) and quarantined rows (CSV), atomically; what was done."""
+    return TableReport(
+        name=name,
+        source=source,
+        clean_path=write_atomic_parquet(result.valid, clean),
+        quarantine_path=write_atomic_csv(result.quarantined, quarantine),
+        input_rows=result.rows_in,
+        valid_rows=len(result.valid),
+        quarantined_rows=len(result.quarantined),
+        reasons=dict(result.counts),
+    )
+
+
 @dataclass(frozen=True)
 class IngestReport:
     """What `ingest` did, per table."""
@@ -187,19 +203,8 @@ def ingest(settings: Settings, customers_path: Path | None = None, events_path: 
     reports = []
     for kind, result in results:
         stem = CUSTOMERS_FILE if kind == "customers" else EVENTS_FILE
-        clean_path = write_atomic_parquet(result.valid, clean_dir / f"{stem}.parquet")
-        quarantine_path = write_atomic_csv(result.quarantined, quarantine_dir / f"{stem}.csv")
         reports.append(
-            TableReport(
-                name=kind,
-                source=sources[kind],
-                clean_path=clean_path,
-                quarantine_path=quarantine_path,
-                input_rows=result.rows_in,
-                valid_rows=len(result.valid),
-                quarantined_rows=len(result.quarantined),
-                reasons=dict(result.counts),
-            )
+            _write(kind, sources[kind], result, clean_dir / f"{stem}.parquet", quarantine_dir / f"{stem}.csv")
         )
     return IngestReport(customers=reports[0], events=reports[1])
 
@@ -248,19 +253,12 @@ def ingest_table(settings: Settings, path: Path | None = None) -> TableIngestRep
         result = split_table(raw, source)
     except ContractError as exc:
         raise ContractError(f"{file}: {exc}") from None
-    clean_path = write_atomic_parquet(result.valid, settings.path(settings.data.clean_dir) / f"{TABLE_FILE}.parquet")
-    quarantine_path = write_atomic_csv(
-        result.quarantined, settings.path(settings.data.quarantine_dir) / f"{TABLE_FILE}.csv"
-    )
-    report = TableReport(
-        name=TABLE_FILE,
-        source=file,
-        clean_path=clean_path,
-        quarantine_path=quarantine_path,
-        input_rows=result.rows_in,
-        valid_rows=len(result.valid),
-        quarantined_rows=len(result.quarantined),
-        reasons=dict(result.counts),
+    report = _write(
+        TABLE_FILE,
+        file,
+        result,
+        settings.path(settings.data.clean_dir) / f"{TABLE_FILE}.parquet",
+        settings.path(settings.data.quarantine_dir) / f"{TABLE_FILE}.csv",
     )
     return TableIngestReport(report, dict(result.unparsed))
 
