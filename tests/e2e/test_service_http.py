@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -159,6 +160,29 @@ def test_request_size_limit(service: tuple[str, Settings]) -> None:
     url, _ = service
     big = json.dumps({"customer_ids": ["x" * 100] * 300}).encode()
     answer = httpx.post(f"{url}/score", content=big, headers={"content-type": "application/json"}, timeout=30)
+    assert answer.status_code == 413 and "limit of 20000 bytes" in answer.text
+
+
+def test_swagger_ui_and_its_static_files_load(service: tuple[str, Settings]) -> None:
+    """GET / is BentoML's Swagger UI, whole; the files it references load too (the guard once emptied them)."""
+    url, _ = service
+    page = httpx.get(f"{url}/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert len(page.content) == int(page.headers["content-length"]) > 0
+    assert "swagger-ui" in page.text.lower()
+    static = re.findall(r'(?:src|href)="\.?/?(static_content/[^"]+)"', page.text)
+    assert any(path.endswith(".js") for path in static), page.text[:2000]
+    for path in static:
+        answer = httpx.get(f"{url}/{path}", timeout=30)
+        assert answer.status_code == 200, path
+        assert len(answer.content) == int(answer.headers["content-length"]) > 0, path
+
+
+def test_a_streamed_body_over_the_limit_gets_413(service: tuple[str, Settings]) -> None:
+    """A chunked body (no content-length) is limited as it is read."""
+    url, _ = service
+    chunks = (b'{"customer_ids": [' + b'"x",' * 2_000 for _ in range(5))
+    answer = httpx.post(f"{url}/score", content=chunks, headers={"content-type": "application/json"}, timeout=30)
     assert answer.status_code == 413 and "limit of 20000 bytes" in answer.text
 
 
