@@ -4,8 +4,9 @@ A real small model is trained here and served over HTTP (as in test_service_http
 schemas drive the fuzzer, each for POST /score and POST /score_features, with valid (positive)
 and invalid (negative: wrong types, missing or extra fields, broken bounds) bodies:
 
-* `served`: `/docs.json` exactly as BentoML serves it. Feature rows there are free-form objects,
-  so almost every generated row is refused for unknown or missing fields.
+* `served`: `/docs.json` exactly as the service serves it. Feature rows there are free-form
+  objects, so almost every generated row is refused for unknown or missing fields; /score_features
+  also gets random bytes as an Arrow IPC stream.
 * `signature`: the same document with the request bodies narrowed to what the model takes (its
   features from GET /model, categories from the snapshots, known customer ids), so valid cases
   reach the scoring code with odd values (huge, tiny, negative, unknown categories) and invalid
@@ -125,6 +126,11 @@ def _signature_document(document: dict[str, Any], features: list[str], settings:
     body = ("post", "requestBody", "content", "application/json", "schema", "properties")
     score_features = _dig(out["paths"]["/score_features"], body)
     score_features["rows"] = {"type": "array", "items": row, "minItems": 1, "maxItems": 5}
+    # JSON bodies only here, so every case of this schema reaches the model (the served one sends Arrow too).
+    content = out["paths"]["/score_features"]["post"]["requestBody"]["content"]
+    out["paths"]["/score_features"]["post"]["requestBody"]["content"] = {
+        "application/json": content["application/json"]
+    }
     score = _dig(out["paths"]["/score"], body)
     score["customer_ids"]["items"] = {
         "anyOf": [{"enum": known_ids}, {"type": "string", "minLength": 1, "maxLength": 128}]
