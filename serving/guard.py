@@ -2,7 +2,13 @@
 
 The key comes from `serving.api_key` (set it with CHURN_API_KEY); when it is set, every request
 except the health probes must send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-Bodies larger than `serving.max_request_bytes` get 413 before they are read in full.
+Bodies larger than `serving.max_request_bytes` get 413 before they are read in full; a
+content-length that is not a number gets 400.
+
+The guard reads the body itself (so a streamed body without a content-length is limited too), then
+hands it to the app. After that, the app's further `receive()` calls go to the server's own: a
+streamed or file response (BentoML's Swagger UI and its static files, Starlette's FileResponse)
+listens there for the client's disconnect, and a made-up disconnect would end it before its body.
 """
 
 from __future__ import annotations
@@ -54,15 +60,15 @@ class RequestGuard:
         more = True
         while more:
             message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay(bytes(body), message), send)
+            if message["type"] != "http.request":  # the client went away mid-body
+                await self.app(scope, _replay(receive, bytes(body), message), send)
                 return
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
                 await _answer(send, 413, f"request body is over the limit of {self.max_bytes} bytes")
                 return
-        await self.app(scope, _replay(bytes(body)), send)
+        await self.app(scope, _replay(receive, bytes(body)), send)
 
     def _authorised(self, headers: dict[str, str]) -> bool:
         assert self.api_key is not None
@@ -70,18 +76,24 @@ class RequestGuard:
         return bool(given) and hmac.compare_digest(given.encode(), self.api_key.encode())
 
 
-def _replay(body: bytes, then: Message | None = None) -> Receive:
-    """A receive that hands the app the buffered body, then `then` (e.g. a disconnect)."""
-    sent = False
+def _replay(receive: Receive, body: bytes, then: Message | None = None) -> Receive:
+    """A receive that hands the app the buffered body (and `then`, if given), then waits on `receive`.
 
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return then or {"type": "http.disconnect"}
+    Args:
+        receive: The server's receive, which the guard has read the whole body from.
+        body: That body.
+        then: A message the guard received instead of more body (a disconnect), handed on next.
+    """
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    if then is not None:
+        pending.append(then)
 
-    return receive
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 async def _answer(send: Send, status: int, message: str) -> None:

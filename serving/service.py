@@ -24,13 +24,10 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import bentoml
 import pydantic_core
-from bentoml.exceptions import InvalidArgument
-from bentoml.validators import ContentType
-from pydantic import Field, StringConstraints
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,11 +35,22 @@ from starlette.routing import Route
 
 from core import names
 from core.config_sections import ServingSettings
-from core.settings import ConfigError, load_settings, resolved_yaml
+from core.settings import load_settings, resolved_yaml
+from serving.api import (
+    SETTINGS,
+    FeaturesAnswers,
+    ModelInfo,
+    ScoreAnswers,
+    ScoreFeaturesRequest,
+    ScoreRequest,
+    ScoringService,
+)
 from serving.guard import RequestGuard
-from serving.validation import validate_feature_rows
+from serving.validation import validate_feature_rows, validate_feature_table
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from features.online import OnlineReader
     from model.predictor import Method, Predictor, Rows
 
@@ -54,20 +62,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_MAX_ITEMS = 10_000
-"""Hard cap in the request schema; `serving.max_ids` (default 1000) is the configured limit."""
 
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
-FeatureValue = FiniteNumber | Annotated[str, StringConstraints(max_length=256)] | None
-
-Answers = Annotated[list[dict[str, Any]], ContentType("application/json")]
-"""What the scoring endpoints return, as their OpenAPI document describes it. The content type is
-stated so that BentoML does not derive it from the type's JSON schema on every response.
-The handlers hand BentoML the answers already encoded (`json_answers`)."""
-
-
-def json_answers(answers: list[dict[str, Any]]) -> Any:  # noqa: ANN401  (a Response where `Answers` is declared)
+def json_answers(answers: list[dict[str, Any]]) -> Any:  # noqa: ANN401  (a Response where the answers' type is declared)
     """`answers` encoded as the JSON response of a scoring endpoint.
 
     BentoML passes a Response an API returns through untouched (its status code and headers still
@@ -77,20 +73,6 @@ def json_answers(answers: list[dict[str, Any]]) -> Any:  # noqa: ANN401  (a Resp
     the same list in one Rust call; a NaN, which `json` wrote as an invalid `NaN`, becomes null.
     """
     return Response(pydantic_core.to_json(answers, inf_nan_mode="null"), media_type="application/json")
-
-
-def serving_settings() -> ServingSettings:
-    """`serving` of `$CHURN_CONFIG`, read at import: BentoML fixes a service's workers and traffic limits then.
-
-    A config that does not load gives the defaults here; the services' `__init__` report it.
-    """
-    try:
-        return load_settings().serving
-    except ConfigError:
-        return ServingSettings()
-
-
-SERVING = serving_settings()
 
 
 def settle_heap() -> None:
@@ -125,9 +107,8 @@ async def model_info(request: Request) -> JSONResponse:
     """GET /model: the served model's version, training time, metrics and features."""
     service = bentoml.get_current_service()
     predictor: Predictor = service.predictor
-    return JSONResponse(
-        {**predictor.info, "features": predictor.features, "calibrated": predictor.calibration is not None}
-    )
+    info = ModelInfo(**predictor.info, features=predictor.features, calibrated=predictor.calibration is not None)
+    return JSONResponse(info.model_dump())
 
 
 # Mounted at the root: BentoML's passive mount only takes requests one of these routes matches.
@@ -135,7 +116,12 @@ info_app = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="churn_scoring", workers=SERVING.workers, traffic=traffic(SERVING))
+@bentoml.service(
+    name="churn_scoring",
+    workers=SETTINGS.serving.workers,
+    traffic=traffic(SETTINGS.serving),
+    service_class=ScoringService,
+)
 class ChurnService:
     """Churn scoring for CRM systems."""
 
@@ -212,22 +198,13 @@ class ChurnService:
         """The champion being served."""
         return self.serving[0]
 
-    @bentoml.api
-    async def score(
-        self,
-        customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=SCHEMA_MAX_ITEMS)],
-        ctx: bentoml.Context,
-    ) -> Answers:
+    @bentoml.api(input_spec=ScoreRequest)
+    async def score(self, customer_ids: list[str], ctx: bentoml.Context) -> ScoreAnswers:
         """Score customers by id from their online features; an unknown id gets a per-item error.
 
         Each answer: churn_probability, risk_tier, reasons, reasons_method, segment, behaviour layers, rule_hits,
         action, expected_loss, model_version and feature_freshness (when the features were computed).
         """
-        limit = self.settings.serving.max_ids
-        if len(customer_ids) > limit:
-            raise InvalidArgument(
-                f"customer_ids: {len(customer_ids)} ids, at most {limit} per request (serving.max_ids)"
-            )
         predictor, reader = self.serving
         try:
             where, scored, stamps = await self._blocking(self._score_ids, predictor, reader, customer_ids)
@@ -272,25 +249,27 @@ class ChurnService:
         scored = self._answer(predictor, rows, ids, predictor.method(len(ids))) if where else []
         return where, scored, stamps
 
-    @bentoml.api
-    async def score_features(
-        self, rows: Annotated[list[dict[str, FeatureValue]], Field(min_length=1, max_length=SCHEMA_MAX_ITEMS)]
-    ) -> Answers:
+    @bentoml.api(input_spec=ScoreFeaturesRequest)
+    async def score_features(self, rows: list[dict[str, Any]] | pa.Table) -> FeaturesAnswers:
         """Score rows of features the caller supplies, validated against the model's signature.
 
-        Every model feature must be present (null for unknown); customer_id is optional.
+        Every model feature must be present (null for unknown); customer_id is optional. The rows
+        come as JSON objects, or as the columns of an Arrow IPC stream
+        (`content-type: application/vnd.apache.arrow.stream`).
         """
-        limit = self.settings.serving.max_ids
-        if len(rows) > limit:
-            raise InvalidArgument(f"rows: {len(rows)} rows, at most {limit} per request (serving.max_ids)")
         predictor = self.predictor
         return json_answers(await self._blocking(self._score_feature_rows, predictor, rows))
 
-    def _score_feature_rows(self, predictor: Predictor, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`validate_feature_rows`, then the answers, on the scoring thread."""
-        columns = validate_feature_rows(predictor, rows)
-        ids = [c or "" for c in columns.get(names.CUSTOMER_ID, [""] * len(rows))]
-        return self._answer(predictor, columns, ids, predictor.method(len(ids)))
+    def _score_feature_rows(self, predictor: Predictor, rows: list[dict[str, Any]] | pa.Table) -> list[dict[str, Any]]:
+        """`validate_feature_rows` (or `validate_feature_table`), then the answers, on the scoring thread."""
+        columns = (
+            validate_feature_rows(predictor, rows)
+            if isinstance(rows, list)
+            else validate_feature_table(predictor, rows)
+        )
+        n = len(rows) if isinstance(rows, list) else rows.num_rows
+        ids = [c or "" for c in columns.get(names.CUSTOMER_ID) or [""] * n]
+        return self._answer(predictor, columns, ids, predictor.method(n))
 
 
 ChurnService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]

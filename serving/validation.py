@@ -1,6 +1,8 @@
 """Checks of caller-supplied feature rows (POST /score_features) against the served model's signature.
 
-Every refusal names the row, the field and the problem; the service answers it as a 400.
+The rows come as JSON objects (`validate_feature_rows`) or as the columns of an Arrow table
+(`validate_feature_table`); both give the same columns, and every refusal names the row, the
+field and the problem; the service answers it as a 400.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from bentoml.exceptions import InvalidArgument
 from core import names
 
 if TYPE_CHECKING:  # the service imports this module before its workers start: keep XGBoost out of it
+    import pyarrow as pa
+
     from model.predictor import Predictor
+
+MAX_STRING = 256
+"""The longest category value a row may send (the JSON body's schema says the same)."""
 
 
 def validate_feature_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,3 +160,64 @@ def _holds_float(value: Any) -> bool:  # noqa: ANN401
     except (TypeError, ValueError, OverflowError):
         return False
     return True
+
+
+def validate_feature_table(predictor: Predictor, table: pa.Table) -> dict[str, Any]:
+    """Check an Arrow table of feature rows against the model's signature, and turn it into columns.
+
+    Args:
+        predictor: The model whose features the table's columns must be.
+        table: One column per model feature, optionally customer_id; a numeric feature as integers,
+            floats or booleans, a categorical one as strings (dictionary-encoded too); a column of
+            nulls only may have Arrow's null type.
+
+    Returns:
+        What `validate_feature_rows` returns for the same rows sent as JSON.
+
+    Raises:
+        InvalidArgument: Naming the column (and the row, for a value) and the problem.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fields = table.column_names
+    repeated = sorted({f for f in fields if fields.count(f) > 1})
+    if repeated:
+        raise InvalidArgument(f"rows: column(s) {', '.join(repeated)} sent more than once")
+    allowed = {*predictor.features, names.CUSTOMER_ID}
+    unknown = [f for f in fields if f not in allowed]
+    if unknown:
+        raise InvalidArgument(
+            f"rows: unknown column(s) {', '.join(unknown)}; the model's features are listed at GET /model"
+        )
+    missing = [f for f in predictor.features if f not in fields]
+    if missing:
+        raise InvalidArgument(f"rows: missing column(s) {', '.join(missing)} (send nulls for unknown values)")
+    columns: dict[str, Any] = dict.fromkeys(predictor.features)
+    for field in predictor.numeric_features:
+        kind = table.schema.field(field).type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        if not (numeric or pa.types.is_null(kind)):
+            raise InvalidArgument(f"rows.{field}: expected numbers, got an Arrow column of {kind}")
+        values = pc.cast(table.column(field), pa.float64())
+        if pa.types.is_floating(kind):
+            sent = pc.fill_null(pc.is_finite(values), True)  # null is allowed: it stands for unknown
+            if not pc.all(sent).as_py():
+                bad = pc.index(sent, False).as_py()
+                raise InvalidArgument(f"rows[{bad}].{field}: must be a finite number, got {values[bad].as_py()}")
+        columns[field] = values.to_numpy()  # a null becomes NaN
+    for field in [*predictor.categorical_features, names.CUSTOMER_ID]:
+        if field not in fields:
+            continue
+        column = table.column(field)
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            what = "a string" if field == names.CUSTOMER_ID else "strings (a category)"
+            raise InvalidArgument(f"rows.{field}: expected {what}, got an Arrow column of {column.type}")
+        strings = pc.cast(column, pa.string())
+        too_long = pc.fill_null(pc.greater(pc.utf8_length(strings), MAX_STRING), False)
+        if pc.any(too_long).as_py():
+            bad = pc.index(too_long, True).as_py()
+            raise InvalidArgument(f"rows[{bad}].{field}: longer than {MAX_STRING} characters")
+        columns[field] = strings.to_pylist()
+    return columns

@@ -111,7 +111,7 @@ def test_make_bento_from_a_fresh_copy_packs_the_service(tmp_path: Path) -> None:
     for needed in ("serving/service.py", "serving/guard.py", "model/matrix.py", "core/settings.py"):
         assert needed in files
     assert "configs/default.yaml" in files
-    assert {f.split("/")[0] for f in files} <= {*PACKAGES, "configs", "bentofile.yaml"}
+    assert {f.split("/")[0] for f in files} <= {*PACKAGES, "configs", "bentofile.yaml", "pyproject.toml"}
     assert not any("__pycache__" in f for f in files)
 
     # Python packages: exactly uv.lock's versions.

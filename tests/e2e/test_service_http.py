@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib.metadata
 import json
+import math
+import re
 import shutil
 import socket
 import subprocess
@@ -17,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import mlflow
 import pandas as pd
+import pyarrow as pa
 import pytest
 from conftest import require_service
 from mlflow import MlflowClient
@@ -160,6 +165,149 @@ def test_request_size_limit(service: tuple[str, Settings]) -> None:
     big = json.dumps({"customer_ids": ["x" * 100] * 300}).encode()
     answer = httpx.post(f"{url}/score", content=big, headers={"content-type": "application/json"}, timeout=30)
     assert answer.status_code == 413 and "limit of 20000 bytes" in answer.text
+
+
+def test_swagger_ui_and_its_static_files_load(service: tuple[str, Settings]) -> None:
+    """GET / is BentoML's Swagger UI, whole; the files it references load too (the guard once emptied them)."""
+    url, _ = service
+    page = httpx.get(f"{url}/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert len(page.content) == int(page.headers["content-length"]) > 0
+    assert "swagger-ui" in page.text.lower()
+    static = re.findall(r'(?:src|href)="\.?/?(static_content/[^"]+)"', page.text)
+    assert any(path.endswith(".js") for path in static), page.text[:2000]
+    for path in static:
+        answer = httpx.get(f"{url}/{path}", timeout=30)
+        assert answer.status_code == 200, path
+        assert len(answer.content) == int(answer.headers["content-length"]) > 0, path
+
+
+def test_a_streamed_body_over_the_limit_gets_413(service: tuple[str, Settings]) -> None:
+    """A chunked body (no content-length) is limited as it is read."""
+    url, _ = service
+    chunks = (b'{"customer_ids": [' + b'"x",' * 2_000 for _ in range(5))
+    answer = httpx.post(f"{url}/score", content=chunks, headers={"content-type": "application/json"}, timeout=30)
+    assert answer.status_code == 413 and "limit of 20000 bytes" in answer.text
+
+
+@pytest.mark.parametrize(("path", "body"), [("/score", {"customer_ids": ["C1"]}), ("/score_features", {"rows": [{}]})])
+def test_an_unknown_top_level_field_is_refused_naming_it(service: tuple[str, Settings], path: str, body: dict) -> None:
+    url, _ = service
+    answer = httpx.post(f"{url}{path}", json={**body, "x": 1}, timeout=30)
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["x"] and error["type"] == "extra_forbidden", answer.text
+
+
+def _validator(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator of `schema`, whose references point into the document's components."""
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+def _answer_schema(document: dict[str, Any], path: str, method: str = "post", status: str = "200") -> dict[str, Any]:
+    return document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+
+
+def test_the_openapi_document_states_the_service(service: tuple[str, Settings]) -> None:
+    """/docs.json: the package version, a description with the real limits, the enforced list
+    limits, unknown fields refused, GET /model listed, and schemas the real answers match."""
+    url, settings = service
+    document = httpx.get(f"{url}/docs.json", timeout=30).json()
+    assert document["info"]["version"] == importlib.metadata.version("churn-platform")
+    about = document["info"]["description"]
+    assert "created with BentoML" not in about and "Churn scoring" in about
+    assert "50 customer ids or rows per request" in about and "20,000 bytes" in about
+    bodies = {
+        path: document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        for path in ("/score", "/score_features")
+    }
+    assert bodies["/score"]["properties"]["customer_ids"]["maxItems"] == settings.serving.max_ids == 50
+    assert bodies["/score_features"]["properties"]["rows"]["maxItems"] == 50
+    assert all(body["additionalProperties"] is False for body in bodies.values())
+    assert (
+        "application/vnd.apache.arrow.stream" in document["paths"]["/score_features"]["post"]["requestBody"]["content"]
+    )
+    for path in ("/score", "/score_features"):
+        assert {"200", "400", "413", "429"} <= set(document["paths"][path]["post"]["responses"])
+
+    ids = _ids(settings, 2)
+    scored = httpx.post(f"{url}/score", json={"customer_ids": [*ids, "nobody"]}, timeout=30).json()
+    _validator(document, _answer_schema(document, "/score")).validate(scored)
+    info = httpx.get(f"{url}/model", timeout=10).json()
+    _validator(document, _answer_schema(document, "/model", "get")).validate(info)
+    row = dict.fromkeys(info["features"], None)
+    features = httpx.post(f"{url}/score_features", json={"rows": [row]}, timeout=30).json()
+    _validator(document, _answer_schema(document, "/score_features")).validate(features)
+    refused = httpx.post(f"{url}/score_features", json={"rows": [{"bogus": 1.0}]}, timeout=30)
+    assert refused.status_code == 400
+    _validator(document, _answer_schema(document, "/score_features", status="400")).validate(refused.json())
+    invalid = httpx.post(f"{url}/score", json={"customer_ids": "C1"}, timeout=30)
+    _validator(document, _answer_schema(document, "/score", status="400")).validate(invalid.json())
+    # An answer with a field the document does not state fails the check.
+    with pytest.raises(jsonschema.ValidationError):
+        _validator(document, _answer_schema(document, "/score")).validate([{**scored[0], "surprise": 1}])
+
+
+def _arrow(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
+
+
+def _feature_rows(url: str, settings: Settings, n: int) -> list[dict[str, Any]]:
+    """The online features of `n` customers as /score_features takes them."""
+    features = httpx.get(f"{url}/model", timeout=10).json()["features"]
+    snapshot = latest_snapshot(settings).head(n)
+    days, gap = snapshot["purchases_days_since_last"], snapshot["purchases_gap_mean_90d"]
+    snapshot = snapshot.assign(purchases_overdue_ratio=(days / gap).where(gap > 0))
+    return [{f: (None if pd.isna(r[f]) else r[f]) for f in features} for r in snapshot.to_dict("records")]
+
+
+def test_arrow_rows_get_the_answers_of_the_same_json_rows(service: tuple[str, Settings]) -> None:
+    url, settings = service
+    rows = _feature_rows(url, settings, 8)
+    rows[0][names.CUSTOMER_ID] = "C-arrow"
+    as_json = httpx.post(f"{url}/score_features", json={"rows": rows}, timeout=30)
+    assert as_json.status_code == 200, as_json.text
+    as_arrow = httpx.post(
+        f"{url}/score_features", content=_arrow(pa.Table.from_pylist(rows)), headers=ARROW, timeout=30
+    )
+    assert as_arrow.status_code == 200, as_arrow.text
+    assert as_arrow.json() == as_json.json()
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda t: b"not arrow", "the body is not an Arrow IPC stream"),
+        (lambda t: _arrow(t.append_column("x", pa.array([1.0]))), "unknown column(s) x"),
+        (lambda t: _arrow(t.drop_columns(["purchases_count_30d"])), "missing column(s) purchases_count_30d"),
+        (
+            lambda t: _arrow(
+                t.set_column(t.column_names.index("purchases_count_30d"), "purchases_count_30d", pa.array([math.nan]))
+            ),
+            "rows[0].purchases_count_30d: must be a finite number",
+        ),
+        (
+            lambda t: _arrow(
+                t.set_column(t.column_names.index("purchases_count_30d"), "purchases_count_30d", pa.array(["many"]))
+            ),
+            "rows.purchases_count_30d: expected numbers",
+        ),
+        (lambda t: _arrow(t.slice(0, 0)), "holds no rows"),
+        (lambda t: _arrow(pa.table({"any": range(51)})), "51 rows, at most 50 per request"),
+    ],
+)
+def test_a_bad_arrow_body_gets_400_naming_the_problem(service: tuple[str, Settings], change: Any, needle: str) -> None:  # noqa: ANN401
+    url, settings = service
+    table = pa.Table.from_pylist(_feature_rows(url, settings, 1))
+    answer = httpx.post(f"{url}/score_features", content=change(table), headers=ARROW, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert needle in answer.json()[0]["error"]
 
 
 def test_hot_reload_without_failing_requests(service: tuple[str, Settings]) -> None:

@@ -1,4 +1,5 @@
-"""What POST /score_features does with the rows a caller sends: `serving.service.validate_feature_rows`.
+"""What POST /score_features does with the rows a caller sends: `serving.validation.validate_feature_rows`
+(JSON rows) and `validate_feature_table` (an Arrow table of the same columns).
 
 The numeric features are checked and converted in bulk; a bad value anywhere still gets the
 message the value-by-value check gives, naming the row and the field.
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import xgboost as xgb
 from bentoml.exceptions import InvalidArgument
@@ -18,7 +20,7 @@ from bentoml.exceptions import InvalidArgument
 from crm.answers import score
 from model.matrix import dmatrix, model_frame, remember_categories
 from model.predictor import Predictor
-from serving.validation import validate_feature_rows
+from serving.validation import validate_feature_rows, validate_feature_table
 
 TIERS = {"high": 0.5, "low": 0.0}
 FEATURES = ["visits_30d", "plan", "spend"]
@@ -131,3 +133,79 @@ def test_python_numbers_other_than_floats_convert(predictor: Predictor) -> None:
     sent[0]["visits_30d"] = 3
     sent[1]["visits_30d"] = True
     assert validate_feature_rows(predictor, sent)["visits_30d"].tolist() == [3.0, 1.0]
+
+
+# --- the same rows as an Arrow table -------------------------------------------------------------
+
+
+def _same(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert list(got) == list(want)
+    for field, values in want.items():
+        if isinstance(values, np.ndarray):
+            assert got[field].dtype == np.float64
+            np.testing.assert_array_equal(got[field], values)
+        else:
+            assert got[field] == values, field
+
+
+def test_a_table_gives_the_columns_its_rows_give_as_json(predictor: Predictor) -> None:
+    sent = rows()
+    sent[0]["customer_id"] = "C0"
+    for row in sent[1:]:
+        row["customer_id"] = None
+    _same(validate_feature_table(predictor, pa.Table.from_pylist(sent)), validate_feature_rows(predictor, sent))
+    plain = rows()
+    _same(validate_feature_table(predictor, pa.Table.from_pylist(plain)), validate_feature_rows(predictor, plain))
+
+
+def test_a_table_takes_integers_booleans_null_columns_and_dictionary_categories(predictor: Predictor) -> None:
+    table = pa.table(
+        {
+            "spend": pa.array([None, None], pa.null()),
+            "visits_30d": pa.array([3, 1], pa.int8()),
+            "plan": pa.array(["pro", None]).dictionary_encode(),
+        }
+    )
+    columns = validate_feature_table(predictor, table)
+    assert columns["visits_30d"].tolist() == [3.0, 1.0]
+    assert np.isnan(columns["spend"]).all() and columns["plan"] == ["pro", None]
+    assert validate_feature_table(predictor, table.set_column(2, "plan", pa.nulls(2)))["plan"] == [None, None]
+    flags = table.set_column(1, "visits_30d", pa.array([True, False]))
+    assert validate_feature_table(predictor, flags)["visits_30d"].tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("field", "column", "message"),
+    [
+        ("spend", pa.array([1.0, None, math.nan, 2.0]), "rows[2].spend: must be a finite number, got nan"),
+        ("spend", pa.array([1.0, math.inf, None, 2.0]), "rows[1].spend: must be a finite number, got inf"),
+        ("spend", pa.array(["1", "2", "3", "4"]), "rows.spend: expected numbers, got an Arrow column of string"),
+        ("plan", pa.array([1, 2, 3, 4]), "rows.plan: expected strings (a category), got an Arrow column of int64"),
+        ("plan", pa.array(["a", "b", "c" * 257, None]), "rows[2].plan: longer than 256 characters"),
+        ("customer_id", pa.array([1, 2, 3, 4]), "rows.customer_id: expected a string, got an Arrow column of int64"),
+    ],
+)
+def test_a_bad_table_column_is_named(predictor: Predictor, field: str, column: pa.Array, message: str) -> None:
+    table = pa.Table.from_pylist(rows())
+    table = (
+        table.set_column(table.column_names.index(field), field, column)
+        if field in table.column_names
+        else (table.append_column(field, column))
+    )
+    with pytest.raises(InvalidArgument) as raised:
+        validate_feature_table(predictor, table)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.append_column("bogus", pa.array([1.0] * 4)), "rows: unknown column(s) bogus;"),
+        (lambda t: t.drop_columns(["plan", "spend"]), "rows: missing column(s) plan, spend"),
+        (lambda t: t.append_column("spend", pa.array([1.0] * 4)), "rows: column(s) spend sent more than once"),
+    ],
+)
+def test_unknown_missing_and_repeated_columns_are_named(predictor: Predictor, change: Any, message: str) -> None:  # noqa: ANN401
+    with pytest.raises(InvalidArgument) as raised:
+        validate_feature_table(predictor, change(pa.Table.from_pylist(rows())))
+    assert str(raised.value).startswith(message)
