@@ -435,7 +435,8 @@ def interleaved_sequential(
 
 
 def in_process(ws: Path, ids: list[str], big: list[dict[str, Any]], calls: int) -> dict[str, Any]:
-    """Latency percentiles (ms) of the scoring code in this process, without HTTP.
+    """Latency percentiles (ms) of the scoring code in this process, without HTTP, XGBoost on one
+    thread as in the service.
 
     single: the stages of POST /score for one customer (`calls` timed, each on inputs prepared
     beforehand): online (`OnlineReader.read`), rows (its columns of the model's features), model
@@ -457,9 +458,10 @@ def in_process(ws: Path, ids: list[str], big: list[dict[str, Any]], calls: int) 
     from features.pipeline import open_store
     from serving.api import ScoreFeaturesRequest, read_arrow_stream
     from serving.prediction_log import PredictionLog
-    from serving.service import ChurnService, json_answers
+    from serving.service import ChurnService, json_answers, one_model_thread
     from serving.validation import validate_feature_rows, validate_feature_table
 
+    one_model_thread()  # XGBoost on this thread alone, as on the service's scoring thread
     settings = _settings(ws)
     predictor = _champion(settings)
     reader = OnlineReader(open_store(settings), predictor.info["feature_service"])
