@@ -28,30 +28,21 @@ Rows (group in brackets, for `--only`):
   in-process dict lookup (customer_id -> feature row) of the same customers. Only the newest
   snapshot date is materialized. 200 timed calls after 20 warm-up calls. The Redis rows use a
   throwaway Feast project and registry file, torn down afterwards.
-- [serving] The BentoML scoring service (`serving.service:ChurnService`) and batch scoring, on a
-  300-tree XGBoost (depth 6) over the 43 features of a small workspace the step builds itself
-  (600 customers x 220 days; independent of --customers/--days). Closed loop with wrk (needs the
-  `wrk` binary; 1 and 8 connections, `--serving-connections`; 15 s per run after a 3 s warm-up):
-  POST /score with one customer id, adaptive batching on and off, beside a minimal BentoML 1.4
-  endpoint that only predicts the same customers' online features (target: /score keeps >= 70 %
-  of its requests/s), that endpoint beside the same in FastAPI + uvicorn, and the /score path in
-  process; batch sizes from the service's histogram. Open loop (aiohttp, requests sent on
-  schedule, latency from the scheduled time): /score at 100 requests/s for 60 s, batching on
-  beside off (target: no errors, p99 <= 50 ms). /score_features with 1,000 rows per request
-  (30 sequential requests; requests of >= 256 rows skip the batching model service, so batching
-  on and off both score them in the API process) beside in-process `Predictor.score` of the rows
-  (the served explainer, `auto`: XGBoost's approximate contributions at this size; target: p50
-  <= 50 ms), and that beside `Booster.inplace_predict` and `Predictor.score` with exact SHAP for
-  every row (`explainer="shap"`), with the time per stage (`Predictor.matrix`, predict, SHAP, ...;
-  XGBoost's approximate contributions and `Predictor.probabilities` in the notes).
-  Batch scoring (`crm.alerts.score_alerts` after the Feast read) of 1,000,000 customers
-  (`--serving-batch-rows`; workspace feature rows drawn with replacement, new ids) with reasons for
-  the top 20,000 rows of the alert list (`serving.batch_reasons_top`, the default) beside a bare
-  `Booster.predict` of the same rows, each in a fresh process with its peak memory (target: >= half
-  the bare rows/s), with the time per stage; the same with reasons for no row (`reasons_top=0`)
-  and with reasons for every row (`reasons_top=None`, on the first 100,000 rows only), each beside
-  bare predict. Load generators share the cores with the servers. Script: `bench/serving.py`; its
-  raw figures stay in `<workdir>/serving/result.json`.
+- [serving] The BentoML scoring service (`serving.service:ChurnService`, default serving settings,
+  one worker), each figure beside a minimal BentoML 1.4 endpoint started in the same run
+  (`bench.serving:MinimalBento`: parses the same JSON feature rows and predicts with the champion's
+  booster; no validation, reasons, CRM layers or log), on the champion of a small workspace the
+  step builds itself (600 customers x 220 days; independent of --customers/--days). Closed loop
+  (aiohttp, `--serving-connections` 1 and 8, `--serving-seconds` 15 s after 3 s warm-up): POST
+  /score with one customer id per request beside the minimal endpoint with that customer's online
+  features (target at 8 connections: >= 70 % of its requests/s). Open loop (requests sent on
+  schedule, latency from the scheduled time): /score at 100 requests/s for 60 s, and the minimal
+  endpoint (target: no errors, p99 <= 50 ms). 1,000 feature rows per request, one connection
+  (`--serving-big-requests` 30, taking turns): /score_features with the JSON body (target: p50 <=
+  1.5x the minimal endpoint's p50 for the same body) and with the same rows as an Arrow IPC stream,
+  reasons and all (target: p50 <= the minimal endpoint's JSON p50). The notes give the time per
+  stage of both paths in process. The load generator shares the cores with the servers. Script:
+  `bench/serving.py`; its raw figures stay in `<workdir>/serving/result.json`.
 - [drift] the drift report (`monitoring.drift.drift_report`, both engines) beside a SciPy `ks_2samp`
   loop over the same columns, and Evidently's `DataDriftPreset` (run and save_html) beside it, on seeded
   synthetic reference and current frames of `--drift-rows` rows (100,000) x `--drift-columns`
@@ -68,11 +59,15 @@ the load average: on a busy machine wall times grow, CPU times much less.
 
 `--workdir DIR` keeps the data; a later run with the same --customers/--days/--seed reuses the
 generated, ingested and built data for the groups `--only` does not select.
+
+The table is printed and also written to `--results DIR` (`bench/results/`, git-ignored) as
+`bench-<groups>-<UTC time>.txt`, with its rows as JSON beside it (`.json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -81,7 +76,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -368,19 +363,8 @@ def bench_online(run: Runner, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-REFERENCE = {
-    "bento_rps": 260.0,
-    "bento_p50_ms": 3.6,
-    "fastapi_rps": 650.0,
-    "fastapi_p50_ms": 1.5,
-    "predict_ms": 0.35,
-}
-"""The serving issue's figures for its reference machine (2 cores, load generator on the same cores):
-the minimal BentoML and FastAPI endpoints at 1 connection, and the bare in-process predict."""
-
-
 def rate(res: dict[str, Any]) -> str:
-    """'812 req/s, p50 1.234 ms / p99 5.678 ms' of a wrk result of `bench/serving.py`."""
+    """'812 req/s, p50 1.234 ms / p99 5.678 ms' of a closed-loop result of `bench/serving.py`."""
     return f"{res['rps']:,.0f} req/s, {latency(res)}"
 
 
@@ -394,35 +378,29 @@ def open_figure(res: dict[str, Any]) -> str:
 
 
 def _errors(*results: dict[str, Any]) -> str:
-    """'no errors', or the non-2xx answers and socket errors of wrk results."""
-    bad = sum(r["non_2xx"] for r in results)
-    sockets = sum(r["socket_errors"] for r in results)
-    return "no errors" if bad + sockets == 0 else f"{bad} non-2xx answers, {sockets} socket errors"
-
-
-def _batches(stats: dict[str, float]) -> str:
-    """'1,234 model batches of 2.50 calls on average, 80% of them 2+ calls' (BentoML's histogram counts calls)."""
-    return (
-        f"{stats['batches']:,.0f} model batches of {stats['mean']:.2f} calls on average, "
-        f"{stats['merged_share']:.0%} of them merging 2+ calls"
-    )
+    """'no errors', or the errors of load-generator results (status or exception -> count)."""
+    merged: dict[str, int] = {}
+    for r in results:
+        for key, n in r["errors"].items():
+            merged[key] = merged.get(key, 0) + n
+    return "no errors" if not merged else "errors " + ", ".join(f"{k}: {n}" for k, n in sorted(merged.items()))
 
 
 STEPS = {
-    "online": "online read (OnlineReader)",
-    "matrix": "model input (float32 array)",
-    "model": "model step (exact SHAP contributions from the TreeSHAP tables; probability from their sum)",
-    "answers": "answers (reasons)",
+    "online": "online read",
+    "rows": "feature columns",
+    "model": "model (exact SHAP contributions, probability from their sum)",
+    "answers": "answers (calibration, tier, reasons)",
     "crm": "CRM layers",
     "log": "prediction log",
+    "json": "JSON answer",
 }
 """Stages of the one-customer /score path `bench/serving.py` times, and their labels."""
 BIG_STEPS = {
-    "parse": "JSON parse + pydantic",
+    "parse": "JSON parse (request model)",
     "validate": "validate_feature_rows",
-    "matrix": "model input (DMatrix)",
-    "model": "model step (approx contributions; probability from their sum)",
-    "answers": "answers (reasons)",
+    "model": "model",
+    "answers": "answers (calibration, tier, reasons)",
     "crm": "CRM layers",
     "log": "prediction log",
     "json": "JSON answer",
@@ -430,359 +408,118 @@ BIG_STEPS = {
 """Stages of a /score_features request `bench/serving.py` times on 1,000 rows, and their labels."""
 
 
-def agreement_text(agreement: dict[str, float]) -> str:
-    """What `bench.serving.reasons_agreement` measured, in words."""
-    return (
-        f"on these {agreement['rows']:,} rows the approximation (explainer approx) names exact SHAP's first reason "
-        f"for {agreement['top1']:.0%} of them, the same reasons for {agreement['same_set']:.0%} (in the same order "
-        f"{agreement['same_list']:.0%}), and {agreement['overlap']:.0%} of exact SHAP's reasons on average"
-    )
-
-
 def stages(timed: dict[str, dict[str, float]], labels: dict[str, str]) -> str:
     """'model frame 5.1 ms (12%), ...': p50 of each stage and its share of their sum."""
     total = sum(timed[k]["p50"] for k in labels)
-    return ", ".join(f"{label} {timed[k]['p50']:.1f} ms ({timed[k]['p50'] / total:.0%})" for k, label in labels.items())
+    return ", ".join(f"{label} {timed[k]['p50']:.2f} ms ({timed[k]['p50'] / total:.0%})" for k, label in labels.items())
 
 
 def bench_serving(run: Runner, args: argparse.Namespace) -> list[Row]:
-    """The scoring service over HTTP and batch scoring, beside their baselines (see the module docstring)."""
+    """The scoring service over HTTP, each figure beside a minimal BentoML endpoint (see the module docstring)."""
     res = run(
         "serving",
         workdir=str(run.workdir),
         seed=args.seed,
         connections=args.serving_connections,
-        wrk_seconds=args.serving_seconds,
+        seconds=args.serving_seconds,
         open_rate=args.serving_open_rate,
         open_seconds=args.serving_open_seconds,
         big_requests=args.serving_big_requests,
-        batch_rows=args.serving_batch_rows,
     )
     (run.workdir / "serving" / "result.json").write_text(json.dumps(res, indent=1))
     model, local = res["model"], res["in_process"]
+    minimal_name = "minimal BentoML 1.4 endpoint: same customers' online features as JSON rows, parse + predict"
     rows: list[Row] = []
 
     def p50_ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
         return a["p50"] / b["p50"] if b["p50"] > 0 else None
 
-    def score_row(
-        name: str,
-        scale: str,
-        result: dict[str, Any],
-        base: dict[str, Any],
-        base_name: str,
-        minimal: dict[str, Any],
-        like: str = "",
-        extra: str = "",
-    ) -> Row:
-        """A /score throughput row beside `base`, its target a share of the minimal endpoint's req/s."""
-        share = result["rps"] / minimal["rps"]
-        return Row(
-            name,
-            scale,
-            rate(result),
-            baseline=base_name,
-            baseline_figure=rate(base),
-            ratio=p50_ratio(result, base),
-            target=f">= 70% of minimal BentoML req/s{like} (got {share:.0%})",
-            met=share >= 0.7,
-            notes=f"{result['requests']:,} requests, {_errors(result, base)}{extra}",
-        )
-
-    one = local["single"]["score_path"]
+    one = local["single"]
     for c in args.serving_connections:
-        conn = f"{c} connection{'s' if c > 1 else ''}"
-        on, off, bento, fast = (res[f"wrk_{k}_c{c}"] for k in ("score_on", "score_off", "bento", "fastapi"))
-        scale = f"wrk, {c} conn., {off['seconds']:.0f} s"
-        for mode, result, base, base_name in (
-            ("off", off, bento, "minimal BentoML 1.4 endpoint (predict only, same customers' features)"),
-            ("on", on, off, "same, batching off"),
-        ):
-            extra = ""
-            if mode == "on":
-                extra = f"; {_batches(result['batching'])}"
-            elif c == 1:
-                extra = (
-                    f"; the same path in process, no HTTP (online read, exact SHAP contributions and the "
-                    f"probability from them, reasons, CRM layers, log): {latency(one)}, "
-                    f"~{1e3 / one['p50']:,.0f} calls/s on one thread (row below)"
-                )
-            name = f"POST /score, 1 customer per request, batching {mode}, {conn}"
-            rows.append(score_row(name, scale, result, base, base_name, bento, extra=extra))
-        approx = res[f"wrk_score_approx_c{c}"]
-        rows.append(
-            score_row(
-                f"POST /score, 1 customer per request, batching off, explainer approx (not exact SHAP), {conn}",
-                scale,
-                approx,
-                bento,
-                "minimal BentoML 1.4 endpoint",
-                bento,
-                extra=f"; reasons from XGBoost's approximate contributions, which name exact SHAP's first reason "
-                f"for {local['agreement']['top1']:.0%} of customers (row 'Predictor.score ... explainer shap'); "
-                f"{approx['rps'] / off['rps']:.0%} of /score with exact SHAP",
-            )
-        )
-        two, bento2 = res[f"wrk_score_off2_c{c}"], res[f"wrk_bento2_c{c}"]
-        rows.append(
-            score_row(
-                f"POST /score, 1 customer per request, batching off, 2 API workers (serving.workers 2), {conn}",
-                scale,
-                two,
-                bento2,
-                "minimal BentoML 1.4 endpoint, 2 workers",
-                bento2,
-                like=", like for like",
-                extra=f"; {two['rps'] / bento['rps']:.0%} of the minimal endpoint with its default single worker "
-                f"({bento['rps']:,.0f} req/s), {two['rps'] / off['rps']:.0%} of /score with 1 worker",
-            )
-        )
-        rows.append(
-            Row(
-                f"minimal BentoML 1.4 endpoint (predict only: float32 array, DMatrix, predict; 1 feature row per "
-                f"request), {conn}",
-                scale,
-                rate(bento),
-                baseline="same endpoint in FastAPI + uvicorn",
-                baseline_figure=rate(fast),
-                ratio=p50_ratio(bento, fast),
-                notes=f"{bento['requests']:,} and {fast['requests']:,} requests, {_errors(bento, fast)}",
-            )
-        )
-    if "wrk_bento_c1" in res:
-        bento1, fast1, predict1 = res["wrk_bento_c1"], res["wrk_fastapi_c1"], local["single"]["predict"]
-        speed = [bento1["rps"] / REFERENCE["bento_rps"], fast1["rps"] / REFERENCE["fastapi_rps"]]
-        slower = [bento1["p50"] / REFERENCE["bento_p50_ms"], fast1["p50"] / REFERENCE["fastapi_p50_ms"]]
-        rows.append(
-            Row(
-                "this machine against the serving issue's reference machine: the minimal endpoints, 1 connection",
-                "wrk, 1 conn.",
-                f"minimal BentoML {rate(bento1)}; minimal FastAPI {rate(fast1)}",
-                baseline="the serving issue's figures for its reference machine (2 cores)",
-                baseline_figure=f"{REFERENCE['bento_rps']:,.0f} req/s, p50 {REFERENCE['bento_p50_ms']} ms; "
-                f"{REFERENCE['fastapi_rps']:,.0f} req/s, p50 {REFERENCE['fastapi_p50_ms']} ms",
-                ratio=sum(slower) / len(slower),
-                notes=f"ratio: the mean of the two p50 ratios ({slower[0]:.2f}x BentoML, {slower[1]:.2f}x FastAPI); "
-                f"throughput {speed[0]:.0%} and {speed[1]:.0%} of the reference's. The issue's absolute targets "
-                f"(open-loop p99 <= 50 ms, <= 50 ms per 1,000-row request) were set on the reference machine. "
-                f"In-process predict of one JSON row as the minimal endpoints do it (array, DMatrix, predict): "
-                f"{latency(predict1)}; the issue's bare predict on the reference machine: {REFERENCE['predict_ms']} ms",
-            )
-        )
-    rows.append(
-        Row(
-            "/score path in process (online read, model input, exact SHAP contributions and the probability "
-            "from their sum, reasons, CRM layers, log), no HTTP",
-            "1 customer per call",
-            latency(one),
-            baseline="in-process predict of the JSON row as the minimal endpoints do (float32 array, DMatrix, predict)",
-            baseline_figure=latency(local["single"]["predict"]),
-            ratio=p50_ratio(one, local["single"]["predict"]),
-            notes=f"p50 per stage: {stages(local['steps'], STEPS)}; the model step with XGBoost's pred_contribs "
-            f"instead of the tables (DMatrix included, one thread) {latency(local['steps']['xgb_contribs'])}; "
-            f"the same online read through Feast's client "
-            f"(get_online_features(...).to_df(), what /score used before) {latency(local['steps']['feast_client'])}; "
-            f"the whole path with the booster at nthread=1 {latency(local['single']['score_path_1thread'])}, with "
-            f"explainer approx {latency(local['single']['score_path_approx'])}. "
-            f"{model['trees']}-tree XGBoost (depth 6) on "
-            f"{model['features']} features ({model['categorical']} categorical), trained on {model['train_rows']:,} "
-            f"rows of a 600-customer x 220-day workspace, champion v{model['version']}; service startup until "
-            f"ready: {res['startup_on']:.0f} s batching on (two processes), {res['startup_off']:.0f} s off; "
-            f"workspace + training {res['setup_seconds']:.0f} s",
-        )
-    )
-
-    for mode, other in (("on", "off"), ("off", "on")):
-        loop, base = res[f"open_{mode}"], res[f"open_{other}"]
-        ok = not loop["errors"] and loop["p99"] <= 50
-        figure = open_figure(loop)
+        score, minimal = res[f"closed_score_c{c}"], res[f"closed_minimal_c{c}"]
+        share = score["rps"] / minimal["rps"]
         notes = (
-            f"{loop['requests']:,} requests sent at {loop['sent_rate']:.1f}/s (generator at most "
-            f"{loop['max_send_lag_ms']:.1f} ms late), {loop['ok_rate']:.1f} answers 200/s; "
-            f"errors: {loop['errors'] or 'none'}; latency (of the answered requests, max {loop['max']:,.0f} ms) "
-            "from each request's scheduled send time; "
-            f"the server then took {loop['settle_seconds']:.0f} s to answer a request within 0.5 s again"
+            f"{score['requests']:,} and {minimal['requests']:,} timed requests, {_errors(score, minimal)}; "
+            f"{share:.0%} of the minimal endpoint's req/s; the load generator (aiohttp, same cores) used "
+            f"{score['generator_cpu']:.0%} and {minimal['generator_cpu']:.0%} of a core"
         )
-        if mode == "on":
-            notes += f"; {_batches(loop['batching'])}"
-        rows.append(
-            Row(
-                f"POST /score open loop, 1 customer per request, batching {mode}",
-                f"{args.serving_open_rate:g} req/s x {args.serving_open_seconds:g} s",
-                figure,
-                baseline=f"same, batching {other}",
-                baseline_figure=open_figure(base),
-                ratio=p50_ratio(loop, base),
-                target="no errors, p99 <= 50 ms",
-                met=ok,
-                notes=notes,
-            )
-        )
-
-    big, n = local["big"], local["big_rows"]
-    for mode, other in (("on", "off"), ("off", "on")):
-        http = res[f"big_{mode}"]
-        notes = (
-            f"{args.serving_big_requests} sequential requests, 1 connection; statuses {http['statuses']}; "
-            f"request {res['big_body_bytes'] / 1e6:.1f} MB (within the default serving.max_request_bytes, "
-            f"{res['max_request_bytes'] / 1e6:g} MB), answer {http['answer_bytes'] / 1e6:.1f} MB; batching "
-            f"{other}: {latency(res[f'big_{other}'])}"
-        )
-        if mode == "on":
+        if c == min(args.serving_connections):
             notes += (
-                f"; requests of >= {res['max_batch_size']} rows (serving.batching.max_batch_size) skip the model "
-                f"service and score in the API process: {_batches(http['batching'])}"
+                f"; in process, no HTTP: the /score path (ChurnService._score_ids) {latency(one['path'])}, p50 per "
+                f"stage: {stages(one, STEPS)}"
             )
         rows.append(
             Row(
-                f"POST /score_features, {n:,} rows per request, batching {mode}",
-                f"{n:,} rows/request",
-                latency(http),
-                baseline="in-process Predictor.score of the same rows (served explainer auto: approx at this size)",
-                baseline_figure=latency(big["score"]),
-                ratio=p50_ratio(http, big["score"]),
-                target="p50 <= 50 ms",
-                met=http["p50"] <= 50,
+                f"POST /score, 1 customer id per request, closed loop, {c} connection{'s' if c > 1 else ''}",
+                f"{args.serving_seconds:g} s after 3 s warm-up",
+                rate(score),
+                baseline=minimal_name,
+                baseline_figure=rate(minimal),
+                ratio=p50_ratio(score, minimal),
+                target=f">= 70% of the minimal endpoint's req/s (got {share:.0%})" if c >= 8 else "",
+                met=share >= 0.7 if c >= 8 else None,
                 notes=notes,
             )
         )
-    for name, what in (("bento", "BentoML 1.4"), ("fastapi", "FastAPI + uvicorn")):
-        minimal = res.get(f"big_{name}")
-        if minimal is None:  # a result from before these figures
-            continue
-        rows.append(
-            Row(
-                f"minimal {what} endpoint, POST /predict, the same {n:,}-row body",
-                f"{n:,} rows/request",
-                latency(minimal),
-                baseline="POST /score_features of the same body, batching off",
-                baseline_figure=latency(res["big_off"]),
-                ratio=p50_ratio(minimal, res["big_off"]),
-                notes=f"parses the body and predicts (DMatrix, predict), answers the {n:,} probabilities only: no "
-                f"validation, reasons, CRM layers or log; statuses {minimal['statuses']}",
-            )
-        )
-    total = sum(big[p]["p50"] for p in BIG_STEPS)
+
+    loop, base = res["open_score"], res["open_minimal"]
     rows.append(
         Row(
-            f"in-process Predictor.score, {n:,} rows (explainer auto, the default: approx_contribs at this size)",
-            f"{n:,} rows/call",
-            latency(big["score"]),
-            baseline="Booster.inplace_predict of the same rows (prepared frame)",
-            baseline_figure=latency(big["inplace"]),
-            ratio=p50_ratio(big["score"], big["inplace"]),
-            notes=f"where a {n:,}-row /score_features request goes in process (p50 per stage, {total:.0f} ms in all): "
-            f"{stages(big, BIG_STEPS)}; with the model service (requests under {res['max_batch_size']} rows), its "
-            f"input (model_rows) {big['model_rows']['p50']:.1f} ms more. Alternatives: XGBoost approx_contribs "
-            f"{big['approx_contribs']['p50']:.1f} ms instead of exact SHAP: XGBoost pred_contribs "
-            f"{big['contribs']['p50']:.1f} ms (2 threads), the TreeSHAP tables {big['table_contribs']['p50']:.1f} ms "
-            f"(1 thread); "
-            f"Predictor.score with exact SHAP (explainer shap) {latency(big['score_shap'])} (row below); "
-            f"Predictor.probabilities (no reasons) {latency(big['probabilities'])}",
-        )
-    )
-    rows.append(
-        Row(
-            f"in-process Predictor.score, {n:,} rows, explainer shap (exact TreeSHAP for every row)",
-            f"{n:,} rows/call",
-            latency(big["score_shap"]),
-            baseline="Booster.inplace_predict of the same rows (prepared frame)",
-            baseline_figure=latency(big["inplace"]),
-            ratio=p50_ratio(big["score_shap"], big["inplace"]),
-            notes=f"{big['score_shap']['p50'] / big['score_approx']['p50']:.1f}x slower than explainer approx at p50; "
-            f"{agreement_text(local['agreement'])}; "
-            f"Predictor.probabilities (matrix, predict, calibration; no reasons) {latency(big['probabilities'])}",
+            "POST /score open loop, 1 customer id per request",
+            f"{args.serving_open_rate:g} req/s x {args.serving_open_seconds:g} s",
+            open_figure(loop),
+            baseline=f"{minimal_name}, same schedule",
+            baseline_figure=open_figure(base),
+            ratio=p50_ratio(loop, base),
+            target="0 errors, p99 <= 50 ms",
+            met=not loop["errors"] and loop["p99"] <= 50,
+            notes=f"{loop['requests']:,} requests sent at {loop['sent_rate']:.1f}/s (generator at most "
+            f"{loop['max_send_lag_ms']:.1f} ms late), {loop['ok_rate']:.1f} answers 200/s, max latency "
+            f"{loop['max']:,.0f} ms; errors: {loop['errors'] or 'none'} (minimal: {base['errors'] or 'none'}); "
+            "latency from each request's scheduled send time",
         )
     )
 
-    alerts, bare, profile = res["batch_alerts"], res["batch_bare"], res["batch_profile"]
-    none, every = res["batch_alerts_none"], res["batch_alerts_all"]
-    n = alerts["rows"]
-    bare_rate = n / bare["seconds"]
-
-    def bare_share(result: dict[str, Any]) -> float:
-        """Rows/s of a batch figure as a share of bare predict's rows/s."""
-        return (result["rows"] / result["seconds"]) / bare_rate
-
-    def per_row_ratio(result: dict[str, Any]) -> float:
-        """Seconds per row of a batch figure / bare predict's seconds per row."""
-        return (result["seconds"] / result["rows"]) / (bare["seconds"] / n)
-
-    frame = res["batch_frame"]
-    spent = profile["stages"]
-    us = {s: spent[s] / profile["rows"] * 1e6 for s in spent}
-    every_row = ("probabilities", "tiers", "early_warning", "sort")
-    total = sum(spent[s] for s in every_row)
-    parts = {s: f"{s} {us[s]:.1f} us ({spent[s] / total:.0%})" for s in every_row}
-    parts["probabilities"] += f" (Predictor.matrix {us['matrix']:.1f} us, predict {us['predict']:.1f} us)"
-    parts["early_warning"] += (
-        f" (evaluate_rules {us['evaluate_rules']:.1f} us, choose_actions {us['choose_actions']:.1f} us)"
-    )
-    where = ", ".join(parts.values())
-    explain = (
-        f"exact SHAP pred_contribs {us['contribs']:.1f} us + Predictor.reasons {us['reasons']:.1f} us; "
-        f"XGBoost approx_contribs instead of SHAP {us['approx_contribs']:.1f} us"
-    )
+    big, n = res["big"], local["big_rows"]
+    js, arrow, minimal = big["json"], big["arrow"], big["minimal"]
+    method = local["method"]
+    ratio = p50_ratio(js, minimal)
     rows.append(
         Row(
-            f"batch scoring: crm.alerts.score_alerts after the Feast read (probability, tier, CRM layers, "
-            f"expected loss, sorted alert list; reasons ({alerts.get('reasons_method') or 'shap'}) for the top "
-            f"{alerts['explained']:,} rows, "
-            f"serving.batch_reasons_top {alerts['reasons_top']})",
-            f"{n:,} customers",
-            throughput(alerts["seconds"], n, "rows"),
-            alerts["peak_rss_mib"],
-            "bare Booster.predict of the same rows (DMatrix built beforehand)",
-            throughput(bare["seconds"], n, "rows"),
-            bare["peak_rss_mib"],
-            alerts["seconds"] / bare["seconds"],
-            f">= 50% of bare predict's rows/s (got {bare_share(alerts):.1%})",
-            bare_share(alerts) >= 0.5,
-            f"rows drawn with replacement from the {frame['source_rows']:,} Feast feature rows of the workspace's "
-            f"{frame['dates']} snapshot dates, given new customer ids, one date; {alerts['unique_customers']:,} "
-            f"customers in the alert list, sorted by expected loss: {alerts['sorted']}; risk tiers "
-            f"{', '.join(f'{t} {v:.0%}' for t, v in alerts['tiers'].items())}; CPU time "
-            f"{alerts['cpu_seconds']:.0f} s (bare {bare['cpu_seconds']:.1f} s; its DMatrix took "
-            f"{bare['dmatrix_seconds']:.1f} s); reasons for no row (reasons_top=0): "
-            f"{throughput(none['seconds'], none['rows'], 'rows')} ({bare_share(none):.1%} of bare); for every row "
-            f"(reasons_top=None, first {every['rows']:,} rows): {throughput(every['seconds'], every['rows'], 'rows')} "
-            f"({bare_share(every):.1%} of bare; rows below). Per row on the first {profile['rows']:,} rows, every row: "
-            f"{where}; per explained row: {explain}",
+            f"POST /score_features, {n:,} rows per request, JSON (reasons: {method})",
+            f"{args.serving_big_requests} requests, 1 conn.",
+            latency(js),
+            baseline=f"minimal BentoML endpoint, the same {n:,}-row JSON body (parse + predict)",
+            baseline_figure=latency(minimal),
+            ratio=ratio,
+            target="p50 <= 1.5x the minimal endpoint's",
+            met=ratio is not None and ratio <= 1.5,
+            notes=f"request {res['big_json_bytes'] / 1e6:.2f} MB, answer {js['answer_bytes'] / 1e6:.2f} MB (minimal: "
+            f"{minimal['answer_bytes'] / 1e3:.0f} kB of probabilities); statuses {js['statuses']}, minimal "
+            f"{minimal['statuses']}; the three 1,000-row requests take turns; in process, no HTTP: the handler's "
+            f"work (_score_feature_rows) {latency(local['big']['path'])}, p50 per stage: "
+            f"{stages(local['big'], BIG_STEPS)}",
         )
     )
+    ratio = p50_ratio(arrow, minimal)
     rows.append(
         Row(
-            "batch scoring, reasons for no row (score_alerts with reasons_top=0)",
-            f"{none['rows']:,} customers",
-            throughput(none["seconds"], none["rows"], "rows"),
-            none["peak_rss_mib"],
-            "bare Booster.predict of the same rows (DMatrix built beforehand)",
-            throughput(bare["seconds"], n, "rows"),
-            bare["peak_rss_mib"],
-            per_row_ratio(none),
-            notes=f"{bare_share(none):.1%} of bare predict's rows/s; {none['explained']:,} rows with reasons; CPU time "
-            f"{none['cpu_seconds']:.1f} s; sorted by expected loss: {none['sorted']}",
-        )
-    )
-    rows.append(
-        Row(
-            f"batch scoring, reasons ({every.get('reasons_method') or 'shap'}) for every row "
-            "(score_alerts with reasons_top=None)",
-            f"{every['rows']:,} customers",
-            throughput(every["seconds"], every["rows"], "rows"),
-            every["peak_rss_mib"],
-            f"bare Booster.predict ({n:,} rows, rows/s compared)",
-            throughput(bare["seconds"], n, "rows"),
-            bare["peak_rss_mib"],
-            per_row_ratio(every),
-            notes=(
-                f"only the first {every['rows']:,} rows of the frame (exact SHAP of all {n:,} would take many "
-                "minutes); "
-                if every["rows"] < n
-                else "the whole frame; "
-            )
-            + f"x baseline is time per row / bare's; {bare_share(every):.1%} of bare predict's rows/s; "
-            f"{every['explained']:,} rows with reasons; CPU time {every['cpu_seconds']:.0f} s",
+            f"POST /score_features, {n:,} rows per request, Arrow IPC stream (reasons: {method})",
+            f"{args.serving_big_requests} requests, 1 conn.",
+            latency(arrow),
+            baseline=f"minimal BentoML endpoint, the same {n:,} rows as JSON (parse + predict)",
+            baseline_figure=latency(minimal),
+            ratio=ratio,
+            target="p50 <= the minimal endpoint's (JSON)",
+            met=ratio is not None and ratio <= 1,
+            notes=f"request {res['big_arrow_bytes'] / 1e6:.2f} MB; answers identical to the JSON body's "
+            f"(tests/e2e/test_service_http.py); statuses {arrow['statuses']}; in process: reading and validating "
+            f"the stream {latency(local['big']['arrow'])} where JSON parse + validate_feature_rows take "
+            f"{local['big']['parse']['p50'] + local['big']['validate']['p50']:.1f} ms at p50. Model: "
+            f"{model['trees']} trees (max depth {model['max_depth']}) on {model['features']} features "
+            f"({model['categorical']} categorical), champion v{model['version']} of a 600-customer x 220-day "
+            f"workspace; service ready after {res['startup_service']:.0f} s; workspace + training "
+            f"{res['setup_seconds']:.0f} s",
         )
     )
     return rows
@@ -937,21 +674,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--serving-connections",
         type=lambda text: [int(c) for c in text.split(",") if c.strip()],
         default=[1, 8],
-        help="comma-separated wrk connection counts of the closed-loop serving figures",
+        help="comma-separated connection counts of the closed-loop serving figures",
     )
     parser.add_argument(
-        "--serving-seconds", type=float, default=15, help="timed seconds per wrk run (after 3 s warm-up)"
+        "--serving-seconds", type=float, default=15, help="timed seconds per closed-loop run (after 3 s warm-up)"
     )
     parser.add_argument(
         "--serving-open-rate", type=float, default=100, help="requests/s of the open-loop /score figure"
     )
     parser.add_argument("--serving-open-seconds", type=float, default=60, help="duration of the open-loop figure")
     parser.add_argument("--serving-big-requests", type=int, default=30, help="timed 1,000-row /score_features requests")
-    parser.add_argument(
-        "--serving-batch-rows", type=int, default=1_000_000, help="customers in the batch-scoring figure"
-    )
     parser.add_argument("--drift-rows", type=int, default=100_000, help="rows per frame of the drift benchmark")
     parser.add_argument("--drift-columns", type=int, default=40, help="feature columns of the drift benchmark")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results",
+        help="where the table goes as text and JSON (default bench/results)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -1003,7 +743,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{len(os.sched_getaffinity(0))} cores, {', '.join(g for g in GROUPS if g in args.only)}"
     )
     stolen = steal_share(started, cpu_times())
-    Console(width=max(200, shutil.get_terminal_size().columns)).print(render(rows, title, stolen))
+    table = render(rows, title, stolen)
+    Console(width=max(200, shutil.get_terminal_size().columns)).print(table)
+    save(table, rows, args)
+
+
+def save(table: Table, rows: Sequence[Row], args: argparse.Namespace) -> Path:
+    """Write the table as plain text and its rows as JSON to `args.results`; return the text file's path."""
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = args.results / f"bench-{'-'.join(g for g in GROUPS if g in args.only)}-{stamp}.txt"
+    recorder = Console(record=True, width=200, file=io.StringIO())
+    recorder.print(table)
+    path.write_text(recorder.export_text())
+    path.with_suffix(".json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    print(f"table written to {path}", file=sys.stderr)
+    return path
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -24,6 +24,9 @@ from core.settings import CONFIG_ENV
 
 if TYPE_CHECKING:
     from churn.cli.common import Context
+
+SCORING_SERVICE = "serving.service:ChurnService"
+"""The scoring service, as `bentoml serve` takes it."""
 
 
 def exec_service(ctx: Context) -> NoReturn:
@@ -36,7 +39,7 @@ def exec_service(ctx: Context) -> NoReturn:
         ctx: The command's settings and config file.
     """
     s = ctx.settings.serving
-    command = _serve_command(s.host, s.port)
+    command = _serve_command(SCORING_SERVICE, s.host, s.port)
     env = _service_env(ctx)
     os.chdir(_repo_root())
     sys.stdout.flush()
@@ -45,12 +48,17 @@ def exec_service(ctx: Context) -> NoReturn:
 
 
 @contextlib.contextmanager
-def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
-    """Start the BentoML service in a subprocess on a free port; yield its URL; stop it.
+def running_service(
+    ctx: Context, timeout_s: float, service: str = SCORING_SERVICE, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Start a BentoML service in a subprocess on a free port; yield its URL; stop it.
 
     Args:
         ctx: The settings and config file the service runs with.
         timeout_s: How long to wait for the service to answer its readiness check.
+        service: The service as `bentoml serve` takes it (`module:Service`, importable from the
+            repository root); the scoring service by default.
+        env: Variables set for the service on top of this process's and the config's.
 
     Yields:
         The service's base URL.
@@ -64,8 +72,8 @@ def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "w") as out:
         proc = subprocess.Popen(
-            _serve_command(host, port),
-            env=_service_env(ctx),
+            _serve_command(service, host, port),
+            env={**_service_env(ctx), **(env or {})},
             cwd=_repo_root(),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -94,13 +102,13 @@ def running_service(ctx: Context, timeout_s: float) -> Iterator[str]:
             proc.wait()
 
 
-def _serve_command(host: str, port: int) -> list[str]:
+def _serve_command(service: str, host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
         "bentoml",
         "serve",
-        "serving.service:ChurnService",
+        service,
         "--host",
         host,
         "--port",

@@ -86,6 +86,20 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def one_model_thread() -> None:
+    """Make XGBoost run on the calling thread alone (its global config is per thread).
+
+    The scoring thread shares the worker's cores with its event loop (parsing bodies, encoding
+    answers), the other workers and the prediction log writer; more cores are used by more
+    workers (`serving.workers`). On busy cores OpenMP's threads spin waiting for one, and a big
+    request's DMatrix and contributions took several times longer on every thread than on one;
+    on idle cores the two were even (docs/serving.md has the figures).
+    """
+    import xgboost as xgb
+
+    xgb.set_config(nthread=1)
+
+
 def traffic(serving: ServingSettings) -> dict[str, Any]:
     """The scoring service's BentoML traffic config: request timeout and the load-shedding limit.
 
@@ -136,7 +150,7 @@ class ChurnService:
         self.settings = load_settings()
         # One thread for the blocking work (Feast lookups, the model, the prediction log), as
         # BentoML runs a sync API; the handlers are async so the event loop keeps taking requests.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring", initializer=one_model_thread)
         log.info("serving with resolved config:\n%s", resolved_yaml(self.settings))
         cfg = self.settings
         predictor = predictor_of(load_champion(cfg.mlflow_uri, cfg.training.model_name), cfg.serving)
