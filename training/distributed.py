@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from core.settings import Settings
+from training.claims import reloaded
 from training.pipeline import configure_mlflow, prepare
 from training.tune import open_study, run_trials
 
@@ -66,16 +67,16 @@ def tune_worker(settings: Settings, study_name: str, on_trial: Callable[[int], N
             f"study '{study_name}' was started on training data {expected}, this worker built {prepared.fingerprint}: "
             "use the same config, Feast registry and data"
         )
-    ran = 0
-
-    def count(number: int) -> None:
-        nonlocal ran
-        ran += 1
-        if on_trial:
-            on_trial(number)
-
-    run_trials(study, prepared.split, cfg, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=count)
-    return WorkerResult(study_name, ran, finished_trials(study))
+    ran = run_trials(
+        study,
+        prepared.split,
+        cfg,
+        storage=settings.optuna_uri,
+        total_trials=cfg.n_trials,
+        timeout_s=cfg.timeout_s,
+        on_trial=on_trial,
+    )
+    return WorkerResult(study_name, ran, finished_trials(reloaded(study, settings.optuna_uri)))
 
 
 def worker_command(study_name: str, config: Path | None, trials: int | None = None) -> list[str]:

@@ -24,6 +24,7 @@ from features.pipeline import open_store
 from model.bundle import ModelBundle, reference_sample
 from model.champion import NoChampionError, load_version
 from model.pyfunc import log_bundle
+from training.claims import reloaded
 from training.dataset import Split, cross_validation_split, historical_frame, out_of_time_split
 from training.evaluation import Judged, Verdict, customer_values, judge_on_test
 from training.fitting import FinalModel, final_model
@@ -198,11 +199,19 @@ def train(
         study.set_user_attr(PARENT_RUN, run.info.run_id)
         study.set_user_attr("data.fingerprint", prepared.fingerprint)
         wait = run_workers(study_name) if run_workers else None
-        run_trials(study, split, cfg, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=on_trial)
+        run_trials(
+            study,
+            split,
+            cfg,
+            storage=settings.optuna_uri,
+            total_trials=cfg.n_trials,
+            timeout_s=cfg.timeout_s,
+            on_trial=on_trial,
+        )
         if wait:
             wait()
         _, y_train = split.xy("train")
-        result = best_of(study, cfg.search, negatives_per_positive(y_train), cfg.metric)
+        result = best_of(reloaded(study, settings.optuna_uri), cfg.search, negatives_per_positive(y_train), cfg.metric)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from core.config_sections import SearchSpace, TrainingSettings
 from model.matrix import dmatrix, remember_categories
 from model.matrix import predict as predict_matrix
+from training.claims import reloaded, work_on
 from training.dataset import Split
 
 MAXIMISE = {"roc_auc": True, "pr_auc": True, "log_loss": False}
@@ -182,15 +182,19 @@ def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     return predict_matrix(booster, frame)
 
 
+def heartbeat_s() -> int:
+    """Seconds between a running trial's heartbeats: 10 unless `CHURN_OPTUNA_HEARTBEAT_S` says otherwise."""
+    return int(os.environ.get(HEARTBEAT_ENV) or 10)
+
+
 def storage_for(uri: str) -> RDBStorage:
     """Optuna storage with heartbeats, so a trial whose worker died is marked failed, not left running.
 
     The heartbeat interval and grace period are 10 s and 30 s unless `CHURN_OPTUNA_HEARTBEAT_S` and
     `CHURN_OPTUNA_GRACE_S` say otherwise (whole seconds).
     """
-    interval = int(os.environ.get(HEARTBEAT_ENV) or 10)
     grace = int(os.environ.get(GRACE_ENV) or 30)
-    return RDBStorage(uri, heartbeat_interval=interval, grace_period=grace)
+    return RDBStorage(uri, heartbeat_interval=heartbeat_s(), grace_period=grace)
 
 
 def open_study(name: str, storage: str, metric: str, seed: int, pruning: bool) -> optuna.Study:
@@ -293,52 +297,41 @@ def run_trials(
     split: Split,
     cfg: TrainingSettings,
     *,
+    storage: str,
     total_trials: int,
     timeout_s: float | None = None,
     on_trial: Callable[[int], None] | None = None,
-) -> None:
-    """Work on `study` until it has `total_trials` finished trials (from every worker) or time runs out.
+) -> int:
+    """Work on `study` until it has exactly `total_trials` finished trials (from every worker) or time runs out.
 
-    A trial starts only while the finished trials plus those running in any worker are fewer than
-    `total_trials`, so several workers (and a worker joining late) stop at exactly the total. When
-    other workers are running the last trials this one waits for them: if one of them dies, its
-    trial fails once its heartbeat expires and this worker runs a replacement. This process starts
-    at most `total_trials` trials itself, failed ones included.
+    Every trial is claimed atomically first (`training.claims`), so however many workers race,
+    the study never holds more than `total_trials` finished and running trials. When other workers
+    are running the last trials this one waits for them: if one of them dies, its trial fails once
+    its heartbeat expires and this worker runs a replacement. This process starts at most
+    `total_trials` trials itself, failed ones included.
+
+    Args:
+        study: The study, opened with `open_study`.
+        split: The training split.
+        cfg: The training settings.
+        storage: The study's Optuna storage URI.
+        total_trials: Finished trials the study should reach.
+        timeout_s: Start no trial after this many seconds.
+        on_trial: Called after each trial of this process with its number.
+
+    Returns:
+        The trials this process ran.
     """
     run = objective(split, cfg, study.user_attrs.get(PARENT_RUN), on_trial)
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    budget = total_trials
-
-    def stop_at_total(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-        nonlocal budget
-        budget -= 1
-        finished, running = _progress(study)
-        if budget <= 0 or finished + running >= total_trials:
-            study.stop()
-
-    while budget > 0:
-        finished, running = _progress(study)
-        left = None if deadline is None else deadline - time.monotonic()
-        if finished >= total_trials or (left is not None and left <= 0):
-            return
-        if finished + running >= total_trials:
-            time.sleep(WAIT_S if left is None else min(WAIT_S, left))
-            continue
-        study.optimize(run, n_trials=budget, timeout=left, callbacks=[stop_at_total], catch=(xgb.core.XGBoostError,))
-
-
-WAIT_S = 1.0
-"""How often a worker waiting for the last trials of other workers looks at the study."""
-
-
-def _progress(study: optuna.Study) -> tuple[int, int]:
-    """Finished (complete or pruned) and running trials, after failing those of dead workers."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    return finished, running
+    return work_on(
+        study,
+        run,
+        storage=storage,
+        total_trials=total_trials,
+        heartbeat_s=heartbeat_s(),
+        timeout_s=timeout_s,
+        catch=(xgb.core.XGBoostError,),
+    )
 
 
 def best_of(study: optuna.Study, space: SearchSpace, pos_weight: float, metric: str) -> TuneResult:
@@ -365,6 +358,8 @@ def tune(
     study = open_study(study_name, storage, cfg.metric, cfg.seed, cfg.pruning)
     if parent_run_id:
         study.set_user_attr(PARENT_RUN, parent_run_id)
-    run_trials(study, split, cfg, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=on_trial)
+    run_trials(
+        study, split, cfg, storage=storage, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=on_trial
+    )
     _, y_train = split.xy("train")
-    return best_of(study, cfg.search, negatives_per_positive(y_train), cfg.metric)
+    return best_of(reloaded(study, storage), cfg.search, negatives_per_positive(y_train), cfg.metric)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.table import Table
@@ -37,6 +39,7 @@ def train(
         raise fail("--as-of applies to this process only", "set training.as_of in the config to use --workers")
     day = as_of.date().isoformat() if as_of else None
     ctx = load_context(config, "train", **{"training.n_trials": trials, "training.as_of": day})
+    require_shared_stores(ctx.settings)
     result = train_model(ctx.settings, workers=workers, config=ctx.config_path, trials=trials)
     console.print(
         f"model {result.model_name} v{result.version}: "
@@ -45,6 +48,41 @@ def train(
         + f"\nbaselines: the model {result.verdict.line()}"
         + f"\ngate: {'promoted to champion' if result.decision.promote else 'kept champion'} ({result.decision.reason})"
     )
+
+
+def require_shared_stores(settings: Settings) -> None:
+    """End the command when the MLflow tracking server or the Optuna database of the profile does not answer.
+
+    Without this, MLflow retries an absent server for minutes and SQLAlchemy ends in a traceback.
+
+    Args:
+        settings: The profile (`training.tracking_uri`, `training.optuna_storage`).
+    """
+    cfg = settings.training
+    server = (
+        "run `mlflow server --backend-store-uri <PostgreSQL URI> --artifacts-destination <directory> "
+        "--host 0.0.0.0 --port <port>` (README, Training: the scale-out profile)"
+    )
+    stores = (
+        ("training.tracking_uri", cfg.tracking_uri, server),
+        ("training.optuna_storage", cfg.optuna_storage, "start PostgreSQL"),
+    )
+    for key, uri, start in stores:
+        parts = urlsplit(uri or "")
+        if parts.scheme in ("http", "https"):
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        elif parts.scheme.startswith("postgresql"):
+            port = parts.port or 5432
+        else:
+            continue
+        try:
+            with socket.create_connection((parts.hostname or "localhost", port), timeout=5):
+                pass
+        except OSError as exc:
+            raise fail(
+                f"{key}: nothing answers at {parts.hostname}:{port} ({exc.strerror or exc})",
+                f"{start}, or point {key} (or its CHURN_* variable) at a running one",
+            ) from None
 
 
 def _cross_validation(metrics: dict[str, float]) -> str:
@@ -92,6 +130,7 @@ def tune_worker(
     Example: churn tune-worker --study churn-xgb-20250101T120000 --config configs/services.yaml
     """
     ctx = load_context(config, "tune-worker", **{"training.n_trials": trials})
+    require_shared_stores(ctx.settings)
     storage = sqlite_file(ctx.settings.optuna_uri)
     if storage is not None and not storage.exists():
         raise fail(f"no study '{study}' in {ctx.settings.optuna_uri}: start one with `churn train --workers 2`")

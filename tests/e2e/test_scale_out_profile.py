@@ -1,0 +1,120 @@
+"""The scale-out profile end to end: `churn train --workers 3` with every shared store on a server.
+
+Optuna on PostgreSQL, MLflow tracking on a real `mlflow server` backed by PostgreSQL with proxied
+artifacts, the Feast registry on PostgreSQL and the online store on Redis, as
+`configs/services.yaml` sets them (pointed at test-only schemas, projects and names).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from services_fixtures import REPO, drop_feast_project, free_port, mlflow_server, services_settings
+from training_fixtures import churn_command, churn_env, write_config
+
+from core.settings import Settings
+from model.champion import load_version
+from training.pipeline import prepare
+from training.tune import WORKER
+
+
+@pytest.fixture
+def tracking(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A running MLflow server on PostgreSQL and the folder its artifacts land in."""
+    artifacts = tmp_path / "mlflow-artifacts"
+    with mlflow_server(postgres_url, artifacts) as url:
+        yield url, artifacts
+
+
+@pytest.fixture
+def services(tracking: tuple[str, Path], postgres_url: str, redis_address: str, tmp_path: Path) -> Iterator[Settings]:
+    """A small workspace on the scale-out profile, its features applied to the PostgreSQL registry."""
+    from features.generator.dataset import generate, write_generated
+    from features.ingest import ingest
+    from features.pipeline import apply_features, build_features
+
+    ws = tmp_path / "ws"
+    settings = services_settings(
+        ws, postgres_url=postgres_url, redis_address=redis_address, tracking_uri=tracking[0], n_trials=5
+    )
+    customers, events = write_generated(generate(600, 220, seed=3), ws / "raw")
+    ingest(settings, customers_path=customers, events_path=events)
+    build_features(settings)
+    try:
+        apply_features(settings)
+        yield settings
+    finally:
+        drop_feast_project(settings)
+        studies = {s.study_name for s in optuna.get_all_study_summaries(postgres_url)}
+        for name in studies:
+            if name.startswith(f"{settings.training.model_name}-"):
+                optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_churn_train_with_workers_on_the_scale_out_profile(
+    services: Settings, tracking: tuple[str, Path], postgres_url: str, tmp_path: Path
+) -> None:
+    url, artifacts = tracking
+    config = write_config(services, tmp_path / "services.yaml")
+    model = services.training.model_name
+    proc = subprocess.run(
+        churn_command("train", "--workers", "3", "--config", str(config)),
+        env=churn_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"model {model} v1" in proc.stdout.replace("\n", "")
+
+    # MLflow: the run, its trials and the registered version are on the server, artifacts in its folder.
+    client = MlflowClient(url)
+    [version] = client.search_model_versions(f"name = '{model}'")
+    parent = client.get_run(str(version.run_id))
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert list(artifacts.rglob("MLmodel")), "the model bundle is in the server's artifact folder"
+    assert not (Path(services.workspace) / "mlflow").exists()  # nothing tracked in the workspace
+    nested = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(nested) == 5
+
+    # Optuna: one study on PostgreSQL, exactly its total, worked on by several processes.
+    study = optuna.load_study(study_name=parent.data.tags["optuna.study"], storage=postgres_url)
+    trials = study.get_trials(deepcopy=False)
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 5
+    assert len({t.user_attrs[WORKER] for t in trials}) >= 2
+
+    # The registered bundle loads from the server as serving loads it, and scores rows.
+    registered = load_version(url, model, str(version.version))
+    rows = prepare(services).split.test
+    proba = registered.bundle.probabilities(rows)
+    assert len(proba) == len(rows) and ((proba > 0) & (proba < 1)).all()
+
+
+def test_train_without_the_mlflow_server_says_how_to_start_it(tmp_path: Path) -> None:
+    config = tmp_path / "services.yaml"
+    port = free_port()
+    config.write_text(
+        (REPO / "configs/services.yaml").read_text().replace("http://127.0.0.1:5000", f"http://127.0.0.1:{port}")
+    )
+    proc = subprocess.run(
+        churn_command("train", "--config", str(config)),
+        env=churn_env(CHURN_WORKSPACE=str(tmp_path / "ws")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout.replace("\n", " ")
+    assert proc.returncode == 1, output
+    assert f"training.tracking_uri: nothing answers at 127.0.0.1:{port}" in output
+    assert "next: run `mlflow server --backend-store-uri" in output
+    assert "Traceback" not in output + proc.stderr
