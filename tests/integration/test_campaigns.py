@@ -83,3 +83,51 @@ def test_score_with_a_bad_out_suffix_says_what_to_pass(workspace: Path) -> None:
     assert result.exit_code == 1
     assert "--out must end in .csv or .parquet" in result.output
     assert result.output.strip().splitlines()[-1].startswith("next:")
+
+
+def test_import_actions_keeps_good_rows_and_quarantines_bad_ones(workspace: Path) -> None:
+    record = json.loads((workspace / "alerts.campaign.json").read_text())
+    campaign = record["campaign_id"]
+    kept = pd.read_parquet(workspace / "campaigns" / campaign / "assignments.parquet")
+    treated = kept[kept["group"] == "treatment"].head(20)
+    rows = [
+        {"cust": c, "what": a, "ts": f"{record['as_of']}T10:00:00Z", "eur": "5"}
+        for c, a in zip(treated[names.CUSTOMER_ID], treated["action"], strict=True)
+    ]
+    rows += [
+        {"cust": "C9999999", "what": "win_back_offer", "ts": f"{record['as_of']}T10:00:00Z", "eur": "5"},
+        {"cust": rows[0]["cust"], "what": "carrier_pigeon", "ts": f"{record['as_of']}T11:00:00Z", "eur": "5"},
+        {"cust": rows[1]["cust"], "what": rows[1]["what"], "ts": f"{record['window_end']}T00:00:00Z", "eur": ""},
+    ]
+    export = workspace / "exports" / "actions.csv"
+    export.parent.mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(export, index=False)
+    config = workspace / "actions.yaml"
+    config.write_text(
+        "data:\n  actions:\n    columns: {customer_id: cust, action: what, action_timestamp: ts, cost: eur}\n"
+    )
+    output = churn(
+        workspace, "campaigns", "import-actions", "--campaign", campaign, "--file", str(export), "-c", str(config)
+    )
+    assert "unknown_customer: 1" in output and "unknown_action: 1" in output
+    assert "outside_campaign_window: 1" in output
+    actions = pd.read_parquet(workspace / "campaigns" / campaign / "actions.parquet")
+    assert len(actions) == 20 and set(actions[names.CUSTOMER_ID]) == set(treated[names.CUSTOMER_ID])
+    quarantined = pd.read_csv(workspace / "quarantine" / f"actions-{campaign}.csv")
+    assert len(quarantined) == 3
+    assert any("is not in campaign" in r for r in quarantined["quarantine_reason"])
+
+
+def test_import_actions_errors_say_what_to_do(workspace: Path) -> None:
+    env = {"CHURN_WORKSPACE": str(workspace), "COLUMNS": "200"}
+    result = runner.invoke(app, ["campaigns", "import-actions", "--campaign", "nope"], env=env)
+    assert result.exit_code == 1 and "no campaign 'nope'" in result.output
+    assert "churn campaigns list" in result.output.strip().splitlines()[-1]
+    campaign = json.loads((workspace / "alerts.campaign.json").read_text())["campaign_id"]
+    export = workspace / "exports" / "bad.csv"
+    export.parent.mkdir(exist_ok=True)
+    export.write_text("customer_id,action,when\nC1,monitor,2025-07-01\n")
+    result = runner.invoke(app, ["campaigns", "import-actions", "--campaign", campaign, "--file", str(export)], env=env)
+    assert result.exit_code == 1
+    assert "data.actions.columns.action_timestamp" in result.output.replace("\n", "")
+    assert result.output.strip().splitlines()[-1].startswith("next: fix data.actions.columns")
