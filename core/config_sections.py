@@ -122,6 +122,21 @@ class TableSource(_Frozen):
         return self
 
 
+class ActionsSource(_Frozen):
+    """What the CRM did in a campaign: one row per action taken (`churn campaigns import-actions`)."""
+
+    path: str = "raw/actions.csv"
+    """CSV or Parquet, relative to the workspace; `--file` replaces it."""
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {
+            n: n for n in (names.CUSTOMER_ID, names.ACTION, names.ACTION_TIMESTAMP, names.ACTION_COST)
+        }
+    )
+    """Contract field -> column name in the file (customer_id, action, action_timestamp; cost optional)."""
+    timestamp_format: str | None = None
+    """strptime format of the timestamp column in a CSV; None lets pandas infer ISO 8601."""
+
+
 class DataSettings(_Frozen):
     """The CRM data contract: sources and where ingested data lands."""
 
@@ -129,6 +144,8 @@ class DataSettings(_Frozen):
     events: EventsSource = EventsSource()
     table: TableSource | None = None
     """An entity-level table instead of customers and events (set it, and they are not read)."""
+    actions: ActionsSource = ActionsSource()
+    """The actions a campaign took, as the CRM exports them."""
     clean_dir: str = "clean"
     quarantine_dir: str = "quarantine"
 

@@ -225,6 +225,66 @@ def _default_playbook() -> tuple[PlayEntry, ...]:
     )
 
 
+class UpliftSettings(_Frozen):
+    """The uplift model (`churn campaigns uplift`): a T-learner on XGBoost, one model per arm."""
+
+    min_per_group: int = Field(200, gt=0)
+    """Treated and control outcomes each needed (over the evaluated campaigns) before a model is trained."""
+    rounds: int = Field(200, gt=0)
+    """Boosting rounds of each arm's model."""
+    max_depth: int = Field(3, gt=0)
+    eta: float = Field(0.05, gt=0, le=1)
+    min_child_weight: float = Field(5.0, ge=0)
+    seed: int = 0
+
+
+class CampaignSettings(_Frozen):
+    """Retention campaigns with a control group (`churn score`, `churn campaigns ...`).
+
+    Every alerted customer (an action other than the default, with an expected profit above
+    `min_expected_profit`) goes to the treatment or the control group by a seeded hash of the
+    campaign id and the customer id: the same campaign assigns the same customers the same way.
+    """
+
+    control_share: float = Field(0.1, ge=0, lt=1)
+    """Share of each action's customers held out as the control group (they get no action)."""
+    control_shares: dict[str, float] = Field(default_factory=dict)
+    """Action -> its own control share, in place of `control_share`."""
+    seed: int = 0
+    """Salt of the assignment hash: another seed draws other control groups for the same campaign."""
+    window_days: int = Field(14, gt=0)
+    """Actions count for a campaign when taken within this many days from its as-of date."""
+    costs: dict[str, float] = Field(default_factory=dict)
+    """Action -> cost of one contact; an action not listed costs `training.retention_cost`."""
+    min_expected_profit: float | None = 0.0
+    """Alerted: a customer whose action's expected profit is above this; None: every non-default action."""
+    rank_by: Literal["expected_profit", "uplift"] = "expected_profit"
+    """Order of the alert list: churn probability x measured (or configured) success x value - cost, or
+    the uplift model's expected uplift x value - cost (once `churn campaigns uplift` trained one)."""
+    min_arm_customers: int = Field(100, gt=0)
+    """A measured effect replaces `training.retention_success` once its treatment and control arms
+    each hold this many customers over the evaluated campaigns."""
+    dir: str = "campaigns"
+    """Campaign records, assignments, imported actions and evaluations, one folder per campaign."""
+    experiment: str = "churn-campaigns"
+    """MLflow experiment of the campaign runs."""
+    uplift: UpliftSettings = UpliftSettings()
+
+    @model_validator(mode="after")
+    def _shares_and_costs_valid(self) -> CampaignSettings:
+        bad = {a: s for a, s in self.control_shares.items() if not 0 <= s < 1}
+        if bad:
+            raise ValueError(f"control_shares must lie in [0, 1), got {bad}")
+        negative = {a: c for a, c in self.costs.items() if c < 0}
+        if negative:
+            raise ValueError(f"costs must not be negative, got {negative}")
+        return self
+
+    def share_of(self, action: str) -> float:
+        """The control share of `action`."""
+        return self.control_shares.get(action, self.control_share)
+
+
 class CrmSettings(_Frozen):
     """Warning rules, segments and the retention playbook."""
 
@@ -237,6 +297,8 @@ class CrmSettings(_Frozen):
     default_action: str = "monitor"
     """Action for a customer no playbook entry matches."""
     customer_value: CustomerValue = CustomerValue()
+    campaigns: CampaignSettings = CampaignSettings()
+    """Control groups, action costs, measured effects and uplift targeting."""
 
     @model_validator(mode="after")
     def _structure_valid(self) -> CrmSettings:
@@ -244,6 +306,10 @@ class CrmSettings(_Frozen):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def actions(self) -> set[str]:
+        """Every action the playbook can recommend, the default action included."""
+        return {e.action for e in self.playbook} | {self.default_action}
 
     def dimensions(self, tiers: tuple[str, ...]) -> dict[str, set[str]]:
         """Every playbook dimension and the values it can take."""
@@ -266,6 +332,12 @@ def check_structure(crm: CrmSettings) -> list[str]:
     for name in crm.layers:
         if name in reserved:
             problems.append(f"crm.layers: layer name '{name}' is reserved for a playbook dimension")
+    actions = crm.actions()
+    for key, table in (("control_shares", crm.campaigns.control_shares), ("costs", crm.campaigns.costs)):
+        for action in sorted(set(table) - actions):
+            problems.append(
+                f"crm.campaigns.{key}: unknown action '{action}' (the playbook's actions: {', '.join(sorted(actions))})"
+            )
     covered: set[tuple[int, int]] = set()
     seen: set[str] = set()
     for i, segment in enumerate(crm.rfm_segments):

@@ -25,6 +25,13 @@ LABEL = "churned"
 
 PREDICTION = "churn_probability"
 
+ACTION = "action"
+"""The retention action: the playbook's recommendation in the alert list, the action taken in a CRM's log."""
+ACTION_TIMESTAMP = "action_timestamp"
+"""When the CRM took an action (UTC)."""
+ACTION_COST = "cost"
+"""What one action taken cost."""
+
 QUARANTINE_REASON = "quarantine_reason"
 """Column of the quarantine file that says why a row was rejected."""
 

@@ -96,10 +96,25 @@ def score_alerts(
         reasons_method (`shap` or `approx`, see `Predictor.method`; null where no reasons), segment,
         the layers, rule_hits, action, action_priority, customer_value, expected_loss, model_version.
     """
+    return scored_features(settings, predictor, as_of, progress, reasons_top)[0]
+
+
+def scored_features(
+    settings: Settings,
+    predictor: Predictor,
+    as_of: dt.date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    reasons_top: int | None | Default = DEFAULT,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`score_alerts`, and the feature rows it scored (one per customer, in Feast's order).
+
+    A campaign keeps its customers' features (`crm.campaigns.store`) and the uplift model scores
+    them, without a second read from Feast.
+    """
     date = snapshot_date(settings, as_of)
     keys = active_customers(settings, date)
     features = historical_features(open_store(settings), keys)  # any index: alert_list goes by position
-    return alert_list(settings, predictor, features, date, progress, reasons_top)
+    return alert_list(settings, predictor, features, date, progress, reasons_top), features
 
 
 def alert_list(

@@ -1,6 +1,6 @@
 """The `churn` command line: the only package that wires the stages together.
 
-One module per command group (`data`, `features`, `config`, `workspace`) or set of top-level commands
+One module per command group (`data`, `features`, `campaigns`, `config`, `workspace`) or set of top-level commands
 (`training`, `scoring`, `monitoring`, `quickstart`); `common` holds what they share and
 `churn.server` runs the BentoML service. This module puts them into one app whose help ends
 with every command's example.
@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from churn.cli import config, data, features, monitoring, quickstart, scoring, training, workspace
+from churn.cli import campaigns, config, data, features, monitoring, quickstart, scoring, training, workspace
 from churn.cli.common import console, report_unexpected
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ for commands in (training.app, scoring.app, monitoring.app, quickstart.app):
     app.add_typer(commands)
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(config.app, name="config")
 app.add_typer(workspace.app, name="workspace")
 

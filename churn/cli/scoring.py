@@ -50,28 +50,35 @@ def score(
             help="How many rows from the top of the list get reasons, or 'all' (default: serving.batch_reasons_top).",
         ),
     ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option(help="Campaign id (default: <as-of date>-v<model version>); it seeds the control groups."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Score every active customer with the champion and write the CRM alert list, sorted by expected loss.
+    """Score every active customer with the champion and write the CRM alert list as a campaign.
 
     Each row: churn probability, risk tier, top reasons (for the top of the list), warning rules
-    hit, segment and layers, recommended action, customer value and expected loss (probability x value).
+    hit, segment and layers, recommended action, customer value, expected loss (probability x value),
+    the action's cost and success (measured by earlier campaigns, or configured), expected profit,
+    and for an alerted customer the group: treatment (contact) or control (no action), from a
+    seeded hash of the campaign and customer ids. Sorted by expected profit. The campaign record
+    (groups and expected cost per action) goes next to the list, into the workspace's campaigns
+    folder and into MLflow.
 
     Example: churn score --as-of 2025-06-30 --out workspace/alerts.csv
     """
     ctx = load_context(config, "score")
     top_rows = parse_reasons_top(reasons_top, ctx.settings)  # a bad value fails before anything loads
-    alerts = champion_alerts(ctx.settings, as_of.date() if as_of else None, top_rows)
-    from crm.alerts import write_alerts
-
-    try:
-        write_alerts(alerts, out)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    top = alerts.head(10)
-    table = Table(title=f"top alerts as of {alerts['as_of'].iloc[0] if len(alerts) else '-'}")
-    for column in ("customer_id", "churn_probability", "risk_tier", "segment", "action", "expected_loss"):
-        table.add_column(column, justify="right" if column in ("churn_probability", "expected_loss") else "left")
+    if out.suffix not in (".csv", ".parquet"):
+        raise fail(f"--out must end in .csv or .parquet, got '{out.name}'", "pass e.g. --out workspace/alerts.csv")
+    alerts, features = champion_scored(ctx.settings, as_of.date() if as_of else None, top_rows)
+    planned, record = record_campaign(ctx.settings, alerts, features, out, campaign)
+    top = planned.head(10)
+    table = Table(title=f"top alerts as of {planned['as_of'].iloc[0] if len(planned) else '-'}")
+    columns = ("customer_id", "churn_probability", "risk_tier", "segment", "action", "group", "expected_profit")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("churn_probability", "expected_profit") else "left")
     for row in top.itertuples(index=False):
         table.add_row(
             row.customer_id,
@@ -79,10 +86,68 @@ def score(
             row.risk_tier,
             row.segment,
             row.action,
-            f"{row.expected_loss:,.0f}",
+            row.group or "-",
+            f"{row.expected_profit:,.0f}",
         )
     console.print(table)
-    console.print(f"{len(alerts):,} customers scored -> {out}")
+    console.print(f"{len(planned):,} customers scored -> {out}")
+    if record is not None:
+        console.print(campaign_line(record))
+
+
+def campaign_line(record: dict[str, Any]) -> str:
+    """One line on a planned campaign: id, groups, expected cost."""
+    return (
+        f"campaign {record['campaign_id']}: {record['customers']:,} alerted, {record['treatment']:,} treatment / "
+        f"{record['control']:,} control, expected cost {record['expected_cost']:,.0f}; "
+        f"evaluate after {record['outcome_known']}: churn campaigns evaluate --campaign {record['campaign_id']}"
+    )
+
+
+def record_campaign(
+    settings: Settings,
+    alerts: Any,
+    features: Any,
+    out: Path,
+    campaign: str | None,  # noqa: ANN401 - DataFrames
+) -> tuple[Any, dict[str, Any] | None]:  # noqa: ANN401
+    """Plan the alert list as a campaign, write the list and the record next to it, keep it, log it to MLflow.
+
+    Args:
+        settings: The profile.
+        alerts: The champion's alert list.
+        features: The feature rows it scored.
+        out: The alert list's file (.csv or .parquet).
+        campaign: The campaign id; None: `<as-of>-v<model version>`.
+
+    Returns:
+        The planned alert list, and the record (None when nobody was scored).
+    """
+    from crm.alerts import write_alerts
+    from crm.campaigns.effects import measured_success
+    from crm.campaigns.plan import campaign_id_for, campaign_record, plan_campaign
+    from crm.campaigns.store import RECORD, record_beside, write_campaign, write_json
+    from crm.campaigns.tracking import log_campaign
+
+    if alerts.empty:
+        write_alerts(alerts, out)
+        return alerts, None
+    as_of = alerts["as_of"].iloc[0]
+    version = str(alerts["model_version"].iloc[0])
+    campaign_id = campaign or campaign_id_for(as_of, version)
+    measured = measured_success(settings)
+    try:
+        planned = plan_campaign(alerts, settings, campaign_id, measured)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    record = campaign_record(planned, settings, as_of, version, dt.datetime.now(dt.UTC))
+    write_alerts(planned, out)
+    folder = write_campaign(settings, record, planned, features)
+    beside = write_json(record, record_beside(out))
+    record["mlflow_run_id"] = log_campaign(settings, record, [folder / RECORD])
+    write_json(record, folder / RECORD)
+    write_json(record, beside)
+    return planned, record
 
 
 def parse_reasons_top(text: str | None, settings: Settings) -> int | None:
@@ -106,7 +171,12 @@ def parse_reasons_top(text: str | None, settings: Settings) -> int | None:
 
 
 def champion_alerts(settings: Settings, as_of: dt.date | None, reasons_top: int | None) -> Any:  # noqa: ANN401
-    """The champion's alert list as of `as_of`, with a progress bar.
+    """The champion's alert list as of `as_of`, with a progress bar (`champion_scored` without the features)."""
+    return champion_scored(settings, as_of, reasons_top)[0]
+
+
+def champion_scored(settings: Settings, as_of: dt.date | None, reasons_top: int | None) -> tuple[Any, Any]:
+    """The champion's alert list as of `as_of` and the feature rows it scored, with a progress bar.
 
     Args:
         settings: The profile.
@@ -114,10 +184,10 @@ def champion_alerts(settings: Settings, as_of: dt.date | None, reasons_top: int 
         reasons_top: How many rows from the top get reasons; None for every row.
 
     Returns:
-        The alert list (a DataFrame), sorted by expected loss.
+        The alert list (a DataFrame), sorted by expected loss, and the features (a DataFrame).
     """
     require_registry(settings)
-    from crm.alerts import score_alerts
+    from crm.alerts import scored_features
     from crm.early_warning import CrmConfigError
     from model.champion import NoChampionError, load_champion
     from model.predictor import predictor_of
@@ -126,7 +196,7 @@ def champion_alerts(settings: Settings, as_of: dt.date | None, reasons_top: int 
         predictor = predictor_of(load_champion(settings.mlflow_uri, settings.training.model_name), settings.serving)
         with progress() as bar:
             task = bar.add_task("scoring customers", total=None)
-            return score_alerts(
+            return scored_features(
                 settings,
                 predictor,
                 as_of,

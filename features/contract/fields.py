@@ -21,7 +21,7 @@ SOURCE_ROW = "source_row"
 """Quarantine column: the row's position in the source file, 0 for the first data row (CSV line
 `source_row + 2`, counting the header)."""
 
-TableKind = Literal["customers", "events"]
+TableKind = Literal["customers", "events", "actions"]
 
 # Reason kinds: the keys of `ValidationResult.counts`.
 MISSING_CUSTOMER_ID = "missing_customer_id"
@@ -65,10 +65,12 @@ CUSTOMER_REASONS: tuple[str, ...] = (
 CONTRACT_FIELDS: dict[TableKind, tuple[str, ...]] = {
     "customers": (names.CUSTOMER_ID, names.SIGNUP_DATE, names.CHURN_DATE),
     "events": (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.EVENT_TYPE, names.AMOUNT, names.CATEGORY),
+    "actions": (names.CUSTOMER_ID, names.ACTION, names.ACTION_TIMESTAMP, names.ACTION_COST),
 }
 REQUIRED_FIELDS: dict[TableKind, tuple[str, ...]] = {
     "customers": (names.CUSTOMER_ID, names.SIGNUP_DATE),
     "events": (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.EVENT_TYPE),
+    "actions": (names.CUSTOMER_ID, names.ACTION, names.ACTION_TIMESTAMP),
 }
 
 
