@@ -114,7 +114,10 @@ def read_arrow_stream(body: bytes) -> pa.Table:
 
     try:
         table = pa.ipc.open_stream(body).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+        # Reading trusts the offsets and lengths the stream states; check them all before any
+        # compute function reads past a buffer on their word.
+        table.validate(full=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise InvalidArgument(f"rows: the body is not an Arrow IPC stream ({exc})") from None
     if table.num_rows == 0:
         raise InvalidArgument("rows: the Arrow stream holds no rows; send at least one")
