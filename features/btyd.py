@@ -142,7 +142,9 @@ def btyd_scores(rows: pd.DataFrame, horizon_days: int, seed: int = 0) -> pd.Data
     out = pd.DataFrame(np.nan, index=rows.index, columns=list(SCORES))
     frequency, recency, age = SUMMARY
     for _, day in rows.groupby(names.EVENT_TIMESTAMP, sort=True):
-        buyers = day[day[frequency].notna() & (day[age] > 0)]
+        # In a canonical order: the optimiser's path (and which penalizer converges) depends on the
+        # rows' order, and the query engine returns rows in any order.
+        buyers = day[day[frequency].notna() & (day[age] > 0)].sort_values(list(SUMMARY), kind="mergesort")
         if buyers.empty:
             continue
         sample = buyers.sample(n=min(FIT_ROWS, len(buyers)), random_state=seed)

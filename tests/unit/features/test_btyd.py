@@ -60,9 +60,8 @@ def test_btyd_features_are_fitted_per_observation_date_on_that_date_alone() -> N
     assert (scored[P_SILENT] >= 1 - scored[P_ALIVE] - 1e-12).all()
 
 
-def test_data_without_dropout_still_gets_scores_from_a_larger_penalizer() -> None:
-    """Steady buyers who never leave (a -> 0) defeat the first penalizer's fit; a larger one converges,
-    so every buyer still gets P(alive) and P(silent) rather than a null the model never saw in training."""
+def _steady_buyer_summaries() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BTYD summaries of 400 steady buyers who never leave (seeded): frequency, recency, T."""
     rng = np.random.default_rng(3)
     age = rng.integers(150, 300, 400).astype(float)
     rates = rng.gamma(2.0, 0.05, 400)
@@ -71,11 +70,12 @@ def test_data_without_dropout_still_gets_scores_from_a_larger_penalizer() -> Non
     frequency = np.array([d.size - 1 for d in buyers], dtype=float)
     recency = np.array([d[-1] - d[0] for d in buyers], dtype=float)
     t = np.array([t - d[0] for d, t in zip(days, age, strict=True) if d.size], dtype=float)
-    with pytest.raises(ConvergenceError):
-        BetaGeoFitter(penalizer_coef=PENALIZERS[0]).fit(frequency, recency, t)
-    model = fit_bg_nbd(frequency, recency, t)
-    assert np.isfinite([model.r, model.alpha, model.a, model.b]).all()
-    rows = pd.DataFrame(
+    return frequency, recency, t
+
+
+def _steady_buyers() -> pd.DataFrame:
+    frequency, recency, t = _steady_buyer_summaries()
+    return pd.DataFrame(
         {
             names.EVENT_TIMESTAMP: pd.Timestamp("2025-06-02", tz="UTC"),
             names.BTYD_FREQUENCY: frequency,
@@ -83,6 +83,30 @@ def test_data_without_dropout_still_gets_scores_from_a_larger_penalizer() -> Non
             names.BTYD_AGE: t,
         }
     )
-    scores = btyd_scores(rows, horizon_days=30)
+
+
+def test_data_without_dropout_still_gets_scores_from_a_larger_penalizer() -> None:
+    """Steady buyers who never leave (a -> 0) defeat the first penalizer's fit; a larger one converges,
+    so every buyer still gets P(alive) and P(silent) rather than a null the model never saw in training."""
+    frequency, recency, t = _steady_buyer_summaries()
+    with pytest.raises(ConvergenceError):
+        BetaGeoFitter(penalizer_coef=PENALIZERS[0]).fit(frequency, recency, t)
+    model = fit_bg_nbd(frequency, recency, t)
+    assert np.isfinite([model.r, model.alpha, model.a, model.b]).all()
+    scores = btyd_scores(_steady_buyers(), horizon_days=30)
     assert scores.notna().all().all()
     assert scores[P_SILENT].between(0, 1).all() and scores[P_ALIVE].between(0, 1).all()
+
+
+def test_scores_do_not_depend_on_the_rows_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The query engine returns a date's rows in any order; the fitting sample, the fit and the scores
+    are the same (here with a sample of 150 of the date's buyers, as a large date has)."""
+    monkeypatch.setattr("features.btyd.FIT_ROWS", 150)
+    rows = pd.read_csv(CDNOW, index_col=0).reset_index(drop=True)
+    rows = rows.assign(**{names.EVENT_TIMESTAMP: pd.Timestamp("1997-10-01", tz="UTC")}).rename(
+        columns={"frequency": names.BTYD_FREQUENCY, "recency": names.BTYD_RECENCY, "T": names.BTYD_AGE}
+    )
+    expected = btyd_scores(rows, 30)
+    for seed in range(3):
+        shuffled = rows.sample(frac=1.0, random_state=seed)
+        pd.testing.assert_frame_equal(btyd_scores(shuffled, 30).sort_index(), expected)
