@@ -14,6 +14,8 @@ EVENT_TIMESTAMP = "event_timestamp"
 EVENT_TYPE = "event_type"
 AMOUNT = "amount"
 CATEGORY = "category"
+EVENT_ID = "event_id"
+"""An event's id, which events pushed in real time carry (a redelivered event counts once)."""
 SIGNUP_DATE = "signup_date"
 CHURN_DATE = "churn_date"
 

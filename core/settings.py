@@ -27,6 +27,7 @@ from core.config_sections import (
     TrainingSettings,
 )
 from core.crm_settings import CrmSettings, check_playbook
+from core.stream_settings import StreamSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 """The embedded default config, used when no `--config` is given."""
@@ -41,6 +42,9 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "CHURN_FEAST_REGISTRY": ("feast", "registry"),
     "CHURN_FEAST_ONLINE_STORE": ("feast", "online_store", "connection_string"),
     "CHURN_API_KEY": ("serving", "api_key"),
+    "CHURN_STREAM_REDIS_URL": ("stream", "redis_url"),
+    "CHURN_WEBHOOK_URL": ("stream", "webhook_url"),
+    "CHURN_WEBHOOK_SECRET": ("stream", "webhook_secret"),
 }
 """Environment variable -> settings path it overrides (URIs and secrets only)."""
 
@@ -65,6 +69,7 @@ class Settings(BaseModel):
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     crm: CrmSettings = CrmSettings()
+    stream: StreamSettings = StreamSettings()
 
     @model_validator(mode="after")
     def _playbook_matches_tiers(self) -> Settings:
@@ -184,4 +189,6 @@ def resolved_yaml(settings: Settings) -> str:
     data = settings.model_dump(mode="json")
     if data["serving"].get("api_key"):
         data["serving"]["api_key"] = "***"
+    if data["stream"].get("webhook_secret"):
+        data["stream"]["webhook_secret"] = "***"
     return yaml.safe_dump(data, sort_keys=False)

@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from core import names
+from features.snapshots.inputs import relation
 
 
 def label_cutoff(last_event_day: dt.date, horizon_days: int) -> dt.date:
@@ -71,10 +72,9 @@ def compute_labels(
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("keys_df", frame)
-    source = "read_parquet(?)" if isinstance(events, Path) else "events_df"
-    params: list[object] = [str(events)] if isinstance(events, Path) else []
-    if not isinstance(events, Path):
-        con.register("events_df", events)
+    # The event log with the parts the real-time path appended (a redelivered event only repeats a day).
+    source = relation(con, events, "events_df")
+    params: list[object] = []
     types = list(activity_event_types)
     query = f"""
         WITH act AS (

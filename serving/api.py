@@ -75,6 +75,22 @@ class ScoreRequest(bentoml.IODescriptor):
     ]
 
 
+class EventsRequest(bentoml.IODescriptor):
+    """The body of POST /events: CRM events as they happen (checked against the data contract)."""
+
+    model_config = ConfigDict(extra="forbid", title="EventsRequest")
+
+    events: Annotated[
+        list[dict[str, Any]],
+        Field(
+            min_length=1,
+            max_length=SETTINGS.stream.max_events,
+            description="Events: event_id, customer_id, event_timestamp (ISO 8601), event_type, optional "
+            "amount and category. A batch is taken whole or refused whole (400 naming each bad event).",
+        ),
+    ]
+
+
 class ScoreFeaturesRequest(bentoml.IODescriptor):
     """The body of POST /score_features: JSON rows, or an Arrow IPC stream of the same columns."""
 
@@ -179,6 +195,9 @@ class ScoreAnswer(Answer):
 
     customer_id: str
     feature_freshness: str = Field(description="when the online features were computed (ISO 8601)")
+    newest_event: str | None = Field(
+        None, description="the newest event (pushed through POST /events or the stream) the features include"
+    )
 
 
 class UnknownCustomer(BaseModel):

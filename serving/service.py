@@ -38,6 +38,7 @@ from core.config_sections import ServingSettings
 from core.settings import load_settings, resolved_yaml
 from serving.api import (
     SETTINGS,
+    EventsRequest,
     FeaturesAnswers,
     ModelInfo,
     ScoreAnswers,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     from features.online import OnlineReader
     from model.predictor import Method, Predictor, Rows
+    from stream.processor import StreamProcessor
 
 # MLflow, Feast, XGBoost and pandas are imported where they are used, not here. `bentoml serve`
 # imports this module in its own process to find the services before it starts their workers,
@@ -161,10 +163,26 @@ class ChurnService:
         )
         """The champion and the reader of its feature service, swapped together by a hot reload."""
         self.prediction_log = PredictionLog(self.settings.path(self.settings.serving.prediction_log_dir))
+        self.stream = self._open_stream()
         self._stop = threading.Event()
         self._reloader = threading.Thread(target=self._watch_champion, name="champion-reload", daemon=True)
         self._reloader.start()
         settle_heap()
+
+    def _open_stream(self) -> StreamProcessor | None:
+        """The real-time path behind POST /events (None, and /events answers 503, without ingested data)."""
+        from stream.processor import open_processor
+        from stream.scoring import answers_for
+
+        try:
+            processor = open_processor(
+                self.settings, self.store, lambda ids: answers_for(self.settings, *self.serving, ids)
+            )
+        except FileNotFoundError as exc:
+            log.warning("POST /events is off: %s", exc)
+            return None
+        processor.start_refresh()
+        return processor
 
     def _watch_champion(self) -> None:
         """Hot reload: when the champion alias moves, load the new version and swap it in."""
@@ -189,6 +207,8 @@ class ChurnService:
     def close(self) -> None:
         """Stop the reload thread and write out the prediction log."""
         self._stop.set()
+        if self.stream is not None:
+            self.stream.stop()
         self._worker.shutdown(wait=True)
         self.prediction_log.close()
 
@@ -230,8 +250,15 @@ class ChurnService:
         answers: list[dict[str, Any]] = [
             {names.CUSTOMER_ID: c, "error": f"unknown customer_id '{c}': no online features"} for c in customer_ids
         ]
-        for i, answer, fresh in zip(where, scored, stamps, strict=True):
-            answers[i] = {names.CUSTOMER_ID: customer_ids[i], **answer, "feature_freshness": fresh}
+        newest = self.stream.state.newest([customer_ids[i] for i in where]) if self.stream is not None else []
+        newest = newest or [None] * len(where)
+        for i, answer, fresh, event in zip(where, scored, stamps, newest, strict=True):
+            answers[i] = {
+                names.CUSTOMER_ID: customer_ids[i],
+                **answer,
+                "feature_freshness": fresh,
+                "newest_event": event,
+            }
         return json_answers(answers)
 
     def _lookup(
@@ -262,6 +289,40 @@ class ChurnService:
         ids = rows[names.CUSTOMER_ID]
         scored = self._answer(predictor, rows, ids, predictor.method(len(ids))) if where else []
         return where, scored, stamps
+
+    @bentoml.api(input_spec=EventsRequest)
+    async def events(self, events: list[dict[str, Any]], ctx: bentoml.Context) -> Any:  # noqa: ANN401
+        """Take CRM events as they happen: stored in the event log, the customers' online features
+        recomputed, scored, and an alert sent for each who enters a warning rule or a higher tier.
+
+        A batch is taken whole or refused whole (400, naming each bad event and why); an event id
+        already taken is skipped (a retry never counts twice).
+        """
+        from stream.intake import EventsRefused
+
+        if self.stream is None:
+            ctx.response.status_code = 503
+            return json_answers([{"error": "no ingested data to add events to: run `churn data ingest` first"}])
+        try:
+            frame = self.stream.validate(events)
+        except EventsRefused as exc:
+            ctx.response.status_code = 400
+            body = pydantic_core.to_json({"error": str(exc), "reasons": exc.reasons})
+            return Response(body, media_type="application/json", status_code=400)
+        outcome = await self._blocking(self.stream.process, frame)
+        return Response(
+            pydantic_core.to_json(
+                {
+                    "accepted": outcome.accepted,
+                    "duplicates": outcome.duplicates,
+                    "customers": outcome.customers,
+                    "newest_event": outcome.newest_event,
+                    "alerts": outcome.alerts,
+                },
+                inf_nan_mode="null",
+            ),
+            media_type="application/json",
+        )
 
     @bentoml.api(input_spec=ScoreFeaturesRequest)
     async def score_features(self, rows: list[dict[str, Any]] | pa.Table) -> FeaturesAnswers:

@@ -42,10 +42,25 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def appended_parts(path: Path) -> Path:
+    """The folder of Parquet parts appended to the Parquet file `path` (`events.parquet` ->
+    `events.parts/`): the real-time path adds the events it accepts there, and every read of
+    the event log through `relation` reads them with the file."""
+    return path.with_suffix(".parts")
+
+
+def _literal(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def relation(con: duckdb.DuckDBPyConnection, data: Path | pd.DataFrame, name: str) -> str:
-    """SQL text reading `data`: a Parquet scan for a path, a registered view for a frame."""
+    """SQL text reading `data`: a Parquet scan for a path (with its appended parts, if any), a
+    registered view for a frame."""
     if isinstance(data, Path):
-        return "read_parquet('" + str(data).replace("'", "''") + "')"
+        parts = appended_parts(data)
+        if parts.is_dir() and any(parts.glob("*.parquet")):
+            return f"read_parquet([{_literal(data)}, {_literal(parts / '*.parquet')}], union_by_name = true)"
+        return f"read_parquet({_literal(data)})"
     con.register(name, data)
     return name
 
@@ -62,10 +77,16 @@ def register_inputs(
     columns = _columns(con, source)
     amount = f"{names.AMOUNT}::DOUBLE" if names.AMOUNT in columns else "NULL::DOUBLE"
     category = f"{names.CATEGORY}::VARCHAR" if names.CATEGORY in columns else "NULL::VARCHAR"
+    # Events pushed in real time carry an id; one delivered twice (at-least-once) counts once.
+    once = (
+        f" QUALIFY {names.EVENT_ID} IS NULL OR row_number() OVER (PARTITION BY {names.EVENT_ID}) = 1"
+        if names.EVENT_ID in columns
+        else ""
+    )
     con.execute(
         "CREATE VIEW events AS SELECT customer_id::VARCHAR AS customer_id,"
         " timezone('UTC', event_timestamp::TIMESTAMPTZ) AS event_timestamp,"
-        f" event_type::VARCHAR AS event_type, {amount} AS amount, {category} AS category FROM {source}"
+        f" event_type::VARCHAR AS event_type, {amount} AS amount, {category} AS category FROM {source}{once}"
     )
     if customers is None:
         return

@@ -1,0 +1,48 @@
+"""Settings of the real-time path (`stream/`): broker, batching, alerts and their webhook, freshness."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StreamSettings(_Frozen):
+    """The real-time path: events pushed or streamed in, online features and alerts out (`stream/`)."""
+
+    redis_url: str | None = None
+    """The broker of the services profile (Redis Streams), e.g. redis://127.0.0.1:6379/0. None: the
+    embedded default, where events come in through the service's POST /events and the stream's
+    state (seen event ids, cool-downs, newest event times) lives in a SQLite file."""
+    events_stream: str = "churn:events"
+    """The Redis stream `churn stream` consumes; each entry's field `event` holds one event as JSON."""
+    alerts_stream: str | None = "churn:alerts"
+    """The Redis stream alerts are added to (services profile); None: webhook only."""
+    group: str = "churn-stream"
+    """The consumer group: each event goes to one consumer and is acknowledged after it is stored."""
+    max_batch: int = Field(200, gt=0)
+    """Events read and processed together (one feature computation for the customers they touch)."""
+    batch_wait_ms: int = Field(50, ge=0)
+    """How long the consumer waits for more events before it processes what it has."""
+    max_events: int = Field(1_000, gt=0)
+    """Events per POST /events request."""
+    state_path: str = "stream/state.db"
+    """The embedded default's state: seen event ids, newest event per customer, alert cool-downs."""
+    alert_log: str = "alerts/stream.jsonl"
+    """Every alert sent, one JSON object a line (as the prediction log keeps every score)."""
+    webhook_url: str | None = None
+    """Where alerts are POSTed as JSON; None: no webhook."""
+    webhook_secret: str | None = None
+    """With it, each webhook carries `X-Churn-Signature: sha256=<HMAC-SHA256 of the body>`."""
+    webhook_retries: int = Field(5, ge=0)
+    """Retries after a failed delivery (connection error or non-2xx answer)."""
+    webhook_backoff_s: float = Field(0.2, gt=0)
+    """First wait between retries; it doubles each time."""
+    alert_cooldown_s: float = Field(3600.0, ge=0)
+    """A customer is alerted for the same rule (or tier rise) at most once in this time."""
+    max_lag_s: float = Field(5.0, gt=0)
+    """/readyz reports the service not ready while the consumer is further behind than this."""
+    population_refresh_s: float = Field(300.0, gt=0)
+    """How often the population the rank-based features (RFM scores, BG/NBD) compare against is recomputed."""

@@ -1,0 +1,157 @@
+"""One micro-batch of accepted events through the real-time path.
+
+Order, so that nothing is lost or counted twice: drop events whose id was stored before; append
+the rest to the event log; remember their ids; recompute and write the touched customers'
+features; score them and send the alerts the update raises. A crash after the append and before
+the ids are remembered stores a redelivered event twice, which every read counts once (the log
+is read with each event id once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from core import names
+from core.settings import Settings
+from stream.alerts import AlertSender, warnings
+from stream.intake import contract_events
+from stream.log import EventLog
+from stream.online import OnlineFeatures
+from stream.state import StreamState
+
+Scorer = Callable[[list[str]], list[dict[str, Any]]]
+"""Customer ids -> their /score answers from the online store (an unknown one has an `error`)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one batch did."""
+
+    accepted: int
+    duplicates: int
+    customers: int
+    alerts: list[dict[str, Any]]
+    newest_event: str | None
+
+
+def utc_now() -> dt.datetime:
+    """Now, UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class StreamProcessor:
+    """Events in; event log, online features, scores and alerts out."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        log: EventLog,
+        online: OnlineFeatures,
+        state: StreamState,
+        scorer: Scorer | None,
+        sender: AlertSender | None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        """Wire the parts; nothing runs until `process` or `start_refresh`."""
+        self.settings = settings
+        self.log = log
+        self.online = online
+        self.state = state
+        self.scorer = scorer
+        self.sender = sender
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def validate(self, records: Sequence[Any]) -> pd.DataFrame:
+        """Pushed events as contract rows; see `stream.intake.contract_events` (raises EventsRefused)."""
+        return contract_events(records, self.settings.data.events, self.online.known)
+
+    def start_refresh(self) -> None:
+        """Compute the rank population now, then again every `stream.population_refresh_s` on a thread."""
+        self.online.refresh_population(self.clock())
+
+        def loop() -> None:
+            while not self._stop.wait(self.settings.stream.population_refresh_s):
+                self.online.refresh_population(self.clock())
+
+        threading.Thread(target=loop, name="population-refresh", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop the refresh thread."""
+        self._stop.set()
+
+    def process(self, events: pd.DataFrame) -> Outcome:
+        """Store, featurize, score and alert one batch of contract events (with event_id)."""
+        with self._lock:  # one batch at a time per process: an update reads what the previous wrote
+            return self._process(events)
+
+    def _process(self, events: pd.DataFrame) -> Outcome:
+        events = events.drop_duplicates(subset=[names.EVENT_ID]).reset_index(drop=True)
+        fresh = events[self.state.unseen(events[names.EVENT_ID].astype(str).tolist())]
+        duplicates = len(events) - len(fresh)
+        if fresh.empty:
+            return Outcome(0, duplicates, 0, [], None)
+        self.log.append(fresh)
+        self.state.mark_seen(fresh[names.EVENT_ID].astype(str).tolist())
+        customers = sorted(fresh[names.CUSTOMER_ID].astype(str).unique())
+        before = {a["customer_id"]: a for a in self.scorer(customers) if "error" not in a} if self.scorer else {}
+        at = self.clock()
+        rows = self.online.compute(customers, at)
+        self.online.write(rows)
+        newest = fresh.groupby(fresh[names.CUSTOMER_ID].astype(str))[names.EVENT_TIMESTAMP].max()
+        stamps = {c: pd.Timestamp(t).tz_convert("UTC").isoformat() for c, t in newest.items()}
+        self.state.set_newest(stamps)
+        alerts: list[dict[str, Any]] = []
+        if self.scorer is not None:
+            after = self.scorer(customers)
+            for alert, keys in warnings(before, after, self.settings.serving.risk_tiers):
+                claimed = [k for k in keys if self.state.claim_alert(k, self.settings.stream.alert_cooldown_s)]
+                if not claimed:
+                    continue
+                alert["newest_event"] = stamps.get(alert["customer_id"])
+                alert["features_at"] = at.isoformat()
+                alerts.append(alert)
+                if self.sender is not None:
+                    self.sender.send(alert)
+        return Outcome(len(fresh), duplicates, len(customers), alerts, max(stamps.values()))
+
+
+def open_state(settings: Settings, redis: Any = None) -> StreamState:  # noqa: ANN401  (a redis.Redis)
+    """The stream's state: in Redis with a client (services profile), else the workspace's SQLite file."""
+    from stream.state import RedisState, SqliteState
+
+    if redis is not None:
+        return RedisState(redis, settings.stream.events_stream)
+    return SqliteState(settings.path(settings.stream.state_path))
+
+
+def open_processor(
+    settings: Settings,
+    store: Any,  # noqa: ANN401  (a feast.FeatureStore)
+    scorer: Scorer | None,
+    redis: Any = None,  # noqa: ANN401
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> StreamProcessor:
+    """A processor on the workspace's event log, `store`'s online store and the configured alerts.
+
+    Raises:
+        FileNotFoundError: No ingested data yet (`churn data ingest`).
+    """
+    from features.paths import FeaturePaths
+
+    paths = FeaturePaths.of(settings)
+    for path in (paths.clean_events, paths.clean_customers):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: run `churn data ingest` first")
+    log = EventLog(paths.clean_events)
+    log.load()
+    online = OnlineFeatures(settings, log, store)
+    sender = AlertSender(settings.stream, settings.path(settings.stream.alert_log), redis)
+    return StreamProcessor(settings, log, online, open_state(settings, redis), scorer, sender, clock)
