@@ -124,7 +124,7 @@ def record_campaign(
         The planned alert list, and the record (None when nobody was scored).
     """
     from crm.alerts import write_alerts
-    from crm.campaigns.effects import measured_success
+    from crm.campaigns.evaluation import measured_success
     from crm.campaigns.plan import campaign_id_for, campaign_record, plan_campaign
     from crm.campaigns.store import RECORD, record_beside, write_campaign, write_json
     from crm.campaigns.tracking import log_campaign
