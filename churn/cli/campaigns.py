@@ -166,7 +166,9 @@ def evaluate_and_log(settings: Settings, campaign: str, level: float) -> dict[st
     segments = pd.DataFrame(evaluation["by_segment"])
     for column in segments.columns.difference(["action", "segment"]):
         segments[column] = pd.to_numeric(segments[column], errors="coerce")
-    png = write_atomic_bytes(figure_png(effects_figure(actions, segments, level)), folder / "effects.png")
+    png = write_atomic_bytes(
+        figure_png(effects_figure(actions, segments, level, f"campaign {campaign}")), folder / "effects.png"
+    )
     run_id = read_record(settings, campaign).get("mlflow_run_id")
     if run_id:
         metrics: dict[str, float] = {}
@@ -270,3 +272,67 @@ def interval(mid: float | None, low: float | None, high: float | None) -> str:
         return "-"
     ends = "" if low is None or high is None else f" [{low:.0%}, {high:.0%}]"
     return f"{mid:.0%}{ends}"
+
+
+@app.command()
+def uplift(
+    seed: Annotated[
+        int, typer.Option(help="Seed of the held-out split (one campaign only) and of random targeting.")
+    ] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Train the uplift model (a T-learner on XGBoost) on the evaluated campaigns and judge it (Qini).
+
+    The newest evaluated campaign is held out and ranked by expected uplift, by churn probability and
+    at random; the model kept for `crm.campaigns.rank_by: uplift` is fitted on every campaign.
+
+    Example: churn campaigns uplift
+    """
+    ctx = load_context(config, "campaigns-uplift")
+    done = train_and_log_uplift(ctx.settings, seed)
+    table = Table(title=f"Qini on {done.meta['held_out']} ({done.meta['test_rows']:,} customers)")
+    for column in ("ranking", "Qini coefficient", "churners avoided, top 30%"):
+        table.add_column(column, justify="left" if column == "ranking" else "right")
+    for name, value in done.meta["qini"].items():
+        table.add_row(name, f"{value:.4f}", f"{done.meta['avoided_at_30pct'][name]:.1f}")
+    console.print(table)
+    console.print(f"uplift model -> {done.folder}; rank the alert list with it: crm.campaigns.rank_by: uplift")
+
+
+def train_and_log_uplift(settings: Settings, seed: int = 0) -> Any:  # noqa: ANN401 - an UpliftResult
+    """Train the uplift model, draw its Qini figure, log both to MLflow; a failure says what to run."""
+    from crm.campaigns.targeting import train_uplift
+    from crm.campaigns.uplift import NotEnoughOutcomesError
+
+    try:
+        done = train_uplift(settings, seed)
+    except NotEnoughOutcomesError as exc:
+        raise fail(
+            str(exc), "evaluate more campaigns (`churn campaigns evaluate`), or give them larger control shares"
+        ) from None
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc), "run `churn campaigns evaluate` once a campaign's horizon has passed") from None
+    record_uplift(settings, done)
+    return done
+
+
+def record_uplift(settings: Settings, done: Any) -> None:  # noqa: ANN401 - an UpliftResult
+    """Draw the uplift model's Qini figure into its folder and log the model, its figures and plot to MLflow."""
+    from mlflow import MlflowClient
+
+    from core.io import write_atomic_bytes
+    from crm.campaigns.tracking import experiment_id, log_metrics
+    from crm.report.campaigns import qini_figure
+    from crm.report.figures import figure_png
+
+    png = write_atomic_bytes(figure_png(qini_figure(done.curves, done.meta["held_out"])), done.folder / "qini.png")
+    client = MlflowClient(settings.mlflow_uri)
+    run = client.create_run(
+        experiment_id(settings, client), run_name="uplift-t-learner", tags={"churn.campaign.uplift": "t-learner"}
+    )
+    client.log_param(run.info.run_id, "campaigns", ", ".join(done.meta["campaigns"]))
+    client.log_param(run.info.run_id, "held_out", done.meta["held_out"])
+    log_metrics(client, run.info.run_id, {f"qini.{k}": v for k, v in done.meta["qini"].items()})
+    for path in (done.folder / "meta.json", png, done.folder / "control.json", done.folder / "treatment.json"):
+        client.log_artifact(run.info.run_id, str(path), artifact_path="uplift")
+    client.set_terminated(run.info.run_id)

@@ -40,6 +40,8 @@ class SimulationResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     truths: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
+    uplift: Any = None
+    """The uplift model's `crm.campaigns.targeting.UpliftResult`, when two campaigns or more were played."""
 
 
 def campaign_dates(labels: pd.Series, count: int, every_days: int) -> list[dt.date]:
@@ -187,6 +189,22 @@ def simulate_cycles(
             f"evaluated {campaign}: {done.valid_rows:,} actions imported, {done.quarantined_rows} quarantined "
             f"({', '.join(done.reasons)}); churn reduction {evaluation['overall']['itt']:+.1%}"
         )
+    if len(result.campaigns) >= 2:
+        from churn.cli.campaigns import record_uplift
+        from crm.campaigns.targeting import train_uplift
+        from crm.campaigns.uplift import NotEnoughOutcomesError
+
+        try:
+            result.uplift = train_uplift(settings, seed)
+        except NotEnoughOutcomesError as exc:
+            on_step(f"uplift model skipped: {exc}")
+        else:
+            record_uplift(settings, result.uplift)
+            qini = result.uplift.meta["qini"]
+            on_step(
+                f"uplift model: Qini on {result.uplift.meta['held_out']}: {qini['uplift']:.4f} by uplift, "
+                f"{qini['churn_probability']:.4f} by churn probability, {qini['random']:.4f} at random"
+            )
     alerts = champion_alerts(settings, None, settings.serving.batch_reasons_top)
     report = settings.path(settings.monitoring.reports_dir) / "ops-campaigns.html"
     result.report = write_atomic_text(build_report(settings, alerts), report)

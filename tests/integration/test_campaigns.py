@@ -193,3 +193,40 @@ def test_measured_effects_replace_the_configured_success(workspace: Path) -> Non
     configured = alerts[alerts["success_source"] == "configured"]
     assert (configured["retention_success"] == 0.25).all()
     assert alerts["expected_profit"].is_monotonic_decreasing
+
+
+def test_uplift_model_trains_on_campaigns_and_ranks_the_list(workspace: Path) -> None:
+    config = workspace / "uplift.yaml"
+    config.write_text("crm:\n  campaigns:\n    uplift: {min_per_group: 20, rounds: 30}\n")
+    output = churn(workspace, "campaigns", "uplift", "-c", str(config))
+    assert "Qini on campaign" in output
+    meta = json.loads((workspace / "campaigns" / "uplift" / "meta.json").read_text())
+    assert set(meta["qini"]) == {"uplift", "churn_probability", "random"} and len(meta["campaigns"]) == 2
+    assert meta["held_out"] == f"campaign {meta['campaigns'][-1]}"
+    assert (workspace / "campaigns" / "uplift" / "qini.png").read_bytes()[:4] == b"\x89PNG"
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("churn-campaigns")
+    runs = client.search_runs([experiment.experiment_id], "tags.`churn.campaign.uplift` = 't-learner'")
+    assert runs and runs[0].data.metrics["qini.uplift"] == pytest.approx(meta["qini"]["uplift"])
+    # Ranking by expected uplift x value - cost.
+    ranked = workspace / "ranked.yaml"
+    ranked.write_text("crm:\n  campaigns:\n    rank_by: uplift\n    min_expected_profit: null\n")
+    churn(workspace, "score", "--out", str(workspace / "by-uplift.csv"), "-c", str(ranked))
+    alerts = pd.read_csv(workspace / "by-uplift.csv")
+    assert alerts["uplift_profit"].is_monotonic_decreasing
+    expected = alerts["expected_uplift"] * alerts["customer_value"] - alerts["unit_cost"]
+    assert np.allclose(alerts["uplift_profit"], expected)
+    assert alerts["expected_uplift"].between(-1, 1).all() and alerts["expected_uplift"].std() > 0
+    record = json.loads((workspace / "by-uplift.campaign.json").read_text())
+    assert record["rank_by"] == "uplift"
+    # The ops report shows the Qini table.
+    churn(workspace, "report", "--out", str(workspace / "ops.html"))
+    assert 'id="campaign-qini"' in (workspace / "ops.html").read_text()
+
+
+def test_score_ranked_by_uplift_without_a_model_says_what_to_run(tmp_path: Path, workspace: Path) -> None:
+    config = tmp_path / "ranked.yaml"
+    config.write_text(f"workspace: {workspace}\ncrm:\n  campaigns:\n    rank_by: uplift\n    dir: nowhere\n")
+    result = runner.invoke(app, ["score", "--out", str(tmp_path / "a.csv"), "-c", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "no uplift model in" in result.output
+    assert "churn campaigns uplift" in result.output.strip().splitlines()[-1]
