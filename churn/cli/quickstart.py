@@ -155,6 +155,10 @@ def quickstart(
     table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
     console.print(table)
     _print_scores(scores)
+    console.print(
+        "next: play retention campaigns with control groups on this data, measure what each action did and "
+        "train the uplift model: churn campaigns simulate --campaigns 3 --every 28"
+    )
 
 
 def monitor_newest(settings: Settings, on_step: Callable[[str], None] | None = None) -> MonitorResult:

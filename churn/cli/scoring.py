@@ -124,7 +124,7 @@ def record_campaign(
         The planned alert list, and the record (None when nobody was scored).
     """
     from crm.alerts import write_alerts
-    from crm.campaigns.effects import measured_success
+    from crm.campaigns.evaluation import measured_success
     from crm.campaigns.plan import campaign_id_for, campaign_record, plan_campaign
     from crm.campaigns.store import RECORD, record_beside, write_campaign, write_json
     from crm.campaigns.tracking import log_campaign
@@ -136,8 +136,18 @@ def record_campaign(
     version = str(alerts["model_version"].iloc[0])
     campaign_id = campaign or campaign_id_for(as_of, version)
     measured = measured_success(settings)
+    uplift = None
+    if settings.crm.campaigns.rank_by == "uplift":
+        from crm.campaigns.targeting import UpliftModelMissingError, load_uplift, predict_uplift
+
+        try:
+            uplift = predict_uplift(load_uplift(settings), features_in_order(alerts, features), alerts)
+        except UpliftModelMissingError as exc:
+            raise fail(
+                str(exc), "run `churn campaigns uplift` (or set crm.campaigns.rank_by: expected_profit)"
+            ) from None
     try:
-        planned = plan_campaign(alerts, settings, campaign_id, measured)
+        planned = plan_campaign(alerts, settings, campaign_id, measured, uplift)
     except ValueError as exc:
         raise fail(str(exc)) from None
     record = campaign_record(planned, settings, as_of, version, dt.datetime.now(dt.UTC))
@@ -148,6 +158,14 @@ def record_campaign(
     write_json(record, folder / RECORD)
     write_json(record, beside)
     return planned, record
+
+
+def features_in_order(alerts: Any, features: Any) -> Any:  # noqa: ANN401 - DataFrames
+    """The scored feature rows in the alert list's order (one per customer)."""
+    from core import names
+
+    ids = features[names.CUSTOMER_ID].astype(str)
+    return features.set_index(ids).loc[alerts[names.CUSTOMER_ID].astype(str).to_numpy()].reset_index(drop=True)
 
 
 def parse_reasons_top(text: str | None, settings: Settings) -> int | None:

@@ -18,7 +18,8 @@ from core.settings import Settings
 CAMPAIGN_TAG = "churn.campaign.id"
 
 
-def _experiment_id(settings: Settings, client: MlflowClient) -> str:
+def experiment_id(settings: Settings, client: MlflowClient) -> str:
+    """The campaigns experiment's id (created with the workspace's artifact root when missing)."""
     name = settings.crm.campaigns.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -40,7 +41,7 @@ def log_campaign(settings: Settings, record: Mapping[str, Any], files: list[Path
     """
     client = MlflowClient(settings.mlflow_uri)
     run = client.create_run(
-        _experiment_id(settings, client),
+        experiment_id(settings, client),
         run_name=f"campaign-{record['campaign_id']}",
         tags={CAMPAIGN_TAG: str(record["campaign_id"])},
     )

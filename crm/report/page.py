@@ -20,6 +20,7 @@ from core import names
 from core.html import png_data_uri, render
 from core.settings import Settings
 from crm.early_warning import ACTION, EXPECTED_LOSS, RISK_TIER, SEGMENT
+from crm.report.campaigns import campaign_context
 from crm.report.figures import (
     figure_png,
     retention_figure,
@@ -40,6 +41,7 @@ SECTIONS: dict[str, str] = {
     "segment-mix": "Segment mix",
     "alert-volume": "Alert volume",
     "top-alerts": "Top alerts",
+    "campaign-effects": "Campaign effects",
 }
 """Section id (of its <h2>) -> title, in page order."""
 
@@ -168,4 +170,5 @@ def build_report(settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime |
         scored=len(alerts),
         **_history_context(trend, retention(history), history.contractual),
         **_alerts_context(alerts, tiers, layers),
+        **campaign_context(settings, _image),
     )

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -131,3 +132,101 @@ def test_import_actions_errors_say_what_to_do(workspace: Path) -> None:
     assert result.exit_code == 1
     assert "data.actions.columns.action_timestamp" in result.output.replace("\n", "")
     assert result.output.strip().splitlines()[-1].startswith("next: fix data.actions.columns")
+
+
+def test_evaluate_before_the_horizon_has_passed_says_when(workspace: Path) -> None:
+    campaign = json.loads((workspace / "alerts.campaign.json").read_text())["campaign_id"]
+    env = {"CHURN_WORKSPACE": str(workspace), "COLUMNS": "200"}
+    result = runner.invoke(app, ["campaigns", "evaluate", "--campaign", campaign], env=env)
+    assert result.exit_code == 1
+    assert "are not known yet: its 30-day label horizon has not passed" in result.output.replace("\n", "")
+    assert "churn features build" in result.output.strip().splitlines()[-1]
+
+
+def test_simulate_plays_campaign_cycles_and_evaluates_them(workspace: Path) -> None:
+    output = churn(workspace, "campaigns", "simulate", "--campaigns", "2", "--every", "28", "--seed", "3")
+    assert "recovered effects beside the injected ones" in output
+    assert output.count("3 quarantined (unknown_customer, unknown_action, outside_campaign_window)") == 2
+    listed = churn(workspace, "campaigns", "list")
+    simulated = sorted(p.parent for p in (workspace / "campaigns").glob("*/truth.json"))
+    assert len(simulated) == 2
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    for folder in simulated:
+        assert folder.name in listed
+        evaluation = json.loads((folder / "evaluation.json").read_text())
+        record = json.loads((folder / "campaign.json").read_text())
+        assert evaluation["actions_known"] and evaluation["customers"] == record["customers"]
+        assert {row["action"] for row in evaluation["by_action"]} == {a["action"] for a in record["actions"]}
+        overall = evaluation["overall"]
+        assert overall["treatment_n"] == record["treatment"] and overall["control_n"] == record["control"]
+        assert overall["itt_low"] <= overall["itt"] <= overall["itt_high"]
+        # The effects and their figure are in the campaign's MLflow run.
+        run = client.get_run(record["mlflow_run_id"])
+        assert run.data.metrics["effect.all.itt"] == pytest.approx(overall["itt"])
+        files = [a.path for a in client.list_artifacts(run.info.run_id, "evaluation")]
+        assert "evaluation/effects.png" in files and "evaluation/evaluation.json" in files
+        assert (folder / "effects.png").read_bytes()[:4] == b"\x89PNG"
+    # The ops report has the campaign section: the pooled table per action, its figure, the newest campaign's segments.
+    page = (workspace / "reports" / "ops-campaigns.html").read_text()
+    section = page.split('id="campaign-effects"', 1)[1]
+    assert 'id="campaign-actions"' in section and 'id="campaign-segments"' in section
+    assert "data:image/png;base64," in section
+    assert section.count("<tr><td>") >= 4
+
+
+def test_measured_effects_replace_the_configured_success(workspace: Path) -> None:
+    config = workspace / "measured.yaml"
+    config.write_text("crm:\n  campaigns:\n    min_arm_customers: 5\n")
+    churn(workspace, "score", "--out", str(workspace / "after.csv"), "-c", str(config))
+    alerts = pd.read_csv(workspace / "after.csv")
+    measured = alerts[alerts["success_source"] == "measured"]
+    assert not measured.empty
+    from core.settings import load_settings
+    from crm.campaigns.evaluation import action_table, read_evaluations
+
+    settings = load_settings(config, env={"CHURN_WORKSPACE": str(workspace)})
+    pooled = action_table(read_evaluations(settings)).set_index("action")
+    for action, rows in measured.groupby("action"):
+        assert rows["retention_success"].iloc[0] == pytest.approx(min(pooled.loc[action, "relative"], 1.0))
+        expected = rows["churn_probability"] * rows["retention_success"] * rows["customer_value"] - rows["unit_cost"]
+        assert np.allclose(rows["expected_profit"], expected)
+    configured = alerts[alerts["success_source"] == "configured"]
+    assert (configured["retention_success"] == 0.25).all()
+    assert alerts["expected_profit"].is_monotonic_decreasing
+
+
+def test_uplift_model_trains_on_campaigns_and_ranks_the_list(workspace: Path) -> None:
+    config = workspace / "uplift.yaml"
+    config.write_text("crm:\n  campaigns:\n    uplift: {min_per_group: 20, rounds: 30}\n")
+    output = churn(workspace, "campaigns", "uplift", "-c", str(config))
+    assert "Qini on campaign" in output
+    meta = json.loads((workspace / "campaigns" / "uplift" / "meta.json").read_text())
+    assert set(meta["qini"]) == {"uplift", "churn_probability", "random"} and len(meta["campaigns"]) == 2
+    assert meta["held_out"] == f"campaign {meta['campaigns'][-1]}"
+    assert (workspace / "campaigns" / "uplift" / "qini.png").read_bytes()[:4] == b"\x89PNG"
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    experiment = client.get_experiment_by_name("churn-campaigns")
+    runs = client.search_runs([experiment.experiment_id], "tags.`churn.campaign.uplift` = 't-learner'")
+    assert runs and runs[0].data.metrics["qini.uplift"] == pytest.approx(meta["qini"]["uplift"])
+    # Ranking by expected uplift x value - cost.
+    ranked = workspace / "ranked.yaml"
+    ranked.write_text("crm:\n  campaigns:\n    rank_by: uplift\n    min_expected_profit: null\n")
+    churn(workspace, "score", "--out", str(workspace / "by-uplift.csv"), "-c", str(ranked))
+    alerts = pd.read_csv(workspace / "by-uplift.csv")
+    assert alerts["uplift_profit"].is_monotonic_decreasing
+    expected = alerts["expected_uplift"] * alerts["customer_value"] - alerts["unit_cost"]
+    assert np.allclose(alerts["uplift_profit"], expected)
+    assert alerts["expected_uplift"].between(-1, 1).all() and alerts["expected_uplift"].std() > 0
+    record = json.loads((workspace / "by-uplift.campaign.json").read_text())
+    assert record["rank_by"] == "uplift"
+    # The ops report shows the Qini table.
+    churn(workspace, "report", "--out", str(workspace / "ops.html"))
+    assert 'id="campaign-qini"' in (workspace / "ops.html").read_text()
+
+
+def test_score_ranked_by_uplift_without_a_model_says_what_to_run(tmp_path: Path, workspace: Path) -> None:
+    config = tmp_path / "ranked.yaml"
+    config.write_text(f"workspace: {workspace}\ncrm:\n  campaigns:\n    rank_by: uplift\n    dir: nowhere\n")
+    result = runner.invoke(app, ["score", "--out", str(tmp_path / "a.csv"), "-c", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "no uplift model in" in result.output
+    assert "churn campaigns uplift" in result.output.strip().splitlines()[-1]
