@@ -134,7 +134,10 @@ def claim(study: optuna.Study, lock: StudyLock, total: int) -> optuna.Trial | bo
             return True
         if finished + sum(t.state == TrialState.RUNNING for t in trials) >= total:
             return False
-        trial = study.ask()
+        with warnings.catch_warnings():
+            # Optuna expects heartbeats from `optimize` only; `run_claimed` beats as it does.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+            trial = study.ask()
         lock.beat(study.study_name, trial.number)
         return trial
 
