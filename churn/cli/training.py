@@ -31,7 +31,8 @@ def train(
 
     With --workers N, N - 1 `churn tune-worker` processes join the study beside this one (the
     study lives in training.optuna_storage: PostgreSQL in configs/services.yaml). --as-of uses
-    only the labels known on that date (training.as_of).
+    only the labels known on that date (training.as_of). With training.engine: dask the training
+    set is read in partitions and every booster trains on a Dask cluster (training.dask).
 
     Example: churn train --trials 30 --workers 2
     """
