@@ -187,8 +187,7 @@ def run_claimed(
         except BaseException:
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-    # Told after the last heartbeat: a trial a slow beat outlived would be failed by a stale check.
-    study.tell(trial, value, skip_if_finished=True)
+        study.tell(trial, value, skip_if_finished=True)
 
 
 WAIT_S = 1.0
