@@ -287,6 +287,17 @@ class GateSettings(_Frozen):
     objective is log loss (the recency rule ranks, it gives no probabilities)."""
 
 
+class DaskSettings(_Frozen):
+    """The Dask engine of training (`training.engine: dask`); README, Training."""
+
+    scheduler: str | None = Field(None, pattern=r"^([a-z]+://)?[^\s/:]+:\d+$")  # tcp://host:8786; None: local
+    workers: int = Field(2, gt=0)  # processes of the local cluster
+    threads_per_worker: int = Field(1, gt=0)
+    data_dir: str = "training-sets"  # the training set's Parquet parts: a path every worker reaches
+    chunk_rows: int = Field(500_000, gt=0)  # labelled rows joined through Feast at a time (one part each)
+    local_rows: int = Field(200_000, gt=0)  # training rows sampled into this process (regression, BG/NBD)
+
+
 class TrainingSettings(_Frozen):
     """Tuning, tracking and the model registry."""
 
@@ -318,6 +329,9 @@ class TrainingSettings(_Frozen):
     as_of: dt.date | None = None
     """Train as if today were this date: only observation dates whose label horizon ended by then
     (backtests and drift scenarios); None uses every labelled date."""
+    engine: Literal["local", "dask"] = "local"
+    """local: XGBoost in this process; dask: every booster on a Dask cluster with `xgboost.dask` (`dask`)."""
+    dask: DaskSettings = DaskSettings()
 
 
 class ServingSettings(_Frozen):

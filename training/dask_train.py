@@ -13,7 +13,8 @@ Use `train_dask_frames` with Dask collections read where the data lives (e.g.
 (`Client("tcp://scheduler:8786")`). `train_dask` does the same from an in-memory `Split`, which
 still passes through this process's memory: it is for checking the distributed path against
 `training.tune.fit` and for data that fits here but trains faster on several machines.
-`local_cluster` starts a cluster on this machine for trying it out.
+`local_cluster` starts a cluster on this machine for trying it out. `churn train` does all of it
+with `training.engine: dask` (`training.dask_engine`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +82,67 @@ def holdout_mask(customer_ids: pd.Series, share: float, seed: int) -> np.ndarray
     return (buckets % np.uint64(10_000)) < np.uint64(round(share * 10_000))
 
 
+PARTS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class SplitDates:
+    """Where an out-of-time split cuts: train before `train_end`, validate from `valid_start` to
+    `test_start`, test from `test_start` (test customers only)."""
+
+    train_end: pd.Timestamp
+    valid_start: pd.Timestamp
+    test_start: pd.Timestamp
+    settings: str
+    """The split settings behind the dates, for error messages."""
+
+    def rows(self, part: str, stamps: pd.Series, is_test_customer: pd.Series | np.ndarray) -> pd.Series:
+        """Which rows (observation dates `stamps`, test customers `is_test_customer`) belong to `part`.
+
+        Works on pandas and on Dask series alike.
+        """
+        if part == "train":
+            return (stamps < self.train_end) & ~is_test_customer
+        if part == "valid":
+            return (stamps >= self.valid_start) & (stamps < self.test_start) & ~is_test_customer
+        return (stamps >= self.test_start) & is_test_customer
+
+
+def split_dates(
+    dates: Sequence[pd.Timestamp] | np.ndarray, *, test_dates: int, valid_dates: int, embargo_days: int
+) -> SplitDates:
+    """The cut dates of an out-of-time split of labelled observation `dates` (see `out_of_time_split`).
+
+    Raises:
+        ValueError: Too few dates for the split; the message names the settings.
+    """
+    ordered = sorted(pd.Timestamp(d) for d in dates)
+    needed = test_dates + valid_dates + 1
+    if len(ordered) < needed:
+        raise ValueError(
+            f"{len(ordered)} labelled observation dates, but training.split needs at least {needed} "
+            f"(test_dates={test_dates} + valid_dates={valid_dates} + 1 to train on): use a longer history"
+        )
+    test_start = ordered[-test_dates]
+    valid_start = ordered[-(test_dates + valid_dates)]
+    train_end = min(valid_start, test_start - pd.Timedelta(days=embargo_days))
+    described = f"test_dates={test_dates}, valid_dates={valid_dates}, embargo_days={embargo_days}"
+    return SplitDates(train_end, valid_start, test_start, described)
+
+
+def check_part(part: str, rows: int, churners: int, bounds: SplitDates, test_customers: float) -> None:
+    """Refuse a part without churners and stayers.
+
+    Raises:
+        ValueError: The part is empty or holds one class; the message names the settings to change.
+    """
+    if rows == 0 or churners in (0, rows):
+        raise ValueError(
+            f"the {part} part has {rows} rows and needs churners and stayers: use more customers or days, "
+            f"or change training.split ({bounds.settings}, test_customers={test_customers})"
+        )
+
+
 def out_of_time_split(
     frame: pd.DataFrame,
     features: list[str],
@@ -113,29 +175,18 @@ def out_of_time_split(
     Raises:
         ValueError: A part would be empty; the message names the settings to change.
     """
-    dates = sorted(frame[names.EVENT_TIMESTAMP].unique())
-    needed = test_dates + valid_dates + 1
-    if len(dates) < needed:
-        raise ValueError(
-            f"{len(dates)} labelled observation dates, but training.split needs at least {needed} "
-            f"(test_dates={test_dates} + valid_dates={valid_dates} + 1 to train on): use a longer history"
-        )
-    test_start = dates[-test_dates]
-    valid_start = dates[-(test_dates + valid_dates)]
-    train_end = min(valid_start, test_start - pd.Timedelta(days=embargo_days))
+    bounds = split_dates(
+        frame[names.EVENT_TIMESTAMP].unique(), test_dates=test_dates, valid_dates=valid_dates, embargo_days=embargo_days
+    )
     ordered = frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
-    stamps = ordered[names.EVENT_TIMESTAMP]
     is_test_customer = holdout_mask(ordered[names.CUSTOMER_ID], test_customers, seed)
-    train = ordered[(stamps < train_end) & ~is_test_customer].reset_index(drop=True)
-    valid = ordered[(stamps >= valid_start) & (stamps < test_start) & ~is_test_customer].reset_index(drop=True)
-    test = ordered[(stamps >= test_start) & is_test_customer].reset_index(drop=True)
-    for part, rows in (("train", train), ("valid", valid), ("test", test)):
-        if rows.empty or rows[names.LABEL].nunique() < 2:
-            raise ValueError(
-                f"the {part} part has {len(rows)} rows and needs churners and stayers: use more customers or days, "
-                f"or change training.split (test_dates={test_dates}, valid_dates={valid_dates}, "
-                f"embargo_days={embargo_days}, test_customers={test_customers})"
-            )
+    parts = {
+        part: ordered[bounds.rows(part, ordered[names.EVENT_TIMESTAMP], is_test_customer)].reset_index(drop=True)
+        for part in PARTS
+    }
+    for part, rows in parts.items():
+        check_part(part, len(rows), int(rows[names.LABEL].sum()), bounds, test_customers)
+    train, valid, test = (parts[p] for p in PARTS)
     typed = model_frame(train, features)
     categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
     return Split(train, valid, test, tuple(features), categories)

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from core.settings import Settings
 from training.claims import reloaded
-from training.pipeline import configure_mlflow, prepare
+from training.pipeline import configure_mlflow, prepared_on_engine
 from training.tune import open_study, run_trials
 
 FINGERPRINT = "data.fingerprint"
@@ -60,22 +60,23 @@ def tune_worker(settings: Settings, study_name: str, on_trial: Callable[[int], N
     if study_name not in summaries:
         raise KeyError(f"no study '{study_name}' in {settings.optuna_uri}: start one with `churn train`")
     study = open_study(study_name, settings.optuna_uri, cfg.metric, cfg.seed, cfg.pruning)
-    prepared = prepare(settings)
-    expected = study.user_attrs.get(FINGERPRINT)
-    if expected is not None and expected != prepared.fingerprint:
-        raise StudyMismatchError(
-            f"study '{study_name}' was started on training data {expected}, this worker built {prepared.fingerprint}: "
-            "use the same config, Feast registry and data"
+    with prepared_on_engine(settings) as prepared:
+        expected = study.user_attrs.get(FINGERPRINT)
+        if expected is not None and expected != prepared.fingerprint:
+            raise StudyMismatchError(
+                f"study '{study_name}' was started on training data {expected}, this worker built "
+                f"{prepared.fingerprint}: use the same config (training.engine too), Feast registry and data"
+            )
+        ran = run_trials(
+            study,
+            prepared.split,
+            cfg,
+            storage=settings.optuna_uri,
+            total_trials=cfg.n_trials,
+            timeout_s=cfg.timeout_s,
+            on_trial=on_trial,
+            fitter=prepared.fitter,
         )
-    ran = run_trials(
-        study,
-        prepared.split,
-        cfg,
-        storage=settings.optuna_uri,
-        total_trials=cfg.n_trials,
-        timeout_s=cfg.timeout_s,
-        on_trial=on_trial,
-    )
     return WorkerResult(study_name, ran, finished_trials(reloaded(study, settings.optuna_uri)))
 
 

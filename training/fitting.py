@@ -26,7 +26,7 @@ from model.matrix import dmatrix
 from training.baselines import baseline_input, logistic_baseline, model_columns
 from training.blend import choose_tree_weight, linear_part
 from training.dataset import Split
-from training.tune import cross_fit, fit, fit_all, score
+from training.tune import Fitter, cross_fit, fit, fit_all, score
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,16 @@ def _regression_margins(split: Split, rows: pd.DataFrame, fit_rows: pd.DataFrame
     return model, np.asarray(model.decision_function(baseline_input(rows[features], numeric, categorical)))
 
 
-def final_model(params: dict[str, Any], split: Split, cfg: TrainingSettings) -> FinalModel:
+def final_model(
+    params: dict[str, Any], split: Split, cfg: TrainingSettings, fitter: Fitter | None = None
+) -> FinalModel:
     """Train the run's model with the tuned `params`, blend and calibrate it on the held-out rows.
 
     Args:
         params: The best trial's XGBoost parameters.
         split: The training set's split.
         cfg: The training settings (rounds, seed, metric, blend weights).
+        fitter: Trains the trees of an out-of-time split elsewhere (a Dask cluster); None: `fit` here.
     """
     rounds: dict[str, Any] = {
         "max_rounds": cfg.max_rounds,
@@ -112,7 +115,7 @@ def final_model(params: dict[str, Any], split: Split, cfg: TrainingSettings) -> 
         regression, _ = _regression_margins(split, holdout.iloc[:1], holdout)
         cv_trees = crossed.scores
     else:
-        booster = fit(params, split, **rounds)
+        booster = (fitter or fit)(params, split, **rounds)
         holdout = split.valid
         tree_margin = booster.predict(dmatrix(split.xy("valid")[0]), output_margin=True)
         regression, linear_margin = _regression_margins(split, holdout, split.train)

@@ -6,7 +6,8 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -32,7 +33,11 @@ from training.importance import shap_importance
 from training.metrics import evaluate
 from training.registry import GateDecision, champion_version, gate, record_and_apply
 from training.report import write_artifacts
-from training.tune import PARENT_RUN, best_of, negatives_per_positive, open_study, run_trials, score
+from training.tune import PARENT_RUN, Fitter, best_of, negatives_per_positive, open_study, run_trials, score
+
+
+class EngineError(RuntimeError):
+    """The training engine (`training.engine`) cannot run on this profile or data; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -100,16 +105,38 @@ class Prepared:
     """The training set and its split, as every tuning worker computes them."""
 
     frame: pd.DataFrame
+    """The local engine: the whole training set. The Dask engine: the rows of its newest observation
+    dates (where the monitoring reference is drawn); the rest stays on the cluster."""
     split: Split
     fingerprint: str
+    fitter: Fitter | None = None
+    """Trains the trees on the cluster (the Dask engine); None: in this process."""
+    described: dict[str, str | int] | None = None
+    """Sizes and dates of the parts, when `split.describe` does not tell them (the Dask engine)."""
+    dates: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    """The first and last labelled observation dates, when `frame` does not hold them all."""
+
+    def describe(self) -> dict[str, str | int]:
+        """Sizes and date ranges of each part, for logging."""
+        return self.described if self.described is not None else self.split.describe()
+
+    @property
+    def first_date(self) -> pd.Timestamp:
+        """The first labelled observation date."""
+        return self.dates[0] if self.dates else pd.Timestamp(self.frame[names.EVENT_TIMESTAMP].min())
+
+    @property
+    def last_date(self) -> pd.Timestamp:
+        """The last labelled observation date."""
+        return self.dates[1] if self.dates else pd.Timestamp(self.frame[names.EVENT_TIMESTAMP].max())
 
 
-def prepare(settings: Settings) -> Prepared:
-    """The labelled training set through Feast and its split: out of time, or cross-validation when
-    every label is at one observation date (a customer table without a time axis).
+def labelled(settings: Settings) -> pd.DataFrame:
+    """The labels to train on (`features/labels.parquet`, cut at `training.as_of`).
 
-    Deterministic for the same data and config, so a tuning worker on another machine builds the
-    same split (and checks the fingerprint).
+    Raises:
+        FileNotFoundError: The features were not built.
+        ValueError: No observation date has a label.
     """
     cfg = settings.training
     paths = FeaturePaths.of(settings)
@@ -123,7 +150,18 @@ def prepare(settings: Settings) -> Prepared:
         raise ValueError(
             f"no labelled observation dates{when}: generate or ingest a longer history than the label horizon"
         )
-    frame = historical_frame(open_store(settings), labels, cfg.feature_service)
+    return labels
+
+
+def prepare(settings: Settings) -> Prepared:
+    """The labelled training set through Feast and its split: out of time, or cross-validation when
+    every label is at one observation date (a customer table without a time axis).
+
+    Deterministic for the same data and config, so a tuning worker on another machine builds the
+    same split (and checks the fingerprint).
+    """
+    cfg = settings.training
+    frame = historical_frame(open_store(settings), labelled(settings), cfg.feature_service)
     features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
     if frame[names.EVENT_TIMESTAMP].nunique() == 1:  # no time axis: cross-validation
         split = cross_validation_split(
@@ -141,6 +179,22 @@ def prepare(settings: Settings) -> Prepared:
         seed=cfg.seed,
     )
     return Prepared(frame, split, fingerprint(frame))
+
+
+@contextmanager
+def prepared_on_engine(settings: Settings) -> Iterator[Prepared]:
+    """The training set on the profile's engine (`training.engine`), for the duration of the block.
+
+    local: `prepare`. dask: the training set in partitions on the cluster (`training.dask_engine`),
+    with a fitter that trains there; the cluster is closed (a local one stopped) on exit.
+    """
+    if settings.training.engine == "local":
+        yield prepare(settings)
+        return
+    from training.dask_engine import dask_training_set
+
+    with dask_training_set(settings, labelled(settings)) as (data, fitter, digest):
+        yield Prepared(data.newest, data.split, digest, fitter, data.describe(), (data.first_date, data.last_date))
 
 
 def train(
@@ -166,8 +220,20 @@ def train(
         The registered version, its metrics and the gate decision.
     """
     experiment_id = configure_mlflow(settings)
+    with prepared_on_engine(settings) as prepared:
+        return _train(settings, experiment_id, prepared, on_trial, run_workers, tags)
+
+
+def _train(
+    settings: Settings,
+    experiment_id: str,
+    prepared: Prepared,
+    on_trial: Callable[[int], None] | None,
+    run_workers: Callable[[str], Callable[[], None]] | None,
+    tags: Mapping[str, str] | None,
+) -> TrainResult:
+    """`train` on a prepared training set."""
     cfg = settings.training
-    prepared = prepare(settings)
     split, frame = prepared.split, prepared.frame
     features = list(split.features)
     client = MlflowClient(settings.mlflow_uri)
@@ -187,14 +253,15 @@ def train(
         lineage = {
             "feature_service": cfg.feature_service,
             "data.fingerprint": prepared.fingerprint,
-            "data.first_date": str(frame[names.EVENT_TIMESTAMP].min().date()),
-            "data.last_date": str(frame[names.EVENT_TIMESTAMP].max().date()),
+            "data.first_date": str(prepared.first_date.date()),
+            "data.last_date": str(prepared.last_date.date()),
+            "training.engine": cfg.engine,
             "git.commit": git_commit(),
             "optuna.study": study_name,
             **(tags or {}),
         }
         mlflow.set_tags(lineage)
-        mlflow.log_params({"n_features": len(features), **split.describe()})
+        mlflow.log_params({"n_features": len(features), **prepared.describe()})
         study = open_study(study_name, settings.optuna_uri, cfg.metric, cfg.seed, cfg.pruning)
         study.set_user_attr(PARENT_RUN, run.info.run_id)
         study.set_user_attr("data.fingerprint", prepared.fingerprint)
@@ -207,6 +274,7 @@ def train(
             total_trials=cfg.n_trials,
             timeout_s=cfg.timeout_s,
             on_trial=on_trial,
+            fitter=prepared.fitter,
         )
         if wait:
             wait()
@@ -215,7 +283,7 @@ def train(
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
-        model = final_model(result.best_params, split, cfg)
+        model = final_model(result.best_params, split, cfg, prepared.fitter)
         bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
         judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression)
         metrics = _log_evaluation(settings, split, model, judged)

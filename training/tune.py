@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import numpy as np
@@ -41,6 +41,15 @@ HEARTBEAT_ENV = "CHURN_OPTUNA_HEARTBEAT_S"
 GRACE_ENV = "CHURN_OPTUNA_GRACE_S"
 """Environment variables overriding the trial heartbeat interval and the grace period after which a
 trial whose worker stopped beating is failed (defaults: 10 s and 30 s; tests shorten them)."""
+
+
+class Fitter(Protocol):
+    """Trains the trees of an out-of-time split somewhere other than in this process (`training.dask_engine`):
+    `fit`'s contract without Optuna's pruning callback."""
+
+    def __call__(
+        self, params: dict[str, Any], split: Split, *, max_rounds: int, early_stopping_rounds: int, seed: int
+    ) -> xgb.Booster: ...
 
 
 def score(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -213,10 +222,23 @@ def open_study(name: str, storage: str, metric: str, seed: int, pruning: bool) -
 
 
 def objective(
-    split: Split, cfg: TrainingSettings, parent_run_id: str | None, on_trial: Callable[[int], None] | None = None
+    split: Split,
+    cfg: TrainingSettings,
+    parent_run_id: str | None,
+    on_trial: Callable[[int], None] | None = None,
+    fitter: Fitter | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """The Optuna objective: fit one booster, score it on the valid part (or the mean over the folds of
-    a cross-validated split), log it as an MLflow run."""
+    a cross-validated split), log it as an MLflow run.
+
+    Args:
+        split: The training split.
+        cfg: The training settings.
+        parent_run_id: The MLflow run the trial runs are nested under.
+        on_trial: Called after each trial with its number.
+        fitter: Trains the trees elsewhere (a Dask cluster); None: `fit` in this process, with
+            Optuna's pruning callback when `cfg.pruning`.
+    """
     _, y_train = split.xy("train")
     _, y_valid = split.xy("valid")
     pos_weight = negatives_per_positive(y_train)
@@ -228,7 +250,8 @@ def objective(
         tags = {"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        callbacks = [XGBoostPruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if cfg.pruning else []
+        prune = cfg.pruning and fitter is None
+        callbacks = [XGBoostPruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if prune else []
         mlflow_run = mlflow.start_run(
             run_name=f"trial-{trial.number}", tags=tags, nested=mlflow.active_run() is not None
         )
@@ -248,7 +271,9 @@ def objective(
                     folds = {f"cv_fold_{i}_{cfg.metric}": v for i, v in enumerate(crossed.scores)}
                     folds[f"cv_{cfg.metric}_std"] = float(np.std(crossed.scores))
                 else:
-                    booster = fit(params, split, **rounds, callbacks=callbacks)
+                    booster = (
+                        fitter(params, split, **rounds) if fitter else fit(params, split, **rounds, callbacks=callbacks)
+                    )
                     value = score(cfg.metric, y_valid.to_numpy(), predict(booster, split.valid))
                     best_iteration = booster.num_boosted_rounds() - 1
             except optuna.TrialPruned:
@@ -301,6 +326,7 @@ def run_trials(
     total_trials: int,
     timeout_s: float | None = None,
     on_trial: Callable[[int], None] | None = None,
+    fitter: Fitter | None = None,
 ) -> int:
     """Work on `study` until it has exactly `total_trials` finished trials (from every worker) or time runs out.
 
@@ -318,11 +344,12 @@ def run_trials(
         total_trials: Finished trials the study should reach.
         timeout_s: Start no trial after this many seconds.
         on_trial: Called after each trial of this process with its number.
+        fitter: Trains the trees elsewhere (see `objective`).
 
     Returns:
         The trials this process ran.
     """
-    run = objective(split, cfg, study.user_attrs.get(PARENT_RUN), on_trial)
+    run = objective(split, cfg, study.user_attrs.get(PARENT_RUN), on_trial, fitter)
     return work_on(
         study,
         run,

@@ -31,7 +31,8 @@ def train(
 
     With --workers N, N - 1 `churn tune-worker` processes join the study beside this one (the
     study lives in training.optuna_storage: PostgreSQL in configs/services.yaml). --as-of uses
-    only the labels known on that date (training.as_of).
+    only the labels known on that date (training.as_of). With training.engine: dask the training
+    set is read in partitions and every booster trains on a Dask cluster (training.dask).
 
     Example: churn train --trials 30 --workers 2
     """
@@ -108,6 +109,7 @@ def train_model(settings: Settings, workers: int = 1, config: Path | None = None
         The `training.pipeline` result: the registered version, its metrics and the gate's decision.
     """
     from training.distributed import start_workers
+    from training.pipeline import EngineError
     from training.pipeline import train as train_job
 
     hook = start_workers(workers - 1, config, trials) if workers > 1 else None
@@ -115,6 +117,8 @@ def train_model(settings: Settings, workers: int = 1, config: Path | None = None
         with progress() as bar:
             task = bar.add_task("optuna trials (this process)", total=settings.training.n_trials)
             return train_job(settings, on_trial=lambda _n: bar.advance(task), run_workers=hook)
+    except EngineError as exc:
+        raise fail(str(exc)) from None
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc), "run `churn features build` and `churn features apply` first") from None
 
@@ -136,10 +140,11 @@ def tune_worker(
         raise fail(f"no study '{study}' in {ctx.settings.optuna_uri}: start one with `churn train --workers 2`")
     from training.distributed import StudyMismatchError
     from training.distributed import tune_worker as run_worker
+    from training.pipeline import EngineError
 
     try:
         result = run_worker(ctx.settings, study)
-    except (KeyError, StudyMismatchError, FileNotFoundError, ValueError) as exc:
+    except (KeyError, StudyMismatchError, FileNotFoundError, ValueError, EngineError) as exc:
         raise fail(str(exc).strip("'\"")) from None
     console.print(
         f"study {result.study_name}: this worker ran {result.trials_run} trials; {result.study_finished} finished"

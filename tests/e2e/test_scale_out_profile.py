@@ -15,6 +15,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from repo_copy import copy_repository
 from services_fixtures import REPO, drop_feast_project, free_port, mlflow_server, services_settings
 from training_fixtures import churn_command, churn_env, write_config
 
@@ -118,3 +119,39 @@ def test_train_without_the_mlflow_server_says_how_to_start_it(tmp_path: Path) ->
     assert f"training.tracking_uri: nothing answers at 127.0.0.1:{port}" in output
     assert "next: run `mlflow server --backend-store-uri" in output
     assert "Traceback" not in output + proc.stderr
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_mlflow_run_records_on_the_profiles_tracking_server(
+    tracking: tuple[str, Path], postgres_url: str, redis_address: str, tmp_path: Path
+) -> None:
+    """`mlflow run` as the MLproject's header says, on the scale-out profile: the project's run is on
+    the profile's MLflow server (PostgreSQL), the entry's output in the profile's workspace."""
+    url, _ = tracking
+    settings = services_settings(
+        tmp_path / "ws", postgres_url=postgres_url, redis_address=redis_address, tracking_uri=url
+    )
+    config = write_config(settings, tmp_path / "services.yaml")
+    srv = copy_repository(tmp_path / "churn-platform")
+    command = (
+        f"PATH=$PWD/.venv/bin:$PATH MLFLOW_TRACKING_URI=$(.venv/bin/churn config tracking-uri --config {config}) "
+        f".venv/bin/mlflow run . -e generate --env-manager local -P customers=60 -P days=40 -P config={config}"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run(
+        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={home}", "sh", "-c", command],
+        cwd=srv,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "ws" / "raw" / "events.parquet").exists()
+    assert not (srv / "mlflow.db").exists() and not (srv / "mlruns").exists()
+    client = MlflowClient(url)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string="tags.`mlflow.project.entryPoint` = 'generate'")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert runs[0].data.params["config"] == str(config)

@@ -1,15 +1,21 @@
-"""The Dask training path: `xgboost.dask` on a local cluster of two worker processes matches `fit`."""
+"""The Dask training path: `xgboost.dask` on a local cluster of two worker processes matches `fit`, and
+`churn train` on the Dask engine registers a model bundle like the local engine's."""
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import optuna
 import pytest
-from training_fixtures import build_workspace
+from mlflow import MlflowClient
+from training_fixtures import build_workspace, churn_command, churn_env, settings_for, unique_name, write_config
 
 from core import names
 from core.settings import Settings
+from model.bundle import ModelBundle
+from model.champion import load_version
 from training.dask_train import dask_frames, local_cluster, train_dask
 from training.dataset import Split
 from training.pipeline import prepare
@@ -75,3 +81,41 @@ def test_dask_training_matches_single_process(workspace: Settings, split: Split)
     assert distributed.feature_names == local.feature_names == list(split.features)
     assert distributed.feature_types == local.feature_types
     assert distributed.num_boosted_rounds() == int(distributed.attr("best_iteration") or -1) + 1
+
+
+def test_churn_train_on_the_dask_engine_registers_a_servable_challenger(workspace: Settings, tmp_path: Path) -> None:
+    model = unique_name("test-dask-xgb")
+    settings = settings_for(
+        Path(workspace.workspace),
+        model_name=model,
+        n_trials=3,
+        engine="dask",
+        # A 2-worker local cluster; the training set in parts of at most 3,000 rows; 1,000 training
+        # rows sampled into the driver for the regression, BG/NBD and the class ratio.
+        dask={"scheduler": None, "workers": 2, "chunk_rows": 3_000, "local_rows": 1_000},
+    )
+    config = write_config(settings, tmp_path / "dask.yaml")
+    proc = subprocess.run(
+        churn_command("train", "--config", str(config)), env=churn_env(), capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"model {model} v1" in proc.stdout.replace("\n", "")
+
+    client = MlflowClient(settings.mlflow_uri)
+    challenger = client.get_model_version_by_alias(model, names.CHALLENGER_ALIAS)
+    assert str(challenger.version) == "1" and challenger.tags["training.engine"] == "dask"
+    run = client.get_run(str(challenger.run_id))
+    params = run.data.params
+    assert int(params["partitions"]) > 1  # read in partitions, one per Parquet part
+    assert int(params["train_rows"]) > int(params["train_rows_local"]) == 1_000
+    assert run.data.metrics["n_trials"] == 3
+    assert "test_roc_auc" in run.data.metrics and "baseline_logistic_regression_roc_auc" in run.data.metrics
+    assert not any(settings.path("training-sets").iterdir())  # the parts are removed after the run
+
+    # The registered bundle is the local engine's kind: it loads as serving loads it and scores rows.
+    registered = load_version(settings.mlflow_uri, model, "1")
+    assert isinstance(registered.bundle, ModelBundle)
+    test = prepare(workspace).split.test
+    proba = registered.bundle.probabilities(test)
+    assert len(proba) == len(test) and ((proba > 0) & (proba < 1)).all()
+    assert score("roc_auc", test[names.LABEL].to_numpy(), proba) > 0.55
