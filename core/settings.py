@@ -22,11 +22,11 @@ from core.config_sections import (
     FeatureSettings,
     GeneratorSettings,
     LabelSettings,
-    MonitoringSettings,
     ServingSettings,
     TrainingSettings,
 )
 from core.crm_settings import CrmSettings, check_playbook
+from core.monitoring_settings import MonitoringSettings
 from core.stream_settings import StreamSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"

@@ -41,7 +41,7 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report, Run
 from evidently.metrics import DriftedColumnsCount, MissingValueCount, ValueDrift
 
-from core.config_sections import DriftTests
+from core.monitoring_settings import DriftTests
 from monitoring.drift_methods import (
     MISSING_SHARE,
     ColumnTest,

@@ -44,7 +44,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from core.config_sections import DriftTests
+from core.monitoring_settings import DriftTests
 
 Kind = Literal["numeric", "categorical"]
 

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
-from core.config_sections import DriftPolicy
+from core.monitoring_settings import DriftPolicy
 from monitoring.summary import Decision, FeatureDrift, MonitorSummary, Performance, PredictionDrift, Status
 
 _WINDOW = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")

@@ -11,7 +11,7 @@ import pytest
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import ValueDrift
 
-from core.config_sections import DriftTests
+from core.monitoring_settings import DriftTests
 from monitoring.drift import DriftResult, Engine, drift_report, read_columns
 from monitoring.drift_methods import CONSTANT_REFERENCE_METHOD, MISSING_SHARE, ColumnTest, choose_tests, is_drifted
 from monitoring.summary import ColumnResult, PredictionDrift

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config_sections import DriftTests
+from core.monitoring_settings import DriftTests
 from monitoring import evidently_adapter
 from monitoring.drift import drift_report
 from monitoring.drift_methods import METHODS

@@ -24,7 +24,7 @@ from sklearn.metrics import log_loss
 from test_monitoring_index import START, column, summary
 
 from core import names
-from core.config_sections import DriftTests
+from core.monitoring_settings import DriftTests
 from core.settings import Settings, parse_settings
 from monitoring.current import Window
 from monitoring.drift import drift_report, read_columns

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from core.config_sections import DriftPolicy
+from core.monitoring_settings import DriftPolicy
 from monitoring.policy import decide, fired_rules, parse_window, status_of
 from monitoring.summary import (
     Decision,
