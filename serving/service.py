@@ -304,12 +304,11 @@ class ChurnService:
             ctx.response.status_code = 503
             return json_answers([{"error": "no ingested data to add events to: run `churn data ingest` first"}])
         try:
-            frame = self.stream.validate(events)
+            outcome = await self._blocking(self.stream.apply, events)
         except EventsRefused as exc:
             ctx.response.status_code = 400
             body = pydantic_core.to_json({"error": str(exc), "reasons": exc.reasons})
             return Response(body, media_type="application/json", status_code=400)
-        outcome = await self._blocking(self.stream.process, frame)
         return Response(
             pydantic_core.to_json(
                 {
