@@ -205,3 +205,26 @@ def test_a_killed_consumer_restarted_loses_nothing_and_counts_nothing_twice(
     assert len(log.events_of([cid]).query("event_type == 'complaint'")) >= count
     assert _complaints(settings, cid) == before + count
     assert _pending(settings, client) == 0
+
+
+def test_readyz_says_why_while_the_consumer_lags(profile: tuple[Settings, Any], tmp_path: Path) -> None:
+    import httpx
+
+    from churn.cli.common import Context
+    from churn.server import running_service
+
+    settings, client = profile
+    settings = settings.model_copy(update={"stream": settings.stream.model_copy(update={"max_lag_s": 1.0})})
+    config = write_config(settings, tmp_path / "served.yaml")
+    prefix = uuid.uuid4().hex[:8]
+    with running_service(Context(settings, config), timeout_s=180) as url:
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200  # nothing to consume yet
+        consumer = _consumer(settings, client)
+        consumer.ensure_group()
+        client.xadd(settings.stream.events_stream, {"event": json.dumps(_events(_customer(settings, 3), prefix, 1)[0])})
+        time.sleep(1.5)
+        behind = httpx.get(f"{url}/readyz", timeout=10)
+        assert behind.status_code == 503
+        assert "behind" in behind.text and "churn stream" in behind.text and "1 not yet read" in behind.text
+        assert consumer.run(max_entries=1).accepted == 1
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
