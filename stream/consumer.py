@@ -3,9 +3,10 @@
 At least once, never counted twice: entries are read in a consumer group (XREADGROUP) in batches
 of `stream.max_batch`, applied through `StreamProcessor.apply` (the path of POST /events) and
 acknowledged (XACK) only after the update is stored. On start the consumer first re-reads its own
-pending entries (read but not acknowledged when it last stopped or was killed), then new ones; an
-event taken before is skipped by the event-id store. An entry that cannot be taken (not JSON, or
-an event breaking the contract) is written to the dead-letter file with its reason and
+pending entries (read but not acknowledged when it last stopped or was killed), then new ones, and
+takes over (XAUTOCLAIM) entries another consumer left pending longer than `stream.claim_idle_s`;
+an event taken before is skipped by the event-id store. An entry that cannot be taken (not JSON,
+or an event breaking the contract) is written to the dead-letter file with its reason and
 acknowledged, so it never blocks the stream.
 """
 
@@ -15,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,7 @@ class Consumer:
         self.group = group or cfg.group
         self.max_batch = cfg.max_batch
         self.block_ms = max(cfg.batch_wait_ms, 1)
+        self.claim_idle_s = cfg.claim_idle_s
         self.totals = Totals()
         self.stopping = threading.Event()
 
@@ -97,9 +100,14 @@ class Consumer:
         """
         self.ensure_group()
         start = "0"  # this consumer's pending entries, until none are left
+        next_claim = 0.0
         while not self.stopping.is_set():
             if max_entries is not None and self.totals.entries >= max_entries:
                 break
+            if time.monotonic() >= next_claim:
+                next_claim = time.monotonic() + self.claim_idle_s
+                if self.claim():
+                    start = "0"  # claimed entries are this consumer's pending ones now
             block = None if start == "0" else self.block_ms
             reply = self.client.xreadgroup(
                 self.group, self.consumer, {self.stream: start}, count=self.max_batch, block=block
@@ -112,6 +120,27 @@ class Consumer:
             if on_batch is not None:
                 on_batch(self.totals)
         return self.totals
+
+    def claim(self) -> int:
+        """Take over entries other consumers left pending longer than `stream.claim_idle_s`; how many."""
+        claimed = 0
+        cursor = "0-0"
+        while True:
+            reply = self.client.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=int(self.claim_idle_s * 1000),
+                start_id=cursor,
+                count=self.max_batch,
+            )  # [next cursor, claimed entries, deleted ids]; redis-py drops the cursor with justid
+            cursor = _text(reply[0])
+            claimed += len(reply[1])
+            if cursor == "0-0":
+                break
+        if claimed:
+            log.info("claimed %d entries other consumers left pending", claimed)
+        return claimed
 
     def stop(self) -> None:
         """Finish the batch at hand, then return from `run`."""

@@ -207,6 +207,26 @@ def test_a_killed_consumer_restarted_loses_nothing_and_counts_nothing_twice(
     assert _pending(settings, client) == 0
 
 
+def test_entries_a_dead_consumer_left_pending_are_claimed(profile: tuple[Settings, Any]) -> None:
+    settings, client = profile
+    settings = settings.model_copy(update={"stream": settings.stream.model_copy(update={"claim_idle_s": 0.2})})
+    cid = _customer(settings, 4)
+    prefix = uuid.uuid4().hex[:8]
+    stream, group = settings.stream.events_stream, settings.stream.group
+    for event in _events(cid, prefix, 3):
+        client.xadd(stream, {"event": json.dumps(event)})
+    consumer = _consumer(settings, client, "survivor")
+    consumer.ensure_group()
+    client.xreadgroup(group, "died", {stream: ">"}, count=3)  # read, never acknowledged
+    time.sleep(0.3)
+
+    totals = consumer.run(max_entries=3)
+
+    assert (totals.entries, totals.accepted) == (3, 3)
+    assert sorted(_logged(settings, prefix)[names.EVENT_ID]) == [f"{prefix}-{i}" for i in range(3)]
+    assert _pending(settings, client) == 0
+
+
 def test_readyz_says_why_while_the_consumer_lags(profile: tuple[Settings, Any], tmp_path: Path) -> None:
     import httpx
 
