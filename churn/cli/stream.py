@@ -40,7 +40,8 @@ def stream(
     if not settings.stream.redis_url:
         raise fail(
             "stream.redis_url is not set: `churn stream` reads a Redis stream (services profile)",
-            "set stream.redis_url (e.g. redis://127.0.0.1:6379/0) in your config, or push events to POST /events",
+            "set stream.redis_url (e.g. redis://127.0.0.1:6379/0) in your config and run `churn stream` again,"
+            " or push events to the service's POST /events",
         )
     import redis
 
@@ -60,15 +61,14 @@ def stream(
 
     store = open_store(settings)
     try:
-        scorer: OnlineScorer | None = OnlineScorer(settings, store)
+        processor = open_processor(settings, store, None, redis=client)
+    except FileNotFoundError as exc:
+        raise fail(str(exc), "run `churn data ingest`, then `churn stream` again") from None
+    try:
+        processor.scorer = OnlineScorer(settings, store)
     except NoChampionError as exc:
         log.warning("no alerts, features only: %s", exc)
         console.print(f"[yellow]no champion, so no scores or alerts:[/] {exc}", soft_wrap=True)
-        scorer = None
-    try:
-        processor = open_processor(settings, store, scorer, redis=client)
-    except FileNotFoundError as exc:
-        raise fail(str(exc), "run `churn data ingest`, then `churn stream` again") from None
     processor.start_refresh()
     worker = Consumer(client, processor, settings.path(settings.stream.dead_letter), consumer or socket.gethostname())
 
