@@ -22,6 +22,12 @@ class StreamSettings(_Frozen):
     """The Redis stream alerts are added to (services profile); None: webhook only."""
     group: str = "churn-stream"
     """The consumer group: each event goes to one consumer and is acknowledged after it is stored."""
+    dead_letter: str = "stream/dead_letter.jsonl"
+    """Where `churn stream` writes each entry it could not take (one JSON object a line, with the
+    reason); the entry is acknowledged, so a bad one never blocks the stream."""
+    claim_idle_s: float = Field(60.0, gt=0)
+    """`churn stream` takes over (XAUTOCLAIM) entries another consumer of the group read and left
+    unacknowledged this long (a consumer that died and was not restarted under its name)."""
     max_batch: int = Field(200, gt=0)
     """Events read and processed together (one feature computation for the customers they touch)."""
     batch_wait_ms: int = Field(50, ge=0)

@@ -163,11 +163,38 @@ class ChurnService:
         )
         """The champion and the reader of its feature service, swapped together by a hot reload."""
         self.prediction_log = PredictionLog(self.settings.path(self.settings.serving.prediction_log_dir))
+        self.redis = self._open_redis()
+        """The services profile's Redis (`stream.redis_url`), or None: stream state and /readyz's lag."""
         self.stream = self._open_stream()
         self._stop = threading.Event()
         self._reloader = threading.Thread(target=self._watch_champion, name="champion-reload", daemon=True)
         self._reloader.start()
         settle_heap()
+
+    def _open_redis(self) -> Any:  # noqa: ANN401  (a redis.Redis)
+        """A client of `stream.redis_url` (None in the embedded default)."""
+        if not self.settings.stream.redis_url:
+            return None
+        import redis
+
+        return redis.Redis.from_url(self.settings.stream.redis_url, socket_timeout=2)
+
+    async def __is_ready__(self) -> bool:
+        """BentoML's /readyz: 503, with the reason, while `churn stream` is more than `stream.max_lag_s` behind."""
+        if self.redis is None:
+            return True
+        from starlette.exceptions import HTTPException
+
+        from stream.lag import lag_problem
+
+        cfg = self.settings.stream
+        try:
+            problem = await asyncio.to_thread(lag_problem, self.redis, cfg.events_stream, cfg.group, cfg.max_lag_s)
+        except Exception as exc:  # noqa: BLE001  (Redis down or refusing: not ready, and why)
+            problem = f"Redis at {cfg.redis_url} does not answer: {exc}"
+        if problem is not None:
+            raise HTTPException(status_code=503, detail=problem)
+        return True
 
     def _open_stream(self) -> StreamProcessor | None:
         """The real-time path behind POST /events (None, and /events answers 503, without ingested data)."""
@@ -176,7 +203,10 @@ class ChurnService:
 
         try:
             processor = open_processor(
-                self.settings, self.store, lambda ids: answers_for(self.settings, *self.serving, ids)
+                self.settings,
+                self.store,
+                lambda ids: answers_for(self.settings, *self.serving, ids),
+                redis=self.redis,
             )
         except FileNotFoundError as exc:
             log.warning("POST /events is off: %s", exc)
@@ -304,12 +334,11 @@ class ChurnService:
             ctx.response.status_code = 503
             return json_answers([{"error": "no ingested data to add events to: run `churn data ingest` first"}])
         try:
-            frame = self.stream.validate(events)
+            outcome = await self._blocking(self.stream.apply, events)
         except EventsRefused as exc:
             ctx.response.status_code = 400
             body = pydantic_core.to_json({"error": str(exc), "reasons": exc.reasons})
             return Response(body, media_type="application/json", status_code=400)
-        outcome = await self._blocking(self.stream.process, frame)
         return Response(
             pydantic_core.to_json(
                 {

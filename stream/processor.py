@@ -73,6 +73,14 @@ class StreamProcessor:
         """Pushed events as contract rows; see `stream.intake.contract_events` (raises EventsRefused)."""
         return contract_events(records, self.settings.data.events, self.online.known)
 
+    def apply(self, records: Sequence[Any]) -> Outcome:
+        """Validate pushed events and process them: the one path of POST /events and `churn stream`.
+
+        Raises:
+            EventsRefused: An event is malformed or breaks the contract; nothing of the batch is kept.
+        """
+        return self.process(self.validate(records))
+
     def start_refresh(self) -> None:
         """Compute the rank population now, then again every `stream.population_refresh_s` on a thread."""
         self.online.refresh_population(self.clock())

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from churn.cli import campaigns, config, data, features, monitoring, quickstart, scoring, training, workspace
+from churn.cli import campaigns, config, data, features, monitoring, quickstart, scoring, stream, training, workspace
 from churn.cli.common import console, report_unexpected
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def _options(
 
 
 # Added without a name, a module's commands are top-level commands, listed in this order.
-for commands in (training.app, scoring.app, monitoring.app, quickstart.app):
+for commands in (training.app, scoring.app, monitoring.app, stream.app, quickstart.app):
     app.add_typer(commands)
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
