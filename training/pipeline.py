@@ -161,7 +161,8 @@ def prepare(settings: Settings) -> Prepared:
     same split (and checks the fingerprint).
     """
     cfg = settings.training
-    frame = historical_frame(open_store(settings), labelled(settings), cfg.feature_service)
+    labels = labelled(settings)  # first: without a feature build, fail before the Feast store is opened (and created)
+    frame = historical_frame(open_store(settings), labels, cfg.feature_service)
     features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
     if frame[names.EVENT_TIMESTAMP].nunique() == 1:  # no time axis: cross-validation
         split = cross_validation_split(

@@ -37,6 +37,9 @@ SERVICE_ENVS = {
     "CHURN_FEAST_REGISTRY",
     "CHURN_FEAST_ONLINE_STORE",
     "CHURN_API_KEY",
+    "CHURN_STREAM_REDIS_URL",
+    "CHURN_WEBHOOK_URL",
+    "CHURN_WEBHOOK_SECRET",
 }
 """The variables the service reads at start (core.settings.ENV_OVERRIDES and CHURN_CONFIG)."""
 
@@ -99,8 +102,11 @@ def test_make_bento_from_a_fresh_copy_packs_the_service(tmp_path: Path) -> None:
     assert {r["name"]: r["route"] for r in schema["routes"]} == {
         "score": "/score",
         "score_features": "/score_features",
+        "events": "/events",
     }
-    assert schema["routes"][0]["input"]["required"] == ["customer_ids"]
+    routes = {r["name"]: r for r in schema["routes"]}
+    assert routes["score"]["input"]["required"] == ["customer_ids"]
+    assert routes["events"]["input"]["required"] == ["events"]
     assert schema["paths"]["/model"] == {"mounted": True}
     assert {e["name"] for e in bento["envs"]} >= SERVICE_ENVS
 
@@ -108,7 +114,7 @@ def test_make_bento_from_a_fresh_copy_packs_the_service(tmp_path: Path) -> None:
     home = tmp_path / "bentoml" / "bentos" / tag.replace(":", "/")
     src = home / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
-    for needed in ("serving/service.py", "serving/guard.py", "model/matrix.py", "core/settings.py"):
+    for needed in ("serving/service.py", "serving/guard.py", "stream/online.py", "model/matrix.py", "core/settings.py"):
         assert needed in files
     assert "configs/default.yaml" in files
     assert {f.split("/")[0] for f in files} <= {*PACKAGES, "configs", "bentofile.yaml", "pyproject.toml"}
