@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
-from pandera.errors import SchemaErrors
 
 from core import names
 from core.config_sections import ActionsSource
@@ -30,6 +29,7 @@ from features.contract.fields import STRING, UTC_NS, ContractError, ValidationRe
 from features.contract.parsing import _instants, _numbers, _resolve_columns, _text, _with_range_index
 from features.contract.reasons import quarantine_frame
 from features.contract.schemas import later_duplicates
+from features.contract.split import failure_masks
 
 MISSING_CUSTOMER_ID = "missing_customer_id"
 MISSING_ACTION = "missing_action"
@@ -141,7 +141,8 @@ def split_actions(
         index=raw.index,
     )
     masks = dict(unparseable)
-    for reason, mask in _failures(actions_schema(customers, actions, start, end), clean).items():
+    schema = actions_schema(customers, actions, start, end)
+    for reason, mask in failure_masks(schema, clean, len(clean), named=_NAMED, not_null=_NOT_NULL, unique={}).items():
         masks[reason] = mask | masks.get(reason, False)
     bad = np.logical_or.reduce([np.zeros(len(raw), dtype=bool), *masks.values()])
     duplicate = np.zeros(len(raw), dtype=bool)
@@ -166,32 +167,6 @@ def split_actions(
         counts[reason] = len(pos)
     valid = clean[~assigned].reset_index(drop=True)
     return ValidationResult(valid=valid, quarantined=quarantine_frame(raw, positions, reasons), counts=counts)
-
-
-def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Reason kind -> rows failing it, from pandera's failure cases (validated lazily)."""
-    try:
-        schema.validate(frame, lazy=True)
-    except SchemaErrors as exc:
-        cases = exc.failure_cases.reset_index(drop=True)
-    else:
-        return {}
-    check = cases["check"].astype(str)
-    column = cases["column"].astype(str)
-    kind = check.where(check.isin(_NAMED))
-    not_null = check == "not_nullable"
-    kind[not_null] = column[not_null].map(_NOT_NULL)
-    unmapped = kind.isna() | cases["index"].isna()
-    if unmapped.any():
-        # A dtype or column failure means the parser produced something off-contract: a bug.
-        raise RuntimeError(f"actions: failures that are not row reasons:\n{cases[unmapped].head(20)}")
-    rows = cases["index"].to_numpy(dtype=np.int64)
-    masks: dict[str, np.ndarray] = {}
-    for reason in kind.unique():
-        mask = np.zeros(len(frame), dtype=bool)
-        mask[rows[(kind == reason).to_numpy()]] = True
-        masks[str(reason)] = mask
-    return masks
 
 
 def _describe(

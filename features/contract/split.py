@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -114,7 +116,7 @@ def split_valid(
 
 def _find_bad_rows(parsed: Parsed, schema: pa.DataFrameSchema) -> dict[str, np.ndarray]:
     n = len(parsed.frame)
-    checked = _failures(schema, parsed.frame, n)
+    checked = failure_masks(schema, parsed.frame, n)
     duplicates = {k: checked.pop(k) for k in _DUPLICATE_KINDS & checked.keys()}
     masks = dict(parsed.unparseable)
     for reason, mask in checked.items():
@@ -134,15 +136,25 @@ def _find_bad_rows(parsed: Parsed, schema: pa.DataFrameSchema) -> dict[str, np.n
         # Judge duplicates among the good rows only, so a later good copy is kept rather than
         # every copy lost.
         good = ~np.logical_or.reduce([np.zeros(n, dtype=bool), *masks.values()])
-        duplicates = _failures(duplicates_schema(schema), parsed.frame[good], n)
+        duplicates = failure_masks(duplicates_schema(schema), parsed.frame[good], n)
     masks.update(duplicates)
     return masks
 
 
-def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame, n: int) -> dict[str, np.ndarray]:
+def failure_masks(
+    schema: pa.DataFrameSchema,
+    frame: pd.DataFrame,
+    n: int,
+    *,
+    named: Collection[str] = _NAMED_CHECKS,
+    not_null: Mapping[str, str] = _NOT_NULL_KINDS,
+    unique: Mapping[str, str] = _UNIQUE_KINDS,
+) -> dict[str, np.ndarray]:
     """Run pandera lazily; map its failure cases to reason kind -> mask over the `n` source rows.
 
-    `frame` may be a subset of the rows: its index labels are source row positions.
+    `frame` may be a subset of the rows: its index labels are source row positions. A failed check
+    whose error is in `named` is its own reason; a null or a repeat in a column is the reason
+    `not_null` or `unique` gives that column. Any other failure is a bug of the parser (RuntimeError).
     """
     try:
         schema.validate(frame, lazy=True, inplace=True)
@@ -152,11 +164,11 @@ def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame, n: int) -> dict[s
         return {}
     check = cases["check"].astype(str)
     column = cases["column"].astype(str)
-    kind = check.where(check.isin(_NAMED_CHECKS))
-    not_null = check == "not_nullable"
-    kind[not_null] = column[not_null].map(_NOT_NULL_KINDS)
-    unique = check == "field_uniqueness"
-    kind[unique] = column[unique].map(_UNIQUE_KINDS)
+    kind = check.where(check.isin(list(named)))
+    nulls = check == "not_nullable"
+    kind[nulls] = column[nulls].map(not_null)
+    repeats = check == "field_uniqueness"
+    kind[repeats] = column[repeats].map(unique)
     unmapped = kind.isna() | cases["index"].isna()
     if unmapped.any():
         # A dtype or column failure means the parser produced something off-contract: a bug.
