@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from feast import FeatureStore
+from services_fixtures import drop_feast_project
 
 from core import names
 from core.io import write_atomic_parquet
@@ -141,19 +142,7 @@ def test_services_profile_postgres_registry_and_redis(tmp_path: Path, postgres_u
         assert not (tmp_path / "feast/registry.db").exists()
         assert open_store(settings).get_feature_service(names.FEATURE_SERVICE).name == names.FEATURE_SERVICE
     finally:
-        store = open_store(settings)
-        # Not store.teardown(): in Feast 0.67 it deletes every project of the (shared) registry.
-        provider = store._get_provider()
-        provider.teardown_infra(project, store.list_feature_views(), store.list_entities())
-        registry = store.registry
-        for fs in registry.list_feature_services(project):
-            registry.delete_feature_service(fs.name, project, commit=True)
-        for fv in registry.list_feature_views(project):
-            registry.delete_feature_view(fv.name, project, commit=True)
-        for ent in registry.list_entities(project):
-            registry.delete_entity(ent.name, project, commit=True)
-        for src in registry.list_data_sources(project):
-            registry.delete_data_source(src.name, project, commit=True)
+        drop_feast_project(settings)
 
 
 def test_default_config_is_embedded() -> None:
