@@ -102,7 +102,8 @@ def quickstart(
     step(
         "monitor",
         f"drift status {monitored.summary.status} ({monitored.summary.features.drifted_columns}/"
-        f"{monitored.summary.features.n_columns} features drifted)",
+        f"{monitored.summary.features.n_columns} features drifted; "
+        f"{len(monitored.summary.features.untested)} cumulative not tested)",
     )
 
     alerts = champion_alerts(settings, None, settings.serving.batch_reasons_top)
