@@ -18,7 +18,7 @@ import pandas as pd
 import xgboost as xgb
 
 from core.config_sections import ServingSettings
-from model import treeshap
+from model import saabas, treeshap
 from model.calibration import calibrate
 from model.champion import RegisteredModel
 from model.linear import CompiledLinear, LinearPart, blend_margin, sigmoid
@@ -110,6 +110,11 @@ class Predictor:
         self._shap = treeshap.build(booster) if explainer != "approx" else None
         """Exact TreeSHAP by table lookup; None (XGBoost's `pred_contribs` then) for a model the tables
         do not cover, or a predictor made to approximate."""
+        self._saabas = saabas.build(booster) if explainer != "shap" else None
+        """XGBoost's approximation from flat trees and a compiled walk; None (XGBoost then) for a model
+        they do not cover, or a predictor made to explain exactly."""
+        if self._saabas is not None:  # compile now (or load the compiled walk), not in the first big call
+            saabas.contributions(self._saabas, np.full((1, len(self.features)), np.nan, dtype=np.float32))
         if self._shap is None and explainer != "approx":
             log.warning(
                 "model v%s: exact SHAP uses XGBoost's pred_contribs (several times slower): the TreeSHAP "
@@ -254,12 +259,14 @@ class Predictor:
     def _contributions(self, array: np.ndarray, method: Method, matrix: xgb.DMatrix | None = None) -> np.ndarray:
         """Per row of `_array` rows, one contribution per feature (by `method`), then the bias term.
 
-        Exact TreeSHAP comes from the tables when the model has them (float64, XGBoost's numbers up
-        to float32 rounding), else from XGBoost (float32), as the approximation does, on `matrix`
-        (`array`'s DMatrix, when the caller has built it) or a DMatrix built here.
+        Exact TreeSHAP comes from the tables and the approximation from the flat trees when the
+        model has them (float64, XGBoost's numbers up to float rounding), else from XGBoost
+        (float32), on `matrix` (`array`'s DMatrix, when the caller has built it) or a DMatrix built here.
         """
         if method == "shap" and self._shap is not None:
             trees = treeshap.contributions(self._shap, array)
+        elif method == "approx" and self._saabas is not None:
+            trees = saabas.contributions(self._saabas, array)
         else:
             matrix = matrix if matrix is not None else self._dmatrix(array)
             trees = np.asarray(

@@ -98,11 +98,9 @@ def test_probability_is_the_sigmoid_of_the_contributions(booster: xgb.Booster, e
     outputs = predictor.model_outputs(rows)
     matrix = predictor.matrix(rows)
     full = booster.predict(matrix, pred_contribs=True, approx_contribs=explainer == "approx")
-    if explainer == "approx":
-        np.testing.assert_array_equal(outputs[:, 1:], full[:, :-1])
-    else:  # exact TreeSHAP from the predictor's tables: XGBoost's numbers up to float32 rounding
-        assert predictor._shap is not None
-        np.testing.assert_allclose(outputs[:, 1:], full[:, :-1], rtol=1e-5, atol=2e-6)
+    # From the predictor's tables (exact) or flat trees (approx): XGBoost's numbers up to float32 rounding.
+    assert (predictor._shap if explainer == "shap" else predictor._saabas) is not None
+    np.testing.assert_allclose(outputs[:, 1:], full[:, :-1], rtol=1e-5, atol=2e-6)
     margin = outputs[:, 1:].sum(axis=1, dtype=np.float64) + full[:, -1]
     np.testing.assert_allclose(outputs[:, 0], 1 / (1 + np.exp(-margin)), rtol=1e-6)
     np.testing.assert_allclose(outputs[:, 0], booster.predict(matrix), rtol=1e-5, atol=3e-7)
@@ -350,15 +348,18 @@ def test_reasons_match_the_row_by_row_version(booster: xgb.Booster, top: int) ->
 
 
 def test_a_few_rows_score_on_one_thread_as_on_all(booster: xgb.Booster) -> None:
-    # XGBoost's own calls (approximate contributions, probabilities; exact SHAP uses tables instead).
+    # XGBoost's own calls (approximate contributions, probabilities; the predictor's tables and flat
+    # trees are switched off here).
     rows = frame(40, seed=9).drop(columns="label")
     predictor = Predictor(booster, "1", top_reasons=3, explainer="approx")
+    predictor._saabas = None  # XGBoost's own approximation
     few = rows.head(ONE_THREAD_ROWS)
     assert predictor._booster(predictor.matrix(few)) is not predictor.booster  # the one-thread copy
     assert predictor._booster(predictor.matrix(rows)) is predictor.booster
     # The same numbers, bit for bit, as the multi-threaded booster gives the same rows.
     all_threads = Predictor(booster, "1", top_reasons=3, explainer="approx")
     all_threads._one_thread = booster
+    all_threads._saabas = None
     for contributions in (True, False):
         np.testing.assert_array_equal(
             predictor.model_outputs(few, contributions), all_threads.model_outputs(few, contributions)
