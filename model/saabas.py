@@ -214,7 +214,14 @@ def _walk(
 
 @functools.cache
 def _kernel() -> Callable[..., Any]:
-    """`_walk` compiled (numba, cached on disk), on first use: importing this module compiles nothing."""
+    """`_walk` compiled (numba), on first use: importing this module compiles nothing.
+
+    Compiled code is cached on disk (beside this module, or in the user's cache folder); where
+    neither can be written, numba refuses to cache and the loop is compiled in each process.
+    """
     import numba
 
-    return numba.njit(cache=True, nogil=True)(_walk)
+    try:
+        return numba.njit(cache=True, nogil=True)(_walk)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(_walk)
