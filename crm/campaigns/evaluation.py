@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -111,8 +112,12 @@ def evaluate_campaign(
     }
 
 
-def labels_at(settings: Settings, as_of: dt.date) -> pd.DataFrame:
-    """The labels at one observation date (customer_id, churned).
+def labels_at(settings: Settings, as_of: dt.date, customers: Sequence[str] | None = None) -> pd.DataFrame:
+    """The labels at one date (customer_id, churned).
+
+    The feature build's labels when `as_of` is on the observation grid (a batch campaign's as-of
+    date); else, for `customers` (a real-time campaign's day), labels computed the same way from
+    the ingested data, once the horizon after `as_of` lies within it.
 
     Raises:
         FileNotFoundError: No feature build yet.
@@ -123,6 +128,8 @@ def labels_at(settings: Settings, as_of: dt.date) -> pd.DataFrame:
         raise FileNotFoundError(f"{path} does not exist: run `churn features build` first")
     stamp = pd.Timestamp(as_of, tz="UTC")
     labels = pd.read_parquet(path, filters=[(names.EVENT_TIMESTAMP, "==", stamp)])
+    if labels.empty and customers is not None:
+        labels = _labels_from_data(settings, stamp, customers)
     if labels.empty:
         newest = pd.read_parquet(path, columns=[names.EVENT_TIMESTAMP])[names.EVENT_TIMESTAMP].max()
         known = f"the newest labelled date is {newest:%Y-%m-%d}" if pd.notna(newest) else "no date is labelled yet"
@@ -132,6 +139,27 @@ def labels_at(settings: Settings, as_of: dt.date) -> pd.DataFrame:
             f"not passed in the data ({known})"
         )
     return labels
+
+
+def _labels_from_data(settings: Settings, stamp: pd.Timestamp, customers: Sequence[str]) -> pd.DataFrame:
+    """Labels of `customers` at `stamp` from the ingested customers and events (empty before the horizon passed)."""
+    from features.labels import compute_labels
+    from features.snapshots.inputs import event_day_range
+
+    paths = FeaturePaths.of(settings)
+    if not (paths.clean_events.exists() and paths.clean_customers.exists()):
+        return pd.DataFrame(columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL])
+    keys = pd.DataFrame({names.CUSTOMER_ID: [str(c) for c in customers]}).assign(**{names.EVENT_TIMESTAMP: stamp})
+    clean = pd.read_parquet(paths.clean_customers).astype({names.CUSTOMER_ID: str})
+    return compute_labels(
+        keys[keys[names.CUSTOMER_ID].isin(set(clean[names.CUSTOMER_ID]))],
+        clean,
+        paths.clean_events,
+        kind=settings.labels.kind,
+        horizon_days=settings.labels.horizon_days,
+        last_event_day=event_day_range(paths.clean_events)[1],
+        activity_event_types=settings.labels.activity_event_types,
+    )
 
 
 def evaluate(settings: Settings, campaign_id: str, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
@@ -146,7 +174,7 @@ def evaluate(settings: Settings, campaign_id: str, level: float = 0.95, seed: in
 
     record = read_record(settings, campaign_id)
     assignments = read_assignments(settings, campaign_id)
-    labels = labels_at(settings, dt.date.fromisoformat(record["as_of"]))
+    labels = labels_at(settings, dt.date.fromisoformat(record["as_of"]), assignments[names.CUSTOMER_ID].astype(str))
     rows = campaign_rows(assignments, labels, read_actions(settings, campaign_id))
     evaluation = evaluate_campaign(record, rows, missing=len(assignments) - len(rows), level=level, seed=seed)
     evaluation["evaluated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
