@@ -166,13 +166,18 @@ def simulate_cycles(
     root = campaigns_root(settings)
     for k, as_of in enumerate(dates):
         alerts, features = champion_scored(settings, as_of, 0)
+        # The snapshot predates the earlier campaigns' outcomes: a customer one of them drove away
+        # before this as-of date has left and is not in this campaign.
+        customers = pd.read_parquet(customers_path)
+        churn = pd.to_datetime(customers.set_index(customers[names.CUSTOMER_ID].astype(str))[names.CHURN_DATE])
+        gone = set(churn[churn < pd.Timestamp(as_of)].index)
+        alerts = alerts[~alerts[names.CUSTOMER_ID].astype(str).isin(gone)].reset_index(drop=True)
         planned, record = record_campaign(settings, alerts, features, root / f"alerts-{as_of}.csv", None)
         if record is None:
             raise fail(f"nobody was scored as of {as_of}")
         campaign = record["campaign_id"]
         alerted = planned[planned[GROUP].notna()]
         costs = dict(zip(alerted[names.ACTION], alerted[UNIT_COST], strict=False))
-        customers = pd.read_parquet(customers_path)
         sim = simulate_campaign(
             alerted,
             customers,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 from core import names
 from core.settings import Settings
 from crm.campaigns.effects import CHURNED, COLUMNS, COST, TREATED, VALUE, effects_by, pooled
-from crm.campaigns.plan import GROUP, TREATMENT, UNIT_COST
+from crm.campaigns.plan import CONFIGURED, GROUP, MEASURED, TREATMENT, UNIT_COST
 from crm.campaigns.store import (
     EVALUATION,
     campaign_folder,
@@ -219,4 +220,49 @@ def measured_success(settings: Settings) -> dict[str, float]:
     return {str(a): float(min(r, 1.0)) for a, r in zip(table.loc[ok, ACTION], table.loc[ok, "relative"], strict=True)}
 
 
-__all__ = ["VALUE", "OutcomeNotKnownError", "evaluate", "measured_success"]
+@dataclass(frozen=True)
+class Success:
+    """The success rate (share of contacted would-be churners kept) training's profit threshold uses."""
+
+    value: float
+    source: str
+    """`measured` or `configured`."""
+    note: str
+    """One line for the training report: the value, where it comes from, what it replaced."""
+
+
+def retention_success(settings: Settings) -> Success:
+    """The measured success of the campaigns' actions once there is one, else `training.retention_success`.
+
+    Measured: the relative intent-to-treat effect of every action together (each evaluated
+    campaign's overall cell), pooled over the evaluated campaigns, once their treatment and control
+    arms each hold `crm.campaigns.min_arm_customers` customers; capped at 1. It may be negative
+    (the campaigns drove customers away): then no threshold earns anything and training says so.
+    """
+    configured = settings.training.retention_success
+    evaluations = [e for e in read_evaluations(settings) if e.get("overall")]
+    if evaluations:
+        cells = pd.DataFrame([{**e["overall"], ACTION: ALL, "campaign_id": e["campaign_id"]} for e in evaluations])
+        for column in COLUMNS:
+            cells[column] = pd.to_numeric(cells[column], errors="coerce")
+        row = pooled(cells, ACTION).iloc[0]
+        enough = settings.crm.campaigns.min_arm_customers
+        if row["treatment_n"] >= enough and row["control_n"] >= enough and pd.notna(row["relative"]):
+            value = float(min(row["relative"], 1.0))
+            return Success(
+                value,
+                MEASURED,
+                f"measured {value:.2f}: the pooled relative churn reduction (intent to treat) of "
+                f"{len(evaluations)} evaluated campaign(s), {row['treatment_n']:,.0f} treatment / "
+                f"{row['control_n']:,.0f} control customers, 95% interval [{row['relative_low']:.2f}, "
+                f"{row['relative_high']:.2f}], in place of training.retention_success {configured:.2f}",
+            )
+    return Success(
+        configured,
+        CONFIGURED,
+        f"configured {configured:.2f} (training.retention_success): no evaluated campaign has "
+        f"{settings.crm.campaigns.min_arm_customers:,} customers in each arm yet",
+    )
+
+
+__all__ = ["VALUE", "OutcomeNotKnownError", "Success", "evaluate", "measured_success", "retention_success"]
