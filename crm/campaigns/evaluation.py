@@ -236,8 +236,9 @@ def retention_success(settings: Settings) -> Success:
 
     Measured: the relative intent-to-treat effect of every action together (each evaluated
     campaign's overall cell), pooled over the evaluated campaigns, once their treatment and control
-    arms each hold `crm.campaigns.min_arm_customers` customers; capped at 1. It may be negative
-    (the campaigns drove customers away): then no threshold earns anything and training says so.
+    arms each hold `crm.campaigns.min_arm_customers` customers; kept within [0, 1]: a negative
+    effect (the campaigns drove customers away) counts as 0, so no threshold earns anything (contact
+    nobody), and the note gives the measured value.
     """
     configured = settings.training.retention_success
     evaluations = [e for e in read_evaluations(settings) if e.get("overall")]
@@ -248,11 +249,16 @@ def retention_success(settings: Settings) -> Success:
         row = pooled(cells, ACTION).iloc[0]
         enough = settings.crm.campaigns.min_arm_customers
         if row["treatment_n"] >= enough and row["control_n"] >= enough and pd.notna(row["relative"]):
-            value = float(min(row["relative"], 1.0))
+            value = float(min(max(row["relative"], 0.0), 1.0))
+            harmful = (
+                f" (measured {row['relative']:.2f} < 0: the actions drove customers away)"
+                if row["relative"] < 0
+                else ""
+            )
             return Success(
                 value,
                 MEASURED,
-                f"measured {value:.2f}: the pooled relative churn reduction (intent to treat) of "
+                f"measured {value:.2f}{harmful}: the pooled relative churn reduction (intent to treat) of "
                 f"{len(evaluations)} evaluated campaign(s), {row['treatment_n']:,.0f} treatment / "
                 f"{row['control_n']:,.0f} control customers, 95% interval [{row['relative_low']:.2f}, "
                 f"{row['relative_high']:.2f}], in place of training.retention_success {configured:.2f}",
