@@ -169,8 +169,9 @@ def print_campaign_cycle() -> None:
     """The quickstart's last line: the command that plays retention campaigns on its workspace."""
     console.print(
         "next: play retention campaigns with control groups on this data, measure what each action did and "
-        f"train the uplift model: {CAMPAIGN_CYCLE}"
+        "train the uplift model:"
     )
+    console.print(CAMPAIGN_CYCLE, soft_wrap=True, highlight=False)
 
 
 def monitor_newest(settings: Settings, on_step: Callable[[str], None] | None = None) -> MonitorResult:
