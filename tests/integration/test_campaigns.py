@@ -284,3 +284,10 @@ def test_training_profit_uses_the_measured_effect_once_there_is_one(workspace: P
     assert run.data.tags["retention_success.source"] == "measured"
     report = Path(client.download_artifacts(done.run_id, "evaluation/report.html", str(tmp_path))).read_text()
     assert "Offer success rate: measured" in report and "in place of training.retention_success 0.25" in report
+
+
+def test_simulate_with_an_unknown_catch_all_action_names_the_known_ones(workspace: Path) -> None:
+    env = {"CHURN_WORKSPACE": str(workspace), "COLUMNS": "200", "CHURN_CONFIG": ""}
+    result = runner.invoke(app, ["campaigns", "simulate", "--catch-all", "carrier_pigeon"], env=env)
+    assert result.exit_code == 1 and "--catch-all must name a playbook action, got 'carrier_pigeon'" in result.output
+    assert "time_limited_coupon" in result.output.strip().splitlines()[-1]
