@@ -172,7 +172,14 @@ def evaluate_and_log(settings: Settings, campaign: str, level: float) -> dict[st
     png = write_atomic_bytes(
         figure_png(effects_figure(actions, segments, level, f"campaign {campaign}")), folder / "effects.png"
     )
-    run_id = read_record(settings, campaign).get("mlflow_run_id")
+    record = read_record(settings, campaign)
+    run_id = record.get("mlflow_run_id")
+    if not run_id:  # a real-time campaign gets its MLflow run when first evaluated
+        from crm.campaigns.store import RECORD, write_json
+        from crm.campaigns.tracking import log_campaign
+
+        run_id = log_campaign(settings, record, [folder / RECORD])
+        write_json({**record, "mlflow_run_id": run_id}, folder / RECORD)
     if run_id:
         metrics: dict[str, float] = {}
         for row in [{**evaluation["overall"], "action": "all"}, *evaluation["by_action"]]:

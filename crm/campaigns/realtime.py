@@ -76,7 +76,7 @@ def assign_alerts(alerts: Sequence[dict[str, Any]], settings: Settings, at: dt.d
     out = []
     for alert in alerts:
         campaign = realtime_campaign_id(day, alert.get("model_version"))
-        planned = alert.get(ACTION) or settings.crm.default_action
+        planned = alert.get(PLANNED_ACTION) or alert.get(ACTION) or settings.crm.default_action
         draw = float(assignment_draws(campaign, [alert[names.CUSTOMER_ID]], cfg.seed)[0])
         group = CONTROL if draw < cfg.share_of(str(planned)) else TREATMENT
         out.append(

@@ -203,12 +203,17 @@ def test_alerts_on_arrival_go_to_treatment_or_control_of_the_days_campaign(
     result = CliRunner().invoke(app, ["campaigns", "evaluate", "--campaign", campaign], env=env)
     assert result.exit_code == 1 and "label horizon has not passed" in result.output.replace("\n", "")
     # The same alerts raised on a past day, off the weekly observation grid: its outcomes are known.
+    from mlflow import MlflowClient
+
     labels = pd.read_parquet(FeaturePaths.of(settings).labels, columns=[names.EVENT_TIMESTAMP])
     past = (labels[names.EVENT_TIMESTAMP].max() - pd.Timedelta(days=3)).to_pydatetime()
     record_alerts(settings, assign_alerts(alerts, settings, past), past, {})
-    result = CliRunner().invoke(app, ["campaigns", "evaluate", "--campaign", f"rt-{past:%Y-%m-%d}-v{version}"], env=env)
+    past_id = f"rt-{past:%Y-%m-%d}-v{version}"
+    result = CliRunner().invoke(app, ["campaigns", "evaluate", "--campaign", past_id], env=env)
     assert result.exit_code == 0, result.output
-    evaluation = json.loads(
-        (settings.path(settings.crm.campaigns.dir) / f"rt-{past:%Y-%m-%d}-v{version}" / "evaluation.json").read_text()
-    )
+    folder = settings.path(settings.crm.campaigns.dir) / past_id
+    evaluation = json.loads((folder / "evaluation.json").read_text())
     assert evaluation["customers"] == 12 and evaluation["missing_outcomes"] == 0
+    record = json.loads((folder / "campaign.json").read_text())
+    run = MlflowClient(settings.mlflow_uri).get_run(record["mlflow_run_id"])  # logged when first evaluated
+    assert run.data.metrics["customers"] == 12 and "effect.all.itt" in run.data.metrics
