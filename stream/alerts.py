@@ -45,7 +45,8 @@ def warnings(
 
     Returns:
         (alert, keys): the alert body (customer, probability, tier, previous tier, rules hit with
-        values, the rules newly hit, top reasons, action, model version) and its cool-down keys.
+        values, the rules newly hit, top reasons, action, segment, customer value, model version) and its
+        cool-down keys. The processor adds the real-time campaign and group (`crm.campaigns.realtime`).
     """
     rank = tier_rank(tiers)
     out: list[tuple[dict[str, Any], list[str]]] = []
@@ -73,6 +74,8 @@ def warnings(
             "rule_hits": hits,
             "reasons": answer.get("reasons", []),
             "action": answer.get("action"),
+            "segment": answer.get("segment"),
+            "customer_value": answer.get("customer_value"),
             "model_version": answer.get("model_version"),
         }
         out.append((alert, keys))

@@ -4,14 +4,15 @@ Order, so that nothing is lost or counted twice: drop events whose id was stored
 the rest to the event log; remember their ids; recompute and write the touched customers'
 features; score them and send the alerts the update raises. A crash after the append and before
 the ids are remembered stores a redelivered event twice, which every read counts once (the log
-is read with each event id once).
+is read with each event id once). Each alert goes to treatment or control of the day's real-time
+campaign (`crm.campaigns.realtime`) before it is sent: a control customer's alert has no action.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +58,13 @@ class StreamProcessor:
         scorer: Scorer | None,
         sender: AlertSender | None,
         clock: Callable[[], dt.datetime] = utc_now,
+        measured: Mapping[str, float] | None = None,
     ) -> None:
-        """Wire the parts; nothing runs until `process` or `start_refresh`."""
+        """Wire the parts; nothing runs until `process` or `start_refresh`.
+
+        `measured` is each action's measured success (`crm.campaigns.evaluation.measured_success`),
+        for the expected profit kept with the real-time campaigns' assignments.
+        """
         self.settings = settings
         self.log = log
         self.online = online
@@ -66,6 +72,7 @@ class StreamProcessor:
         self.scorer = scorer
         self.sender = sender
         self.clock = clock
+        self.measured = dict(measured or {})
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -126,9 +133,22 @@ class StreamProcessor:
                 alert["newest_event"] = stamps.get(alert["customer_id"])
                 alert["features_at"] = at.isoformat()
                 alerts.append(alert)
+            alerts = self._campaign(alerts, at)
+            for alert in alerts:
                 if self.sender is not None:
                     self.sender.send(alert)
         return Outcome(len(fresh), duplicates, len(customers), alerts, max(stamps.values()))
+
+    def _campaign(self, alerts: list[dict[str, Any]], at: dt.datetime) -> list[dict[str, Any]]:
+        """The alerts with their real-time campaign and group, kept in the campaigns folder
+        (`crm.campaigns.realtime`): a control customer's alert has no action."""
+        if not alerts:
+            return alerts
+        from crm.campaigns.realtime import assign_alerts, record_alerts
+
+        assigned = assign_alerts(alerts, self.settings, at)
+        record_alerts(self.settings, assigned, at, self.measured)
+        return assigned
 
 
 def open_state(settings: Settings, redis: Any = None) -> StreamState:  # noqa: ANN401  (a redis.Redis)
@@ -162,4 +182,7 @@ def open_processor(
     log.load()
     online = OnlineFeatures(settings, log, store)
     sender = AlertSender(settings.stream, settings.path(settings.stream.alert_log), redis)
-    return StreamProcessor(settings, log, online, open_state(settings, redis), scorer, sender, clock)
+    from crm.campaigns.evaluation import measured_success
+
+    state = open_state(settings, redis)
+    return StreamProcessor(settings, log, online, state, scorer, sender, clock, measured_success(settings))

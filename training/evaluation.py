@@ -129,16 +129,21 @@ class Judged:
         return out
 
 
-def judge_on_test(settings: Settings, split: Split, proba: np.ndarray, regression: Pipeline) -> Judged:
-    """Evaluate the model's test probabilities and every baseline's scores on the same rows."""
+def judge_on_test(
+    settings: Settings, split: Split, proba: np.ndarray, regression: Pipeline, success_rate: float | None = None
+) -> Judged:
+    """Evaluate the model's test probabilities and every baseline's scores on the same rows.
+
+    `success_rate` is the offer's success in the profit (`crm.campaigns.evaluation.retention_success`);
+    None: `training.retention_success`.
+    """
     cfg = settings.training
     y = split.test[names.LABEL].to_numpy()
     value = customer_values(settings, split.test)
+    success = cfg.retention_success if success_rate is None else success_rate
 
     def assess(scores: np.ndarray) -> Evaluation:
-        return evaluate(
-            y, scores, retention_cost=cfg.retention_cost, customer_value=value, success_rate=cfg.retention_success
-        )
+        return evaluate(y, scores, retention_cost=cfg.retention_cost, customer_value=value, success_rate=success)
 
     model = assess(proba)
     baselines = {name: assess(s) for name, s in all_baseline_scores(settings, split, regression).items()}

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from core import names
 from core.settings import Settings, resolved_yaml
+from crm.campaigns.evaluation import retention_success
 from features.labels import known_at
 from features.paths import FeaturePaths
 from features.pipeline import open_store
@@ -237,6 +238,7 @@ def _train(
     cfg = settings.training
     split, frame = prepared.split, prepared.frame
     features = list(split.features)
+    success = retention_success(settings)  # the campaigns' measured effect once there is one
     client = MlflowClient(settings.mlflow_uri)
     if cfg.optuna_storage is None:
         settings.path("optuna").mkdir(parents=True, exist_ok=True)
@@ -262,7 +264,8 @@ def _train(
             **(tags or {}),
         }
         mlflow.set_tags(lineage)
-        mlflow.log_params({"n_features": len(features), **prepared.describe()})
+        mlflow.log_params({"n_features": len(features), "retention_success": success.value, **prepared.describe()})
+        mlflow.set_tags({"retention_success.source": success.source, "retention_success.note": success.note})
         study = open_study(study_name, settings.optuna_uri, cfg.metric, cfg.seed, cfg.pruning)
         study.set_user_attr(PARENT_RUN, run.info.run_id)
         study.set_user_attr("data.fingerprint", prepared.fingerprint)
@@ -286,8 +289,8 @@ def _train(
 
         model = final_model(result.best_params, split, cfg, prepared.fitter)
         bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
-        judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression)
-        metrics = _log_evaluation(settings, split, model, judged)
+        judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression, success.value)
+        metrics = _log_evaluation(settings, split, model, judged, success.note)
         bundle.reference = reference_sample(bundle, frame, settings.monitoring.reference_sample, cfg.seed)
         info = log_bundle(bundle, split.train, registered_model_name=cfg.model_name)
         version = str(info.registered_model_version)
@@ -298,15 +301,18 @@ def _train(
     for key, value in tags.items():
         client.set_model_version_tag(cfg.model_name, version, key, value)
     client.set_registered_model_alias(cfg.model_name, names.CHALLENGER_ALIAS, version)
-    decision = _gate(settings, client, judged, split)
+    decision = _gate(settings, client, judged, split, success.value)
     record_and_apply(client, cfg.model_name, version, decision)
     return TrainResult(
         run.info.run_id, cfg.model_name, version, metrics, decision, result.n_trials, tuple(features), judged.verdict
     )
 
 
-def _log_evaluation(settings: Settings, split: Split, model: FinalModel, judged: Judged) -> dict[str, float]:
-    """Log the held-out and test metrics and the evaluation artifacts; return the valid/cv/test metrics."""
+def _log_evaluation(
+    settings: Settings, split: Split, model: FinalModel, judged: Judged, success_note: str
+) -> dict[str, float]:
+    """Log the held-out and test metrics and the evaluation artifacts (the report says which offer success
+    the profit used); return the valid/cv/test metrics."""
     cfg = settings.training
     holdout = model.metrics(cfg.metric)
     valid = {}
@@ -324,15 +330,18 @@ def _log_evaluation(settings: Settings, split: Split, model: FinalModel, judged:
             judged.baselines,
             importance,
             title=f"{cfg.model_name}: evaluation on the test {'rows' if split.cross_validated else 'period'}",
+            success_note=success_note,
         )
         mlflow.log_artifacts(tmp, artifact_path="evaluation")
     return {k: v for k, v in logged.items() if k.startswith(("valid_", "test_", "cv_", "baseline_"))}
 
 
 def champion_test_metrics(
-    settings: Settings, client: MlflowClient, split: Split
+    settings: Settings, client: MlflowClient, split: Split, success_rate: float | None = None
 ) -> tuple[str | None, dict[str, float] | str]:
-    """The champion's metrics on this split's test part (with its own calibration), or why there are none."""
+    """The champion's metrics on this split's test part (with its own calibration), or why there are none.
+
+    `success_rate`: the offer success of the profit (default `training.retention_success`)."""
     cfg = settings.training
     current = champion_version(client, cfg.model_name)
     if current is None:
@@ -347,17 +356,18 @@ def champion_test_metrics(
     proba = champion.probabilities(split.test)
     y = split.test[names.LABEL].to_numpy()
     value = customer_values(settings, split.test)
-    ev = evaluate(y, proba, retention_cost=cfg.retention_cost, customer_value=value, success_rate=cfg.retention_success)
+    success = cfg.retention_success if success_rate is None else success_rate
+    ev = evaluate(y, proba, retention_cost=cfg.retention_cost, customer_value=value, success_rate=success)
     return current, ev.metrics()
 
 
-def _gate(settings: Settings, client: MlflowClient, judged: Judged, split: Split) -> GateDecision:
+def _gate(settings: Settings, client: MlflowClient, judged: Judged, split: Split, success: float) -> GateDecision:
     """The promotion gate: the challenger against the baselines and the champion on the same test rows."""
     cfg = settings.training
     challenger = judged.model.metrics()
     guards = {str(k): v for k, v in cfg.gate.guards.items()}
     baselines = judged.verdict if cfg.gate.must_beat_baselines else None
-    current, champion = champion_test_metrics(settings, client, split)
+    current, champion = champion_test_metrics(settings, client, split, success)
     if isinstance(champion, str):
         if current is None:
             return gate(cfg.metric, challenger, None, None, cfg.gate.margin, guards, baselines)

@@ -26,6 +26,7 @@ def render_report(
     importance: pd.Series | None,
     figures: Mapping[str, str],
     title: str,
+    success_note: str | None = None,
 ) -> str:
     """A self-contained HTML evaluation report.
 
@@ -39,6 +40,8 @@ def render_report(
             renders in the MLflow artifact viewer; relative file names work too if the files travel
             with it.
         title: The page title.
+        success_note: Where the offer success rate of the profit comes from (measured by the
+            campaigns or configured; `crm.campaigns.evaluation.retention_success`).
 
     Returns:
         The HTML document.
@@ -57,6 +60,7 @@ def render_report(
         no_contact=NO_CONTACT,
         features=shown,
         figures=figures,
+        success_note=success_note,
     )
 
 
@@ -67,6 +71,7 @@ def write_artifacts(
     importance: pd.Series | None,
     *,
     title: str = "Churn model evaluation",
+    success_note: str | None = None,
 ) -> list[Path]:
     """Save the figures as PNGs and the report as `report.html` (figures embedded) into `out_dir`.
 
@@ -89,7 +94,14 @@ def write_artifacts(
         embedded[name.replace("_", " ")] = png_data_uri(png)
     report = folder / "report.html"
     report.write_text(
-        render_report(evaluation, baselines=baselines, importance=importance, figures=embedded, title=title),
+        render_report(
+            evaluation,
+            baselines=baselines,
+            importance=importance,
+            figures=embedded,
+            title=title,
+            success_note=success_note,
+        ),
         encoding="utf-8",
     )
     written.append(report)

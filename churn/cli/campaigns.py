@@ -19,6 +19,9 @@ from core.settings import Settings
 
 app = typer.Typer(help="Retention campaigns: actions taken, measured effects, uplift targeting.", no_args_is_help=True)
 
+MIN_ARM = 30
+"""`churn campaigns simulate` counts the recovered effects of cells with this many customers an arm."""
+
 CampaignOption = Annotated[str, typer.Option("--campaign", help="The campaign's id (see `churn campaigns list`).")]
 
 
@@ -169,7 +172,14 @@ def evaluate_and_log(settings: Settings, campaign: str, level: float) -> dict[st
     png = write_atomic_bytes(
         figure_png(effects_figure(actions, segments, level, f"campaign {campaign}")), folder / "effects.png"
     )
-    run_id = read_record(settings, campaign).get("mlflow_run_id")
+    record = read_record(settings, campaign)
+    run_id = record.get("mlflow_run_id")
+    if not run_id:  # a real-time campaign gets its MLflow run when first evaluated
+        from crm.campaigns.store import RECORD, write_json
+        from crm.campaigns.tracking import log_campaign
+
+        run_id = log_campaign(settings, record, [folder / RECORD])
+        write_json({**record, "mlflow_run_id": run_id}, folder / RECORD)
     if run_id:
         metrics: dict[str, float] = {}
         for row in [{**evaluation["overall"], "action": "all"}, *evaluation["by_action"]]:
@@ -219,6 +229,13 @@ def simulate(
             "(default: every customer with a non-default action, for larger arms).",
         ),
     ] = False,
+    catch_all: Annotated[
+        str | None,
+        typer.Option(
+            help="Give every customer no playbook entry matches this action, so the whole scored list takes part "
+            "(larger arms; e.g. time_limited_coupon).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Play whole campaign cycles on generated data with a known truth, then evaluate them.
@@ -228,18 +245,25 @@ def simulate(
     segment and action), rebuild the labels, import the actions, evaluate, and write the ops report
     with its campaign section. Changes the workspace's raw customers (the churn the actions averted).
 
-    Example: churn campaigns simulate --campaigns 2 --every 28 --control-share 0.5
+    Example: churn campaigns simulate --campaigns 2 --every 28 --control-share 0.5 --catch-all time_limited_coupon
     """
     if campaigns < 1:
         raise fail(f"--campaigns must be 1 or more, got {campaigns}", "pass e.g. --campaigns 2")
     overrides: dict[str, Any] = {"crm.campaigns.control_share": control_share}
     ctx = load_context(config, "campaigns-simulate", **overrides)
-    if not profitable_only:
+    if not profitable_only or catch_all:
         from core.settings import parse_settings
 
         tree = ctx.settings.model_dump(mode="json")
-        tree["crm"]["campaigns"]["min_expected_profit"] = None
-        ctx.settings = parse_settings(tree, f"{ctx.config_path} (with --every-alert)", env={})
+        if not profitable_only:
+            tree["crm"]["campaigns"]["min_expected_profit"] = None
+        if catch_all:
+            if catch_all not in ctx.settings.crm.actions() or catch_all == ctx.settings.crm.default_action:
+                known = ", ".join(sorted(set(ctx.settings.crm.actions()) - {ctx.settings.crm.default_action}))
+                raise fail(f"--catch-all must name a playbook action, got '{catch_all}'", f"pass one of: {known}")
+            last = max((entry["priority"] for entry in tree["crm"]["playbook"]), default=0)
+            tree["crm"]["playbook"].append({"action": catch_all, "priority": last + 1, "when": {}})
+        ctx.settings = parse_settings(tree, f"{ctx.config_path} (with the simulation's options)", env={})
     from churn.cli.common import require_champion
     from churn.cli.simulation import simulate_cycles
 
@@ -247,31 +271,45 @@ def simulate(
     done = simulate_cycles(
         ctx.settings, campaigns, every, seed, on_step=lambda line: console.print(f"[green]✓[/] {line}")
     )
-    table = Table(title="recovered effects beside the injected ones (relative churn reduction)")
-    for column in ("campaign", "action", "injected ITT", "measured ITT", "injected on the reached", "measured CACE"):
+    import pandas as pd
+
+    table = Table(title="recovered effects beside the injected ones (fall in churn probability, points)")
+    for column in ("campaign", "action", "injected ITT", "measured ITT [95%]", "injected CACE", "measured CACE [95%]"):
         table.add_column(column, justify="left" if column in ("campaign", "action") else "right")
-    for evaluation, truth in zip(done.evaluations, done.truths, strict=True):
-        injected = {row["action"]: row for row in truth["by_action"]}
-        for row in evaluation["by_action"]:
-            known = injected.get(row["action"], {})
-            table.add_row(
-                evaluation["campaign_id"],
-                row["action"],
-                f"{known.get('itt_relative', float('nan')):.0%}",
-                interval(row["relative"], row["relative_low"], row["relative_high"]),
-                f"{known.get('effect', float('nan')):.0%}",
-                interval(row["cace_relative"], row["cace_relative_low"], row["cace_relative_high"]),
-            )
+    recovered = pd.read_csv(done.recovered)
+    for row in recovered[recovered["segment"] == "all"].itertuples():
+        table.add_row(
+            row.campaign_id,
+            row.action,
+            points(row.injected_itt),
+            points(row.itt, row.itt_low, row.itt_high) + ("" if row.itt_within else " [red](missed)[/]"),
+            points(row.injected_cace),
+            points(row.cace, row.cace_low, row.cace_high) + ("" if row.cace_within else " [red](missed)[/]"),
+        )
     console.print(table)
+    cells = recovered[(recovered["treatment_n"] >= MIN_ARM) & (recovered["control_n"] >= MIN_ARM)]
+    console.print(
+        f"injected effects within their 95% intervals, cells (action; action x segment) with {MIN_ARM}+ customers "
+        f"an arm: ITT {int(cells['itt_within'].sum())} of {len(cells)}, CACE {int(cells['cace_within'].sum())} "
+        f"of {len(cells)}; table -> {done.recovered}"
+    )
+    if done.uplift is not None:
+        qini = done.uplift.meta["qini"]
+        console.print(
+            f"Qini on {done.uplift.meta['held_out']}: uplift {qini['uplift']:.4f}, churn probability "
+            f"{qini['churn_probability']:.4f}, random {qini['random']:.4f}"
+        )
     console.print(f"ops report with the campaign section -> {done.report}")
 
 
-def interval(mid: float | None, low: float | None, high: float | None) -> str:
-    """A share with its interval, e.g. '32% [12%, 48%]'; '-' when unknown."""
-    if mid is None:
+def points(mid: float, low: float | None = None, high: float | None = None) -> str:
+    """A fall in churn probability in percentage points, with its interval when given, e.g. '+3.1 [+0.4, +5.8]'."""
+    if mid != mid:
         return "-"
-    ends = "" if low is None or high is None else f" [{low:.0%}, {high:.0%}]"
-    return f"{mid:.0%}{ends}"
+    ends = (
+        "" if low is None or high is None or low != low or high != high else f" [{low * 100:+.1f}, {high * 100:+.1f}]"
+    )
+    return f"{mid * 100:+.1f}{ends}"
 
 
 @app.command()

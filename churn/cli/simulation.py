@@ -5,9 +5,10 @@ quickstart`), for each of a few past snapshot dates whose label horizon has pass
 
 1. score the snapshot with the champion and plan the campaign (control groups, record, MLflow run),
    as `churn score --as-of` does;
-2. play it (`features.generator.campaigns`): the CRM reaches most of the treatment group, the action
-   keeps a segment-dependent share of those who would have churned; their churn dates go from the
-   raw customers file, the CRM's log (with three dirty rows) is written as a CSV export, and the
+2. play it (`features.generator.campaigns`, the by-risk truth): the CRM reaches most of the
+   treatment group; the action keeps most of the persuadable would-be churners, none of the lost
+   causes, and drives some sleeping dogs away; the averted churn dates go from the raw customers
+   file and the caused ones into it, the CRM's log (with three dirty rows) is written as a CSV export, and the
    injected effects go into the campaign's folder (`truth.json`).
 
 Then the data is ingested and the features and labels rebuilt, so the labels carry the outcomes;
@@ -30,6 +31,8 @@ from core import names
 from core.settings import Settings
 
 TRUTH = "truth.json"
+RECOVERED = "recovered.csv"
+"""Every simulated campaign's measured effects beside the injected ones (`recovered`), in the campaigns folder."""
 
 
 @dataclass
@@ -40,6 +43,8 @@ class SimulationResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     truths: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
+    recovered: Path | None = None
+    """The measured effects beside the injected ones (`recovered.csv`)."""
     uplift: Any = None
     """The uplift model's `crm.campaigns.targeting.UpliftResult`, when two campaigns or more were played."""
 
@@ -72,26 +77,48 @@ def campaign_dates(labels: pd.Series, count: int, every_days: int) -> list[dt.da
     return chosen[::-1]
 
 
-def injected_by_action(outcomes: pd.DataFrame, compliance: float, contamination: float) -> pd.DataFrame:
-    """Per action, the injected relative effects given who would have churned.
-
-    The intent-to-treat effect of an action over its segments is the would-be churners' mean
-    effect times the reached share difference; on the reached (CACE) it is their mean effect.
+def recovered(evaluation: dict[str, Any], truth: dict[str, Any]) -> pd.DataFrame:
+    """The measured effects of one campaign beside the injected ones, per action and per action and segment.
 
     Args:
-        outcomes: `SimulatedCampaign.outcomes`.
-        compliance: Share of the treatment group reached.
-        contamination: Share of the control group reached.
+        evaluation: The campaign's evaluation (`crm.campaigns.evaluation.evaluate`).
+        truth: Its `truth.json` (injected effects per action and per action and segment).
+
+    Returns:
+        One row per cell: campaign_id, action, segment ("all" for the action's row), treatment_n, control_n,
+        injected_itt, itt, itt_low, itt_high, itt_within, injected_cace, cace, cace_low, cace_high,
+        cace_within (absolute falls in churn probability; within: the injected value lies in the interval).
     """
-    churners = outcomes[outcomes["would_churn"]]
-    effect = churners.groupby(names.ACTION)["effect"].mean()
-    return pd.DataFrame(
-        {
-            names.ACTION: effect.index,
-            "effect": effect.to_numpy(),
-            "itt_relative": effect.to_numpy() * (compliance - contamination),
-        }
-    )
+    frames = []
+    for key, cells in (("by_action", [names.ACTION]), ("by_segment", [names.ACTION, "segment"])):
+        measured = pd.DataFrame(evaluation[key])
+        injected = pd.DataFrame(truth[key])[[*cells, "itt", "cace"]].rename(
+            columns={"itt": "injected_itt", "cace": "injected_cace"}
+        )
+        both = measured.merge(injected, on=cells, how="inner")
+        if "segment" not in both:
+            both["segment"] = "all"
+        frames.append(both)
+    table = pd.concat(frames, ignore_index=True)
+    for name in ("itt", "cace"):
+        for column in (name, f"{name}_low", f"{name}_high", f"injected_{name}"):
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+        table[f"{name}_within"] = (table[f"{name}_low"] <= table[f"injected_{name}"]) & (
+            table[f"injected_{name}"] <= table[f"{name}_high"]
+        )
+    columns = [
+        "action",
+        "segment",
+        "treatment_n",
+        "control_n",
+        "injected_itt",
+        "itt",
+        "itt_low",
+        "itt_high",
+        "itt_within",
+    ]
+    columns += ["injected_cace", "cace", "cace_low", "cace_high", "cace_within"]
+    return table[columns].assign(campaign_id=evaluation["campaign_id"])[["campaign_id", *columns]]
 
 
 def simulate_cycles(
@@ -115,7 +142,7 @@ def simulate_cycles(
     from crm.campaigns.plan import GROUP, UNIT_COST
     from crm.campaigns.store import campaign_folder, campaigns_root, write_json
     from crm.report.page import build_report
-    from features.generator.campaigns import CampaignTruth, dirty_rows, simulate_campaign
+    from features.generator.campaigns import PERSONA, CampaignTruth, dirty_rows, injected_effects, simulate_campaign
     from features.paths import FeaturePaths
 
     customers_path = settings.path(settings.data.customers.path) if settings.data.customers.path else None
@@ -134,18 +161,23 @@ def simulate_cycles(
         )
     except ValueError as exc:
         raise fail(str(exc)) from None
-    truth = CampaignTruth()
+    truth = CampaignTruth.by_risk()
     result = SimulationResult()
     root = campaigns_root(settings)
     for k, as_of in enumerate(dates):
         alerts, features = champion_scored(settings, as_of, 0)
+        # The snapshot predates the earlier campaigns' outcomes: a customer one of them drove away
+        # before this as-of date has left and is not in this campaign.
+        customers = pd.read_parquet(customers_path)
+        churn = pd.to_datetime(customers.set_index(customers[names.CUSTOMER_ID].astype(str))[names.CHURN_DATE])
+        gone = set(churn[churn < pd.Timestamp(as_of)].index)
+        alerts = alerts[~alerts[names.CUSTOMER_ID].astype(str).isin(gone)].reset_index(drop=True)
         planned, record = record_campaign(settings, alerts, features, root / f"alerts-{as_of}.csv", None)
         if record is None:
             raise fail(f"nobody was scored as of {as_of}")
         campaign = record["campaign_id"]
         alerted = planned[planned[GROUP].notna()]
         costs = dict(zip(alerted[names.ACTION], alerted[UNIT_COST], strict=False))
-        customers = pd.read_parquet(customers_path)
         sim = simulate_campaign(
             alerted,
             customers,
@@ -167,16 +199,23 @@ def simulate_cycles(
             "contamination": truth.contamination,
             "would_churn": int(sim.outcomes["would_churn"].sum()),
             "saved": int(sim.outcomes["saved"].sum()),
-            "by_action": injected_by_action(sim.outcomes, truth.compliance, truth.contamination).to_dict("records"),
-            "by_segment": truth.table(alerted).to_dict("records"),
+            "harmed": int(sim.outcomes["harmed"].sum()),
+            "personas": [vars(p) for p in truth.personas],
         }
+        for key, by in (
+            ("by_action", [names.ACTION]),
+            ("by_segment", [names.ACTION, "segment"]),
+            ("by_persona", [PERSONA]),
+        ):
+            table = injected_effects(sim.outcomes, by, truth.compliance, truth.contamination)
+            injected[key] = table.astype(object).where(table.notna(), None).to_dict("records")
         write_json(injected, campaign_folder(settings, campaign) / TRUTH)
         result.campaigns.append(campaign)
         result.truths.append(injected)
         on_step(
             f"campaign {campaign}: {record['treatment']:,} treatment / {record['control']:,} control; the CRM "
             f"reached {len(sim.actions):,}; the actions kept {injected['saved']:,} of {injected['would_churn']:,} "
-            "would-be churners"
+            f"would-be churners and drove {injected['harmed']:,} sleeping dogs away"
         )
     ingest_data(settings)
     built = build_snapshots(settings)
@@ -189,6 +228,8 @@ def simulate_cycles(
             f"evaluated {campaign}: {done.valid_rows:,} actions imported, {done.quarantined_rows} quarantined "
             f"({', '.join(done.reasons)}); churn reduction {evaluation['overall']['itt']:+.1%}"
         )
+    table = pd.concat([recovered(e, t) for e, t in zip(result.evaluations, result.truths, strict=True)])
+    result.recovered = write_atomic_csv(table, root / RECOVERED)
     if len(result.campaigns) >= 2:
         from churn.cli.campaigns import record_uplift
         from crm.campaigns.targeting import train_uplift

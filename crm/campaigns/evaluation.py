@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ import pandas as pd
 from core import names
 from core.settings import Settings
 from crm.campaigns.effects import CHURNED, COLUMNS, COST, TREATED, VALUE, effects_by, pooled
-from crm.campaigns.plan import GROUP, TREATMENT, UNIT_COST
+from crm.campaigns.plan import CONFIGURED, GROUP, MEASURED, TREATMENT, UNIT_COST
 from crm.campaigns.store import (
     EVALUATION,
     campaign_folder,
@@ -111,8 +113,12 @@ def evaluate_campaign(
     }
 
 
-def labels_at(settings: Settings, as_of: dt.date) -> pd.DataFrame:
-    """The labels at one observation date (customer_id, churned).
+def labels_at(settings: Settings, as_of: dt.date, customers: Sequence[str] | None = None) -> pd.DataFrame:
+    """The labels at one date (customer_id, churned).
+
+    The feature build's labels when `as_of` is on the observation grid (a batch campaign's as-of
+    date); else, for `customers` (a real-time campaign's day), labels computed the same way from
+    the ingested data, once the horizon after `as_of` lies within it.
 
     Raises:
         FileNotFoundError: No feature build yet.
@@ -123,6 +129,8 @@ def labels_at(settings: Settings, as_of: dt.date) -> pd.DataFrame:
         raise FileNotFoundError(f"{path} does not exist: run `churn features build` first")
     stamp = pd.Timestamp(as_of, tz="UTC")
     labels = pd.read_parquet(path, filters=[(names.EVENT_TIMESTAMP, "==", stamp)])
+    if labels.empty and customers is not None:
+        labels = _labels_from_data(settings, stamp, customers)
     if labels.empty:
         newest = pd.read_parquet(path, columns=[names.EVENT_TIMESTAMP])[names.EVENT_TIMESTAMP].max()
         known = f"the newest labelled date is {newest:%Y-%m-%d}" if pd.notna(newest) else "no date is labelled yet"
@@ -132,6 +140,27 @@ def labels_at(settings: Settings, as_of: dt.date) -> pd.DataFrame:
             f"not passed in the data ({known})"
         )
     return labels
+
+
+def _labels_from_data(settings: Settings, stamp: pd.Timestamp, customers: Sequence[str]) -> pd.DataFrame:
+    """Labels of `customers` at `stamp` from the ingested customers and events (empty before the horizon passed)."""
+    from features.labels import compute_labels
+    from features.snapshots.inputs import event_day_range
+
+    paths = FeaturePaths.of(settings)
+    if not (paths.clean_events.exists() and paths.clean_customers.exists()):
+        return pd.DataFrame(columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL])
+    keys = pd.DataFrame({names.CUSTOMER_ID: [str(c) for c in customers]}).assign(**{names.EVENT_TIMESTAMP: stamp})
+    clean = pd.read_parquet(paths.clean_customers).astype({names.CUSTOMER_ID: str})
+    return compute_labels(
+        keys[keys[names.CUSTOMER_ID].isin(set(clean[names.CUSTOMER_ID]))],
+        clean,
+        paths.clean_events,
+        kind=settings.labels.kind,
+        horizon_days=settings.labels.horizon_days,
+        last_event_day=event_day_range(paths.clean_events)[1],
+        activity_event_types=settings.labels.activity_event_types,
+    )
 
 
 def evaluate(settings: Settings, campaign_id: str, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
@@ -146,7 +175,7 @@ def evaluate(settings: Settings, campaign_id: str, level: float = 0.95, seed: in
 
     record = read_record(settings, campaign_id)
     assignments = read_assignments(settings, campaign_id)
-    labels = labels_at(settings, dt.date.fromisoformat(record["as_of"]))
+    labels = labels_at(settings, dt.date.fromisoformat(record["as_of"]), assignments[names.CUSTOMER_ID].astype(str))
     rows = campaign_rows(assignments, labels, read_actions(settings, campaign_id))
     evaluation = evaluate_campaign(record, rows, missing=len(assignments) - len(rows), level=level, seed=seed)
     evaluation["evaluated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -191,4 +220,55 @@ def measured_success(settings: Settings) -> dict[str, float]:
     return {str(a): float(min(r, 1.0)) for a, r in zip(table.loc[ok, ACTION], table.loc[ok, "relative"], strict=True)}
 
 
-__all__ = ["VALUE", "OutcomeNotKnownError", "evaluate", "measured_success"]
+@dataclass(frozen=True)
+class Success:
+    """The success rate (share of contacted would-be churners kept) training's profit threshold uses."""
+
+    value: float
+    source: str
+    """`measured` or `configured`."""
+    note: str
+    """One line for the training report: the value, where it comes from, what it replaced."""
+
+
+def retention_success(settings: Settings) -> Success:
+    """The measured success of the campaigns' actions once there is one, else `training.retention_success`.
+
+    Measured: the relative intent-to-treat effect of every action together (each evaluated
+    campaign's overall cell), pooled over the evaluated campaigns, once their treatment and control
+    arms each hold `crm.campaigns.min_arm_customers` customers; kept within [0, 1]: a negative
+    effect (the campaigns drove customers away) counts as 0, so no threshold earns anything (contact
+    nobody), and the note gives the measured value.
+    """
+    configured = settings.training.retention_success
+    evaluations = [e for e in read_evaluations(settings) if e.get("overall")]
+    if evaluations:
+        cells = pd.DataFrame([{**e["overall"], ACTION: ALL, "campaign_id": e["campaign_id"]} for e in evaluations])
+        for column in COLUMNS:
+            cells[column] = pd.to_numeric(cells[column], errors="coerce")
+        row = pooled(cells, ACTION).iloc[0]
+        enough = settings.crm.campaigns.min_arm_customers
+        if row["treatment_n"] >= enough and row["control_n"] >= enough and pd.notna(row["relative"]):
+            value = float(min(max(row["relative"], 0.0), 1.0))
+            harmful = (
+                f" (measured {row['relative']:.2f} < 0: the actions drove customers away)"
+                if row["relative"] < 0
+                else ""
+            )
+            return Success(
+                value,
+                MEASURED,
+                f"measured {value:.2f}{harmful}: the pooled relative churn reduction (intent to treat) of "
+                f"{len(evaluations)} evaluated campaign(s), {row['treatment_n']:,.0f} treatment / "
+                f"{row['control_n']:,.0f} control customers, 95% interval [{row['relative_low']:.2f}, "
+                f"{row['relative_high']:.2f}], in place of training.retention_success {configured:.2f}",
+            )
+    return Success(
+        configured,
+        CONFIGURED,
+        f"configured {configured:.2f} (training.retention_success): no evaluated campaign has "
+        f"{settings.crm.campaigns.min_arm_customers:,} customers in each arm yet",
+    )
+
+
+__all__ = ["VALUE", "OutcomeNotKnownError", "Success", "evaluate", "measured_success", "retention_success"]

@@ -57,7 +57,11 @@ def campaign_table(settings: Settings, campaign_id: str) -> pd.DataFrame | None:
     record = read_record(settings, campaign_id)
     rows = campaign_rows(
         read_assignments(settings, campaign_id),
-        labels_at(settings, dt.date.fromisoformat(record["as_of"])),
+        labels_at(
+            settings,
+            dt.date.fromisoformat(record["as_of"]),
+            read_assignments(settings, campaign_id)[names.CUSTOMER_ID].astype(str),
+        ),
         read_actions(settings, campaign_id),
     )
     features = features.astype({names.CUSTOMER_ID: str}).drop(columns=[names.PREDICTION], errors="ignore")

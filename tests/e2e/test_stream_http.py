@@ -1,5 +1,6 @@
 """The real-time path over real HTTP: events pushed to POST /events, features on arrival, an alert
-to a webhook that fails once and then takes it, and /score answering with the new features."""
+to a webhook that fails once and then takes it, and /score answering with the new features; every
+alert in the day's real-time campaign, treatment or control, and that campaign evaluated."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Ite
         {
             "workspace": str(ws),
             "training": {"n_trials": 2, "max_rounds": 60},
+            "crm": {"campaigns": {"control_share": 0.5}},
             "stream": {
                 "webhook_url": f"http://127.0.0.1:{receiver.server_port}/alerts",
                 "webhook_secret": SECRET,
@@ -146,3 +148,72 @@ def test_a_pushed_complaint_spike_raises_one_signed_alert(service: tuple[str, Se
     assert {"churn_probability", "risk_tier", "rule_hits", "reasons", "action", "model_version"} <= set(alert)
     log = Path(settings.path(settings.stream.alert_log)).read_text().splitlines()
     assert any(json.loads(line)["customer_id"] == cid for line in log)
+
+
+def test_alerts_on_arrival_go_to_treatment_or_control_of_the_days_campaign(
+    service: tuple[str, Settings], receiver: Receiver
+) -> None:
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+    from crm.campaigns.plan import assignment_draws
+    from crm.campaigns.realtime import assign_alerts, record_alerts
+
+    url, settings = service
+    customers = [_quiet_customer(settings, 10 + k) for k in range(12)]
+    now = dt.datetime.now(dt.UTC)
+    events = [
+        {
+            "event_id": f"rt-{cid}-{i}",
+            "customer_id": cid,
+            "event_timestamp": (now - dt.timedelta(minutes=i)).isoformat(),
+            "event_type": "complaint",
+        }
+        for cid in customers
+        for i in range(2)
+    ]
+    alerts = httpx.post(f"{url}/events", json={"events": events}, timeout=120).json()["alerts"]
+    assert {a["customer_id"] for a in alerts} == set(customers)
+    version = alerts[0]["model_version"]
+    campaign = f"rt-{now:%Y-%m-%d}-v{version}"
+    for alert in alerts:
+        draw = assignment_draws(campaign, [alert["customer_id"]], settings.crm.campaigns.seed)[0]
+        assert alert["campaign_id"] == campaign
+        assert alert["group"] == ("control" if draw < 0.5 else "treatment")  # the hash `churn score` draws with
+        assert alert["planned_action"] is not None
+        assert alert["action"] == (None if alert["group"] == "control" else alert["planned_action"])
+    assert {a["group"] for a in alerts} == {"treatment", "control"}
+    # The webhook gets the group; a control customer's alert says the CRM is to do nothing.
+    deadline = dt.datetime.now() + dt.timedelta(seconds=20)
+    sent: dict[str, dict[str, Any]] = {}
+    while dt.datetime.now() < deadline and len(sent) < len(customers):
+        sent = {b["customer_id"]: b for b in (json.loads(x[0]) for x in receiver.got if x[2] == 200)}
+        threading.Event().wait(0.1)
+    control = next(a for a in alerts if a["group"] == "control")
+    assert sent[control["customer_id"]] == {**sent[control["customer_id"]], "group": "control", "action": None}
+    # The day's campaign is kept like a batch one: record and assignments; evaluated once its horizon has passed.
+    folder = settings.path(settings.crm.campaigns.dir) / campaign
+    record = json.loads((folder / "campaign.json").read_text())
+    kept = pd.read_parquet(folder / "assignments.parquet")
+    assert record["path"] == "real-time" and record["as_of"] == f"{now:%Y-%m-%d}" and record["customers"] == len(kept)
+    assert record["control"] == (kept["group"] == "control").sum()  # with the other tests' alerts of the day
+    ours = kept[kept["customer_id"].isin(customers)]
+    assert dict(zip(ours["customer_id"], ours["group"], strict=True)) == {a["customer_id"]: a["group"] for a in alerts}
+    env = {"CHURN_WORKSPACE": str(settings.workspace), "COLUMNS": "200", "CHURN_CONFIG": ""}
+    result = CliRunner().invoke(app, ["campaigns", "evaluate", "--campaign", campaign], env=env)
+    assert result.exit_code == 1 and "label horizon has not passed" in result.output.replace("\n", "")
+    # The same alerts raised on a past day, off the weekly observation grid: its outcomes are known.
+    from mlflow import MlflowClient
+
+    labels = pd.read_parquet(FeaturePaths.of(settings).labels, columns=[names.EVENT_TIMESTAMP])
+    past = (labels[names.EVENT_TIMESTAMP].max() - pd.Timedelta(days=3)).to_pydatetime()
+    record_alerts(settings, assign_alerts(alerts, settings, past), past, {})
+    past_id = f"rt-{past:%Y-%m-%d}-v{version}"
+    result = CliRunner().invoke(app, ["campaigns", "evaluate", "--campaign", past_id], env=env)
+    assert result.exit_code == 0, result.output
+    folder = settings.path(settings.crm.campaigns.dir) / past_id
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert evaluation["customers"] == 12 and evaluation["missing_outcomes"] == 0
+    record = json.loads((folder / "campaign.json").read_text())
+    run = MlflowClient(settings.mlflow_uri).get_run(record["mlflow_run_id"])  # logged when first evaluated
+    assert run.data.metrics["customers"] == 12 and "effect.all.itt" in run.data.metrics

@@ -248,3 +248,24 @@ def test_readyz_says_why_while_the_consumer_lags(profile: tuple[Settings, Any], 
         assert "behind" in behind.text and "churn stream" in behind.text and "1 not yet read" in behind.text
         assert consumer.run(max_entries=1).accepted == 1
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+def test_alerts_on_the_redis_alert_stream_carry_their_campaign_and_group(profile: tuple[Settings, Any]) -> None:
+    from features.pipeline import open_store
+    from stream.processor import open_processor
+    from stream.scoring import OnlineScorer
+
+    settings, client = profile
+    store = open_store(settings)
+    processor = open_processor(settings, store, OnlineScorer(settings, store), redis=client)
+    cid = _customer(settings, 20)
+    outcome = processor.apply(_events(cid, uuid.uuid4().hex[:8], 2))
+    assert processor.sender is not None
+    processor.sender.close()
+    alert = next(a for a in outcome.alerts if a["customer_id"] == cid)
+    assert alert["campaign_id"].startswith("rt-") and alert["group"] in ("treatment", "control")
+    sent = [json.loads(fields[b"alert"]) for _, fields in client.xrange(settings.stream.alerts_stream)]
+    streamed = next(b for b in sent if b["customer_id"] == cid)
+    assert {k: streamed[k] for k in ("campaign_id", "group", "action", "planned_action")} == {
+        k: alert[k] for k in ("campaign_id", "group", "action", "planned_action")
+    }
