@@ -54,7 +54,9 @@ def feature_exprs(spec: SnapshotSpec, dialect: Dialect = DUCKDB) -> list[tuple[s
 
     def trend(column: str) -> str:
         """The last TREND_DAYS days against the TREND_DAYS before them."""
-        return dialect.change_ratio(window(column, t), f"(coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE")
+        return dialect.change_ratio(
+            window(column, t), f"(coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE"
+        )
 
     out: list[tuple[str, str]] = []
     spend = spec.purchases and spec.has_amount
@@ -208,7 +210,10 @@ def feature_sql(spec: SnapshotSpec) -> str:
     # One ASOF join looks up the running totals at every window edge of every (customer, date),
     # then one GROUP BY on the integer row id `pid` lays the edges out side by side.
     picks = ", ".join(
-        f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}" for k in edge_days for c in looked_up if needed_at(spec, c, k)
+        f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}"
+        for k in edge_days
+        for c in looked_up
+        if needed_at(spec, c, k)
     )
     lookup_sql = f"""probes AS (
     SELECT pid, cid, e.k, obs_ts - to_days(e.k::INTEGER) AS edge

@@ -11,7 +11,7 @@ Only this package imports pyspark, and nothing imports it unless the engine is c
 embedded default installs no Spark.
 
 * `session`: the SparkSession from `features.spark` settings, and whether Java is there.
-* `snapshots`: the snapshot query in Spark SQL, written to Parquet (BG/NBD fitted per date with
-  `applyInPandas`, the same `features.btyd.btyd_scores` the DuckDB engine runs).
+* `snapshots`: the snapshot query in Spark SQL, written to Parquet (BG/NBD fitted per date on the
+  driver from the summary columns Spark computed, by the same `features.btyd.btyd_scores`).
 * `labels`: the churn labels.
 """

@@ -87,10 +87,7 @@ def register_inputs(spark: SparkSession, events: Path, customers: Path | None = 
         F.col(names.CUSTOMER_ID).cast("string").alias(names.CUSTOMER_ID),
         F.col(names.EVENT_TIMESTAMP).cast("timestamp").alias(names.EVENT_TIMESTAMP),
         F.col(names.EVENT_TYPE).cast("string").alias(names.EVENT_TYPE),
-        *[
-            (F.col(c) if c in raw.columns else F.lit(None)).cast(kind).alias(c)
-            for c, kind in optional.items()
-        ],
+        *[(F.col(c) if c in raw.columns else F.lit(None)).cast(kind).alias(c) for c, kind in optional.items()],
     ).createOrReplaceTempView("events")
     if customers is None:
         return
@@ -216,16 +213,19 @@ def snapshots_frame(spark: SparkSession, events: Path, customers: Path, spec: Sn
 
 
 def with_btyd_scores(frame: DataFrame, horizon_days: int) -> DataFrame:
-    """`frame` with the BG/NBD score columns, fitted per observation date by `features.btyd.btyd_scores`
-    in a pandas UDF (`applyInPandas`, one date per call, on the executors) and joined back."""
+    """`frame` with the BG/NBD score columns, fitted per observation date on the driver.
+
+    The fit is the DuckDB engine's (`features.btyd.btyd_scores`) on the same summary columns: the
+    driver collects keys and the three summary columns (five numbers a row), fits four parameters
+    per date and sends the scores back as a frame joined on the keys.
+    """
     keys = [names.CUSTOMER_ID, names.EVENT_TIMESTAMP]
-    schema = ", ".join([f"{names.CUSTOMER_ID} string", f"{names.EVENT_TIMESTAMP} timestamp"] + [f"{c} double" for c in SCORES])
-
-    def fit(rows: pd.DataFrame) -> pd.DataFrame:
-        scores = btyd_scores(rows[[names.EVENT_TIMESTAMP, *SUMMARY]], horizon_days)
-        return pd.concat([rows[keys].reset_index(drop=True), scores.reset_index(drop=True)], axis=1)
-
-    scored = frame.select(*keys, *SUMMARY).groupBy(names.EVENT_TIMESTAMP).applyInPandas(fit, schema)
+    rows = frame.select(*keys, *SUMMARY).toPandas()
+    scores = btyd_scores(rows[[names.EVENT_TIMESTAMP, *SUMMARY]], horizon_days)
+    schema = ", ".join(
+        [f"{names.CUSTOMER_ID} string", f"{names.EVENT_TIMESTAMP} timestamp"] + [f"{c} double" for c in SCORES]
+    )
+    scored = frame.sparkSession.createDataFrame(pd.concat([rows[keys], scores], axis=1), schema)
     return frame.join(scored, keys, "left")
 
 
