@@ -84,7 +84,7 @@ def compute_labels(
                    CASE WHEN next_day IS NULL OR next_day >= timestampadd(DAY, {horizon_days}, t) THEN 1 ELSE 0 END
                    AS {names.LABEL}
             FROM nxt WHERE side = 0"""
-    frame = spark.sql(query).toPandas()
+    frame: pd.DataFrame = spark.sql(query).toPandas()
     # Microseconds, as the keys read from Parquet by the DuckDB engine.
     frame[names.EVENT_TIMESTAMP] = (
         pd.to_datetime(frame[names.EVENT_TIMESTAMP]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")

@@ -220,7 +220,7 @@ def with_btyd_scores(frame: DataFrame, horizon_days: int) -> DataFrame:
     per date and sends the scores back as a frame joined on the keys.
     """
     keys = [names.CUSTOMER_ID, names.EVENT_TIMESTAMP]
-    rows = frame.select(*keys, *SUMMARY).toPandas()
+    rows: pd.DataFrame = frame.select(*keys, *SUMMARY).toPandas()
     scores = btyd_scores(rows[[names.EVENT_TIMESTAMP, *SUMMARY]], horizon_days)
     schema = ", ".join(
         [f"{names.CUSTOMER_ID} string", f"{names.EVENT_TIMESTAMP} timestamp"] + [f"{c} double" for c in SCORES]
