@@ -128,9 +128,12 @@ def test_embedded_profile_file_registry_and_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.services
-def test_services_profile_postgres_registry_and_redis(tmp_path: Path, postgres_url: str, redis_address: str) -> None:
+def test_services_profile_postgres_registry_and_redis(
+    tmp_path: Path, postgres_url: str, redis_address: str, spark: Any
+) -> None:
     base = load_settings(REPO / "configs/services.yaml", env={})
     assert base.feast.online_store.type == "redis" and base.feast.registry.startswith("postgresql")
+    assert base.features.engine == "spark"  # materialized from Feast's Spark offline store
     project = f"churn_test_{uuid.uuid4().hex[:8]}"
     tree = base.model_dump(mode="json")
     tree["workspace"] = str(tmp_path)
