@@ -30,6 +30,7 @@ from feast.types import Float64, String
 
 from core import names
 from core.settings import Settings
+from features.feast_adapter import spark_source
 from features.snapshots.spec import view_of
 
 RHYTHM_FEATURE = "purchases_overdue_ratio"
@@ -143,10 +144,7 @@ def build_definitions(
 def _snapshot_source(path: str, engine: str) -> Any:
     description = "Behaviour snapshots computed by features/snapshots/ from the event log."
     if engine == "spark":
-        # Imported here: it imports pyspark, which only the spark extra installs.
-        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
-
-        return SparkSource(
+        return spark_source(
             name=names.SNAPSHOT_SOURCE,
             path=path,
             file_format="parquet",
