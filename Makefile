@@ -3,7 +3,9 @@
 #   make test         set up, then run ruff, mypy, the layer contract and the whole test suite
 # For the edit loop: make check (lint and the unit tests, under two minutes on 2 cores).
 # make bento builds the scoring service's Bento from a fresh clone.
-# Set-up installs uv (pip-installable) and syncs .venv to exactly uv.lock.
+# Set-up installs uv (pip-installable) and syncs .venv to exactly uv.lock: `setup` (quickstart) without
+# the optional Spark feature engine, `setup-full` (test, lint, check, bench) with it (`--extra spark`;
+# Spark also needs Java 17+). `uv sync` is exact: each target's sync adds or removes pyspark.
 
 PYTHON ?= python3
 UV_VERSION ?= 0.13.9
@@ -14,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Trust the platform certificate store too (machines behind a TLS-inspecting proxy).
 export UV_SYSTEM_CERTS := true
 
-.PHONY: setup quickstart test check lint bench bento clean
+.PHONY: setup setup-full quickstart test check lint bench bento clean
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -23,10 +25,13 @@ $(TOOLS)/bin/uv:
 setup: $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 
+setup-full: $(UV)
+	$(UV) sync --frozen --extra spark --python $(PYTHON)
+
 quickstart: setup
 	$(VENV)/bin/churn quickstart
 
-lint: setup
+lint: setup-full
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -38,7 +43,7 @@ test: lint
 check: lint
 	$(VENV)/bin/pytest -q tests/unit
 
-bench: setup
+bench: setup-full
 	$(VENV)/bin/python bench/run.py
 
 # The scoring service as a Bento (in $BENTOML_HOME, ~/bentoml by default), its Python packages

@@ -43,6 +43,11 @@ Rows (group in brackets, for `--only`):
   reasons and all (target: p50 <= the minimal endpoint's JSON p50). The notes give the time per
   stage of both paths in process. The load generator shares the cores with the servers. Script:
   `bench/serving.py`; its raw figures stay in `<workdir>/serving/result.json`.
+- [spark] the feature build on the Spark engine (`features.spark.snapshots.write_snapshots`,
+  `--spark-master`, default local[2], driver memory `--spark-driver-memory` 6g) beside the DuckDB
+  engine, same spec as [features] (no BG/NBD), same events, each in a fresh process: wall time and
+  peak memory of both, the Spark JVM's `VmHWM` beside its Python driver's; the notes give the JVM's
+  start-up (untimed) and how many values differ between the two files. Script: `bench/spark_build.py`.
 - [drift] the drift report (`monitoring.drift.drift_report`, both engines) beside a SciPy `ks_2samp`
   loop over the same columns, and Evidently's `DataDriftPreset` (run and save_html) beside it, on seeded
   synthetic reference and current frames of `--drift-rows` rows (100,000) x `--drift-columns`
@@ -88,9 +93,16 @@ from core import names
 STEPS_SCRIPT = Path(__file__).resolve().parent / "steps.py"
 SERVING_SCRIPT = Path(__file__).resolve().parent / "serving.py"
 DRIFT_SCRIPT = Path(__file__).resolve().parent / "drift.py"
-SCRIPTS: dict[str, list[str]] = {"serving": [str(SERVING_SCRIPT)], "drift": [str(DRIFT_SCRIPT), "step"]}
+SPARK_SCRIPT = Path(__file__).resolve().parent / "spark_build.py"
+SCRIPTS: dict[str, list[str]] = {
+    "serving": [str(SERVING_SCRIPT)],
+    "drift": [str(DRIFT_SCRIPT), "step"],
+    "spark_duckdb": [str(SPARK_SCRIPT), "duckdb"],
+    "spark_spark": [str(SPARK_SCRIPT), "spark"],
+    "spark_compare": [str(SPARK_SCRIPT), "compare"],
+}
 """Steps run by a script of their own (command line before ARGS_JSON RESULT_JSON_PATH); the rest: steps.py STEP."""
-GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift")
+GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift", "spark")
 NEEDS: dict[str, tuple[str, ...]] = {
     "generate": (),
     "ingest": ("generate",),
@@ -99,6 +111,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "online": ("features",),
     "serving": (),
     "drift": (),
+    "spark": ("ingest",),
 }
 """Group -> groups whose output it reads."""
 GIB = 1024.0
@@ -534,6 +547,34 @@ def bench_drift(run: Runner, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def bench_spark(run: Runner, args: argparse.Namespace) -> list[Row]:
+    """The Spark engine's feature build beside the DuckDB engine's on the same events (`bench/spark_build.py`)."""
+    common = {"workdir": str(run.workdir), "dates": args.dates, "memory_limit": args.memory_limit}
+    spark_args = {"master": args.spark_master, "driver_memory": args.spark_driver_memory}
+    duck = run("spark_duckdb", **common, **spark_args)
+    spark = run("spark_spark", **common, **spark_args)
+    same = run("spark_compare", duckdb_out=duck["out"], spark_out=spark["out"])
+    n = duck["events"]
+    jvm, driver = spark["jvm_peak_rss_mib"], spark["peak_rss_mib"]
+    return [
+        Row(
+            f"feature build on Spark ({args.spark_master}): {spark['dates']} weekly dates x windows 7/30/90 d",
+            f"{n:,} events",
+            throughput(spark["seconds"], n, "events"),
+            jvm + driver,
+            "the DuckDB engine, same spec and events",
+            throughput(duck["seconds"], n, "events"),
+            duck["peak_rss_mib"],
+            spark["seconds"] / duck["seconds"],
+            notes=f"Spark peak RSS = JVM {jvm:,.0f} MiB + Python driver {driver:,.0f} MiB (driver memory "
+            f"{args.spark_driver_memory}); JVM start-up {spark['startup_seconds']:.0f} s (untimed); CPU time of "
+            f"the Python processes: Spark driver {spark['cpu_seconds']:.0f} s, DuckDB {duck['cpu_seconds']:.0f} s; "
+            f"{spark['rows']:,} and {duck['rows']:,} rows x {spark['features']} features; {same['mismatches']:,} of "
+            f"{same['compared_values']:,} values differ, {same['key_mismatches']:,} keys in one file only",
+        )
+    ]
+
+
 def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bool = False) -> list[Row]:
     """Run the selected groups (and the groups they need, unreported) and return the table rows.
 
@@ -579,6 +620,8 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
             new = bench_online(run, args)
         elif group == "serving":
             new = bench_serving(run, args)
+        elif group == "spark":
+            new = bench_spark(run, args)
         else:
             new = bench_drift(run, args)
         rows += new
@@ -666,6 +709,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dates", type=int, default=52, help="weekly observation dates in the feature build")
     parser.add_argument("--memory-limit", default="6GB", help="DuckDB memory_limit of the feature build")
+    parser.add_argument("--spark-master", default="local[2]", help="Spark master of the spark group")
+    parser.add_argument("--spark-driver-memory", default="6g", help="Spark driver memory of the spark group")
     parser.add_argument("--entity-rows", type=int, default=500_000, help="entity rows of the retrieval benchmark")
     parser.add_argument("--repeats", type=int, default=200, help="timed online lookups per figure")
     parser.add_argument("--warmup", type=int, default=20, help="untimed online lookups before timing")

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import names
+from core.feature_engine_settings import SparkSettings
 
 
 class _Frozen(BaseModel):
@@ -178,6 +179,10 @@ class FeatureSettings(_Frozen):
     snapshots_dir: str = "features"
     duckdb_memory_limit: str = "6GB"
     """DuckDB's memory cap for the feature build; beyond it DuckDB spills to disk."""
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    """Which engine computes snapshots and labels: DuckDB in this process (the embedded default), or
+    Spark (`features.spark`; needs the `spark` extra and Java 17+). Same features, parity-tested."""
+    spark: SparkSettings = SparkSettings()
 
     @model_validator(mode="after")
     def _windows_positive(self) -> FeatureSettings:

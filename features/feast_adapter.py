@@ -16,6 +16,8 @@ when a Feast upgrade changes what this module relies on.
 * An on-demand view's registered function (`OnDemandFeatureView.feature_transformation`) and the
   source text the registry holds for it (`udf_string`): `features.online` runs the function on
   the rows it read, or its NumPy twin while the source shows the function is unchanged.
+* `SparkSource`, the data source of Feast's Spark offline store (`features.engine: spark`): Feast
+  ships it under `feast.infra...contrib`, not at its top level (`spark_source`).
 
 The registry, feature services, feature views and materialization go through Feast's public API.
 """
@@ -147,3 +149,13 @@ def on_demand_function(view: OnDemandFeatureView) -> OnDemandFunction:
     transformation = view.feature_transformation
     assert transformation is not None  # a pandas-mode view always has its function
     return OnDemandFunction(transformation.transform, getattr(transformation, "udf_string", None))
+
+
+def spark_source(**kwargs: Any) -> Any:
+    """A Feast `SparkSource` (the Spark offline store's data source) with `kwargs`.
+
+    Imported when called: it imports pyspark, which only the `spark` extra installs.
+    """
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    return SparkSource(**kwargs)

@@ -30,6 +30,7 @@ from feast.types import Float64, String
 
 from core import names
 from core.settings import Settings
+from features.feast_adapter import spark_source
 from features.snapshots.spec import view_of
 
 RHYTHM_FEATURE = "purchases_overdue_ratio"
@@ -73,7 +74,9 @@ ONLINE_KERNELS: dict[str, tuple[Callable[..., Any], Callable[[Mapping[str, np.nd
 `features.online.OnlineReader` runs the second when the registry holds the first unchanged."""
 
 
-def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl_days: int) -> list[Any]:
+def build_definitions(
+    snapshots_path: Path | str, schema: Mapping[str, str], ttl_days: int, engine: str = "duckdb"
+) -> list[Any]:
     """Entity, source, one feature view per theme, an on-demand view and the feature services.
 
     Args:
@@ -81,6 +84,8 @@ def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl
         schema: Feature column name -> "string" or "double"; each feature goes in the view its
             name prefix names.
         ttl_days: How far back from an entity timestamp a snapshot may be used.
+        engine: `features.engine`: "duckdb" declares a `FileSource` (DuckDB offline store), "spark"
+            a `SparkSource` over the same file (Feast's Spark offline store, `repo_config`).
 
     Returns:
         Feast objects ready for `FeatureStore.apply`.
@@ -91,12 +96,7 @@ def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl
         value_type=ValueType.STRING,
         description="A CRM customer; one snapshot row per customer per observation date.",
     )
-    source = FileSource(
-        name=names.SNAPSHOT_SOURCE,
-        path=str(snapshots_path),
-        timestamp_field=names.EVENT_TIMESTAMP,
-        description="Behaviour snapshots computed by features/snapshots/ from the event log.",
-    )
+    source = _snapshot_source(str(snapshots_path), engine)
     grouped: dict[str, list[str]] = {}
     for feature in schema:
         grouped.setdefault(view_of(feature), []).append(feature)
@@ -141,6 +141,21 @@ def build_definitions(snapshots_path: Path | str, schema: Mapping[str, str], ttl
     return [customer, source, *views.values(), *extra, *services]
 
 
+def _snapshot_source(path: str, engine: str) -> Any:
+    description = "Behaviour snapshots computed by features/snapshots/ from the event log."
+    if engine == "spark":
+        return spark_source(
+            name=names.SNAPSHOT_SOURCE,
+            path=path,
+            file_format="parquet",
+            timestamp_field=names.EVENT_TIMESTAMP,
+            description=description,
+        )
+    return FileSource(
+        name=names.SNAPSHOT_SOURCE, path=path, timestamp_field=names.EVENT_TIMESTAMP, description=description
+    )
+
+
 def _rhythm_view(purchases: FeatureView, gap_feature: str) -> OnDemandFeatureView:
     """The on-demand view computing `purchases_overdue_ratio` at request time and in training sets."""
     view: OnDemandFeatureView = on_demand_feature_view(
@@ -164,7 +179,8 @@ def _fresh_copy(function: Callable[..., Any]) -> FunctionType:
 
 
 def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig:
-    """The Feast repo config for a profile: file registry + SQLite, or SQL registry + Redis."""
+    """The Feast repo config for a profile: file registry + SQLite, or SQL registry + Redis; the
+    DuckDB offline store, or Spark's with `features.engine: spark` (its session from `features.spark`)."""
     feast = settings.feast
     registry: dict[str, Any]
     if "://" in feast.registry:
@@ -186,7 +202,23 @@ def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig
         provider="local",
         registry=registry,
         online_store=online,
-        offline_store={"type": "duckdb"},
+        offline_store=_offline_store(settings),
         entity_key_serialization_version=3,
         repo_path=repo_path or settings.path("feast"),
     )
+
+
+def _offline_store(settings: Settings) -> dict[str, Any]:
+    if settings.features.engine != "spark":
+        return {"type": "duckdb"}
+    spark = settings.features.spark
+    # Used when Feast starts the session; a session the feature build started in this process is reused.
+    conf = {
+        "spark.master": spark.master,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+        **spark.conf,
+    }
+    return {"type": "spark", "spark_conf": conf}

@@ -55,7 +55,8 @@ def _plan(settings: Settings, paths: FeaturePaths) -> tuple[SnapshotSpec, Manife
 
 
 def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
-    """Compute behaviour snapshots and labels from the ingested (clean) data.
+    """Compute behaviour snapshots and labels from the ingested (clean) data, on the engine
+    `features.engine` names (DuckDB in this process, or Spark: the same columns and values).
 
     Reads `clean/events.parquet` and `clean/customers.parquet`; writes
     `features/snapshots.parquet` (customer_id, event_timestamp, features),
@@ -87,25 +88,31 @@ def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
     todo = tuple(d for d in spec.observation_dates if d not in keep)
     if todo:
         with atomic_path(paths.snapshots) as tmp:
-            write_snapshots(
-                paths.clean_events,
-                paths.clean_customers,
-                replace(spec, observation_dates=todo),
-                tmp,
-                keep_from=paths.snapshots if keep else None,
-                keep_dates=keep,
-                memory_limit=settings.features.duckdb_memory_limit,
-            )
+            if settings.features.engine == "spark":
+                _spark_snapshots(settings, paths, replace(spec, observation_dates=todo), tmp, keep)
+            else:
+                write_snapshots(
+                    paths.clean_events,
+                    paths.clean_customers,
+                    replace(spec, observation_dates=todo),
+                    tmp,
+                    keep_from=paths.snapshots if keep else None,
+                    keep_dates=keep,
+                    memory_limit=settings.features.duckdb_memory_limit,
+                )
     keys = pd.read_parquet(paths.snapshots, columns=[names.CUSTOMER_ID, names.EVENT_TIMESTAMP])
-    labels = compute_labels(
-        keys,
-        pd.read_parquet(paths.clean_customers),
-        paths.clean_events,
-        kind=settings.labels.kind,
-        horizon_days=settings.labels.horizon_days,
-        last_event_day=last,
-        activity_event_types=settings.labels.activity_event_types,
-    )
+    if settings.features.engine == "spark":
+        labels = _spark_labels(settings, paths, last)
+    else:
+        labels = compute_labels(
+            keys,
+            pd.read_parquet(paths.clean_customers),
+            paths.clean_events,
+            kind=settings.labels.kind,
+            horizon_days=settings.labels.horizon_days,
+            last_event_day=last,
+            activity_event_types=settings.labels.activity_event_types,
+        )
     write_atomic_parquet(labels, paths.labels)
     write_atomic_text(manifest.to_json(), paths.manifest)
     return BuildResult(
@@ -118,6 +125,41 @@ def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
         observation_dates=spec.observation_dates,
         recomputed_dates=todo,
         last_event_day=last,
+    )
+
+
+def _spark_snapshots(
+    settings: Settings, paths: FeaturePaths, spec: SnapshotSpec, out: Path, keep: tuple[dt.date, ...]
+) -> None:
+    """The snapshots of `spec` on the Spark engine (imported here: the default install has no pyspark)."""
+    from features.spark.session import spark_session
+    from features.spark.snapshots import write_snapshots as spark_write_snapshots
+
+    spark_write_snapshots(
+        spark_session(settings.features.spark),
+        paths.clean_events,
+        paths.clean_customers,
+        spec,
+        out,
+        keep_from=paths.snapshots if keep else None,
+        keep_dates=keep,
+    )
+
+
+def _spark_labels(settings: Settings, paths: FeaturePaths, last: dt.date) -> pd.DataFrame:
+    """The labels of the snapshots' keys on the Spark engine."""
+    from features.spark.labels import compute_labels as spark_labels
+    from features.spark.session import spark_session
+
+    return spark_labels(
+        spark_session(settings.features.spark),
+        paths.snapshots,
+        paths.clean_customers,
+        paths.clean_events,
+        kind=settings.labels.kind,
+        horizon_days=settings.labels.horizon_days,
+        last_event_day=last,
+        activity_event_types=settings.labels.activity_event_types,
     )
 
 
@@ -202,7 +244,9 @@ def apply_features(settings: Settings) -> list[str]:
     paths = FeaturePaths.of(settings)
     if not paths.snapshots.exists():
         raise FileNotFoundError(f"{paths.snapshots} does not exist: run `churn features build` first")
-    definitions = build_definitions(paths.snapshots, snapshot_schema(paths.snapshots), settings.feast.ttl_days)
+    definitions = build_definitions(
+        paths.snapshots, snapshot_schema(paths.snapshots), settings.feast.ttl_days, settings.features.engine
+    )
     store = open_store(settings)
     store.apply(definitions)
     return [obj.name for obj in definitions]

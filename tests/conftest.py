@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,3 +64,24 @@ def served_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train(settings)
     materialize(settings)
     return ws
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The test session's one SparkSession (`local[2]`), for the Spark feature engine's tests.
+
+    Skips when pyspark or Java is missing (the default install has no Spark), or fails under
+    CHURN_REQUIRE_SERVICES=1, as CI sets it: there the spark extra and Java are required.
+    """
+    from core.feature_engine_settings import SparkSettings
+    from features.spark.session import missing, spark_session
+
+    reason = missing()
+    if reason:
+        message = f"needs the Spark feature engine: {reason}"
+        if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
+            pytest.fail(f"{message}; {REQUIRE_SERVICES_ENV}=1 makes this a failure")
+        pytest.skip(message)
+    session = spark_session(SparkSettings(master="local[2]", driver_memory="1g", shuffle_partitions=2))
+    yield session
+    session.stop()

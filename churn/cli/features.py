@@ -20,16 +20,21 @@ def features_build(
     full: Annotated[
         bool, typer.Option("--full", help="Recompute every observation date, not only those new data touches.")
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="duckdb or spark; default: features.engine of the config (duckdb)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Compute behaviour snapshots and churn labels from the ingested data (DuckDB over Parquet).
+    """Compute behaviour snapshots and churn labels from the ingested data (DuckDB over Parquet, or Spark).
 
     By default the build is incremental: only observation dates after the earliest changed day
-    of data are recomputed; the result equals a full rebuild.
+    of data are recomputed; the result equals a full rebuild. `--engine spark` (or
+    `features.engine: spark`) computes the same features on Spark (`features.spark.master`).
 
-    Example: churn features build --config configs/default.yaml
+    Example: churn features build --config configs/default.yaml --engine spark
     """
-    ctx = load_context(config, "features-build")
+    ctx = load_context(config, "features-build", **{"features.engine": engine})
     result = build_snapshots(ctx.settings, incremental=not full)
     console.print(
         f"{result.rows:,} snapshot rows x {len(result.features)} features over {len(result.observation_dates)} "
@@ -50,11 +55,17 @@ def build_snapshots(settings: Settings, incremental: bool = True) -> Any:
     """
     from features.pipeline import build_features
 
+    engine = settings.features.engine
+    where = f" on Spark ({settings.features.spark.master})" if engine == "spark" else ""
     try:
-        with console.status("computing behaviour features"):
+        with console.status(f"computing behaviour features{where}"):
             return build_features(settings, incremental=incremental)
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
+    except RuntimeError as exc:  # the Spark engine without pyspark or Java
+        if engine != "spark":
+            raise
+        raise fail(str(exc), "install the spark extra and Java 17, or use --engine duckdb") from None
 
 
 @app.command("apply")

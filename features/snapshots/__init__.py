@@ -19,4 +19,7 @@ The modules, in the order a build goes through them:
   the Feast view each belongs to.
 * `sql`: the snapshot query, built from the spec.
 * `build`: the query run over the inputs, into a frame or straight into Parquet.
+
+`features.spark` computes the same snapshots on Spark (`features.engine: spark`) from the same
+expressions of `sql`, with its own lookups in place of the ASOF joins.
 """

@@ -1,32 +1,62 @@
-"""The snapshot query: one DuckDB statement computing every feature of a spec from running totals."""
+"""The snapshot query: one DuckDB statement computing every feature of a spec from running totals.
+
+The daily aggregates, running totals, feature expressions and RFM scores are written once, over a
+`Dialect` (the few functions DuckDB and Spark SQL spell differently), so the Spark engine
+(`features.spark.snapshots`) computes the same features from the same expressions.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from core import names
 from features.btyd import SCORES
 from features.snapshots.spec import RFM_BINS, TREND_DAYS, SnapshotSpec
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """The functions the feature expressions need that SQL engines spell differently."""
+
+    days: Callable[[str, str], str]
+    """SQL for the whole days from the first timestamp (midnight) to the second."""
+    change_ratio: Callable[[str, str], str]
+    """SQL for the relative change of `now` against `before` (the `change_ratio` macro of `inputs.connect`)."""
+
+
+DUCKDB = Dialect(
+    days=lambda start, end: f"date_diff('day', {start}, {end})",
+    change_ratio=lambda now, before: f"change_ratio({now}, {before})",
+)
+
+
 def feature_names(spec: SnapshotSpec) -> list[str]:
     """The feature columns `feature_sql(spec)` produces, in order."""
-    return [alias for _, alias in _feature_exprs(spec)]
+    return [alias for _, alias in feature_exprs(spec)]
 
 
-def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
-    """(SQL expression over the `wide` relation, feature name) for every feature of `spec`."""
+def feature_exprs(spec: SnapshotSpec, dialect: Dialect = DUCKDB) -> list[tuple[str, str]]:
+    """(SQL expression over the `wide` relation, feature name) for every feature of `spec`.
+
+    `wide` holds `obs_ts`, `tenure_days`, `attr_<i>` and each running total `<column>_<k>` looked up
+    `k` days before the observation date (`edges`, `needed_at`); `cat` holds `categories_<w>`.
+    """
 
     def window(column: str, days: int) -> str:
         # Exact: counts are whole numbers and sums are DECIMAL, so an empty window is exactly 0.
         return f"(coalesce({column}_0, 0) - coalesce({column}_{days}, 0))::DOUBLE"
 
     def since(day: str) -> str:
-        return f"date_diff('day', {day}, wide.obs_ts)::DOUBLE"
+        return f"{dialect.days(day, 'wide.obs_ts')}::DOUBLE"
 
     t, t2 = TREND_DAYS, 2 * TREND_DAYS
 
     def trend(column: str) -> str:
         """The last TREND_DAYS days against the TREND_DAYS before them."""
-        return f"change_ratio({window(column, t)}, (coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE)"
+        return dialect.change_ratio(
+            window(column, t), f"(coalesce({column}_{t}, 0) - coalesce({column}_{t2}, 0))::DOUBLE"
+        )
 
     out: list[tuple[str, str]] = []
     spend = spec.purchases and spec.has_amount
@@ -62,7 +92,7 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
         if spend:
             out.append(("coalesce(spend_0, 0)::DOUBLE", "purchases_spend_lifetime"))
         out.append(("CASE WHEN p_days_0 > 0 THEN p_days_0 - 1 END::DOUBLE", names.BTYD_FREQUENCY))
-        out.append(("date_diff('day', first_purchase_0, last_purchase_0)::DOUBLE", names.BTYD_RECENCY))
+        out.append((f"{dialect.days('first_purchase_0', 'last_purchase_0')}::DOUBLE", names.BTYD_RECENCY))
         out.append((since("first_purchase_0"), names.BTYD_AGE))
         out.append((f"n_purchase_0 * 30.0 / greatest({since('first_purchase_0')}, 1)", "purchases_rate_30d"))
     for kind in spec.counted:
@@ -83,7 +113,7 @@ def _feature_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
     return out
 
 
-def _edges(spec: SnapshotSpec) -> list[int]:
+def edges(spec: SnapshotSpec) -> list[int]:
     """Days before the observation date at which running totals are looked up."""
     edges = {0, *spec.windows_days}
     if spec.kinds:
@@ -91,44 +121,46 @@ def _edges(spec: SnapshotSpec) -> list[int]:
     return sorted(edges)
 
 
-def _literals(types: list[str]) -> str:
+def literals(types: list[str]) -> str:
     """Event types as a SQL list of string literals (they are data: quotes are escaped)."""
     return ", ".join("'" + t.replace("'", "''") + "'" for t in types)
 
 
-def feature_sql(spec: SnapshotSpec) -> str:
-    """The DuckDB query computing the snapshots for `spec`.
-
-    It expects views `events` (customer_id, event_timestamp, event_type, amount, category),
-    `customers` (customer_id, signup_date, churn_date, attributes...) and `obs` (observation_ts).
-    """
+def daily_columns(spec: SnapshotSpec) -> list[str]:
+    """`<aggregate> AS <column>` of the daily aggregates per customer and day, over `ev` (event_type, amount)."""
     daily_cols = ["count(*)::DOUBLE AS n_all"]
     daily_cols += [
-        f"count(*) FILTER (WHERE event_type = {_literals([k.type])})::DOUBLE AS {k.column}" for k in spec.counted
+        f"count(*) FILTER (WHERE event_type = {literals([k.type])})::DOUBLE AS {k.column}" for k in spec.counted
     ]
     # DECIMAL, not DOUBLE: running totals and their differences stay exact, so a window without
     # such events sums to exactly 0 and the result does not depend on summation order.
     daily_cols += [
-        f"coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type = {_literals([k.type])}), 0)"
+        f"coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type = {literals([k.type])}), 0)"
         f" AS amount_{k.column}"
         for k in spec.counted
         if k.type in spec.amount_types
     ]
     if spec.engagement_types:
         daily_cols.append(
-            f"count(*) FILTER (WHERE event_type IN ({_literals(spec.engagement_types)}))::DOUBLE AS n_engagement"
+            f"count(*) FILTER (WHERE event_type IN ({literals(spec.engagement_types)}))::DOUBLE AS n_engagement"
         )
-    buying = _literals(spec.purchase_types)
+    buying = literals(spec.purchase_types)
     if spec.purchases:
         daily_cols.append(f"count(*) FILTER (WHERE event_type IN ({buying}))::DOUBLE AS n_purchase")
     if spec.purchases and spec.has_amount:
         daily_cols.append(f"coalesce(sum(amount::DECIMAL(18, 4)) FILTER (WHERE event_type IN ({buying})), 0) AS spend")
+    return daily_cols
+
+
+def gap_column(dialect: Dialect) -> str:
+    """The gap (days) from the previous purchase day, on each purchase day (needs `n_purchase`)."""
+    previous = "lag(day) OVER (PARTITION BY cid, n_purchase > 0 ORDER BY day)"
+    return f"CASE WHEN n_purchase > 0 THEN {dialect.days(previous, 'day')}::DOUBLE END AS gap"
+
+
+def cum_columns(spec: SnapshotSpec, daily_cols: list[str]) -> list[str]:
+    """`<expression> AS <column>` of the running totals per customer, over window `w` (by day)."""
     running = [c.rsplit(" AS ", 1)[1] for c in daily_cols]
-    gap = ""
-    if spec.purchases:
-        # The gap (days) from the previous purchase day, on each purchase day.
-        gap = """, CASE WHEN n_purchase > 0 THEN date_diff('day',
-                  lag(day) OVER (PARTITION BY cid, n_purchase > 0 ORDER BY day), day)::DOUBLE END AS gap"""
     cum_cols = [f"sum({c}) OVER w AS {c}" for c in running]
     if spec.purchases:
         cum_cols += [
@@ -141,32 +173,51 @@ def feature_sql(spec: SnapshotSpec) -> str:
         ]
     cum_cols += [f"max(CASE WHEN {k.column} > 0 THEN day END) OVER w AS last_{k.column}" for k in spec.counted]
     cum_cols += ["day AS last_activity", "min(day) OVER w AS first_activity"]
+    return cum_cols
+
+
+_AT_EDGE_ZERO_ONLY = {"n_all", "first_purchase", "last_purchase", "p_days", "last_activity", "first_activity"}
+
+
+def needed_at(spec: SnapshotSpec, column: str, k: int) -> bool:
+    """Whether the features read running total `column` at `k` days before the observation date."""
+    trend_edges = {TREND_DAYS, 2 * TREND_DAYS}
+    if k == 0:
+        return True
+    if column in _AT_EDGE_ZERO_ONLY or column.startswith("last_"):
+        return False
+    if column.startswith("gap_"):
+        return k == spec.long_window
+    if column == "n_engagement":
+        return k in trend_edges
+    if column.startswith("amount_"):
+        return k in spec.windows_days
+    return k in spec.windows_days or k in trend_edges
+
+
+def feature_sql(spec: SnapshotSpec) -> str:
+    """The DuckDB query computing the snapshots for `spec`.
+
+    It expects views `events` (customer_id, event_timestamp, event_type, amount, category),
+    `customers` (customer_id, signup_date, churn_date, attributes...) and `obs` (observation_ts).
+    """
+    daily_cols = daily_columns(spec)
+    buying = literals(spec.purchase_types)
+    gap = f", {gap_column(DUCKDB)}" if spec.purchases else ""
+    cum_cols = cum_columns(spec, daily_cols)
     looked_up = [c.rsplit(" AS ", 1)[1] for c in cum_cols]
-    edges = _edges(spec)
+    edge_days = edges(spec)
     # One ASOF join looks up the running totals at every window edge of every (customer, date),
     # then one GROUP BY on the integer row id `pid` lays the edges out side by side.
-    trend_edges = {TREND_DAYS, 2 * TREND_DAYS}
-    at_edge_zero_only = {"n_all", "first_purchase", "last_purchase", "p_days", "last_activity", "first_activity"}
-
-    def needed_at(column: str, k: int) -> bool:
-        if k == 0:
-            return True
-        if column in at_edge_zero_only or column.startswith("last_"):
-            return False
-        if column.startswith("gap_"):
-            return k == spec.long_window
-        if column == "n_engagement":
-            return k in trend_edges
-        if column.startswith("amount_"):
-            return k in spec.windows_days
-        return k in spec.windows_days or k in trend_edges
-
     picks = ", ".join(
-        f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}" for k in edges for c in looked_up if needed_at(c, k)
+        f"any_value({c}) FILTER (WHERE k = {k}) AS {c}_{k}"
+        for k in edge_days
+        for c in looked_up
+        if needed_at(spec, c, k)
     )
     lookup_sql = f"""probes AS (
     SELECT pid, cid, e.k, obs_ts - to_days(e.k::INTEGER) AS edge
-    FROM population CROSS JOIN (SELECT unnest({edges}) AS k) e
+    FROM population CROSS JOIN (SELECT unnest({edge_days}) AS k) e
 ),
 at_edges AS (
     SELECT pr.pid, pr.k, {", ".join(f"cum.{c}" for c in looked_up)}
@@ -196,7 +247,7 @@ cat AS (
     GROUP BY cp.pid
 )"""
         category_join = "LEFT JOIN cat ON cat.pid = wide.pid"
-    select = ",\n    ".join(f"{expr} AS {alias}" for expr, alias in _feature_exprs(spec))
+    select = ",\n    ".join(f"{expr} AS {alias}" for expr, alias in feature_exprs(spec))
     rfm_cte, rfm_join = _rfm_sql(spec)
     return f"""
 WITH cust AS (SELECT row_number() OVER () AS cid, * FROM customers),
@@ -242,22 +293,32 @@ def _rfm_sql(spec: SnapshotSpec) -> tuple[str, str]:
     """
     if not spec.purchases:
         return "", " FROM features f"
+    parts = [f"{expr} AS {alias}" for expr, alias in rfm_exprs(spec)]
+    long = spec.long_window
+    inputs = ["pid", "obs_ts", "purchases_days_since_last", f"purchases_count_{long}d"]
+    if spec.has_amount:
+        inputs.append(f"purchases_spend_{long}d")
+    cte = f""",
+rfm AS (SELECT pid, {", ".join(parts)} FROM (SELECT {", ".join(inputs)} FROM features))"""
+    return cte, ", r.* EXCLUDE (pid) FROM features f JOIN rfm r ON r.pid = f.pid"
+
+
+def rfm_exprs(spec: SnapshotSpec) -> list[tuple[str, str]]:
+    """(window expression over the features and `obs_ts`, name) of each RFM score; none without purchases."""
+    if not spec.purchases:
+        return []
     long = spec.long_window
 
     def score(order: str) -> str:
         return f"greatest(1, ceil({RFM_BINS} * cume_dist() OVER (PARTITION BY obs_ts ORDER BY {order})))::DOUBLE"
 
-    parts = [
-        f"{score('purchases_days_since_last DESC NULLS FIRST')} AS purchases_rfm_recency",
-        f"{score(f'purchases_count_{long}d')} AS purchases_rfm_frequency",
+    out = [
+        (score("purchases_days_since_last DESC NULLS FIRST"), "purchases_rfm_recency"),
+        (score(f"purchases_count_{long}d"), "purchases_rfm_frequency"),
     ]
-    inputs = ["pid", "obs_ts", "purchases_days_since_last", f"purchases_count_{long}d"]
     if spec.has_amount:
-        parts.append(f"{score(f'purchases_spend_{long}d')} AS purchases_rfm_monetary")
-        inputs.append(f"purchases_spend_{long}d")
-    cte = f""",
-rfm AS (SELECT pid, {", ".join(parts)} FROM (SELECT {", ".join(inputs)} FROM features))"""
-    return cte, ", r.* EXCLUDE (pid) FROM features f JOIN rfm r ON r.pid = f.pid"
+        out.append((score(f"purchases_spend_{long}d"), "purchases_rfm_monetary"))
+    return out
 
 
 def btyd_names(spec: SnapshotSpec) -> list[str]:

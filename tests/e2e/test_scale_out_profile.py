@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -34,8 +35,11 @@ def tracking(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def services(tracking: tuple[str, Path], postgres_url: str, redis_address: str, tmp_path: Path) -> Iterator[Settings]:
-    """A small workspace on the scale-out profile, its features applied to the PostgreSQL registry."""
+def services(
+    tracking: tuple[str, Path], postgres_url: str, redis_address: str, tmp_path: Path, spark: Any
+) -> Iterator[Settings]:
+    """A small workspace on the scale-out profile, its features built on Spark and applied to the
+    PostgreSQL registry (a SparkSource: training sets come from Feast's Spark offline store)."""
     from features.generator.dataset import generate, write_generated
     from features.ingest import ingest
     from features.pipeline import apply_features, build_features
@@ -46,6 +50,7 @@ def services(tracking: tuple[str, Path], postgres_url: str, redis_address: str, 
     )
     customers, events = write_generated(generate(600, 220, seed=3), ws / "raw")
     ingest(settings, customers_path=customers, events_path=events)
+    assert settings.features.engine == "spark"
     build_features(settings)
     try:
         apply_features(settings)

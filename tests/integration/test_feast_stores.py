@@ -7,6 +7,7 @@ import inspect
 import math
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from core.settings import DEFAULT_CONFIG, Settings, load_settings, parse_setting
 from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
 from features.online import OnlineReader, _kernel
 from features.paths import FeaturePaths
-from features.pipeline import apply_features, materialize, open_store
+from features.pipeline import apply_features, historical_features, materialize, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,9 +128,12 @@ def test_embedded_profile_file_registry_and_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.services
-def test_services_profile_postgres_registry_and_redis(tmp_path: Path, postgres_url: str, redis_address: str) -> None:
+def test_services_profile_postgres_registry_and_redis(
+    tmp_path: Path, postgres_url: str, redis_address: str, spark: Any
+) -> None:
     base = load_settings(REPO / "configs/services.yaml", env={})
     assert base.feast.online_store.type == "redis" and base.feast.registry.startswith("postgresql")
+    assert base.features.engine == "spark"  # materialized from Feast's Spark offline store
     project = f"churn_test_{uuid.uuid4().hex[:8]}"
     tree = base.model_dump(mode="json")
     tree["workspace"] = str(tmp_path)
@@ -148,3 +152,44 @@ def test_services_profile_postgres_registry_and_redis(tmp_path: Path, postgres_u
 def test_default_config_is_embedded() -> None:
     settings = load_settings(DEFAULT_CONFIG, env={})
     assert settings.feast.online_store.type == "sqlite" and "://" not in settings.feast.registry
+
+
+def test_spark_offline_store_retrieves_the_default_stores_training_rows(tmp_path: Path, spark: Any) -> None:
+    """`features.engine: spark` declares a SparkSource and Feast's Spark offline store: the same
+    point-in-time rows as the embedded DuckDB/file store on the same snapshots."""
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    frame = _snapshots(seed=5)
+    stamps = pd.to_datetime(["2025-03-01", "2025-03-05", "2025-03-09", "2025-04-01"]).tz_localize("UTC")
+    entity = pd.DataFrame(
+        [
+            {names.CUSTOMER_ID: f"C{i:03d}", names.EVENT_TIMESTAMP: t, names.LABEL: i % 2}
+            for t in stamps
+            for i in (0, 3, 4, 7, 25)
+        ]
+    )
+    got: dict[str, pd.DataFrame] = {}
+    for engine in ("duckdb", "spark"):
+        settings = parse_settings({"workspace": str(tmp_path / engine), "features": {"engine": engine}}, "test", env={})
+        write_atomic_parquet(frame, FeaturePaths.of(settings).snapshots)
+        apply_features(settings)
+        store = open_store(settings)
+        source = store.get_data_source(names.SNAPSHOT_SOURCE)
+        assert isinstance(source, SparkSource) == (engine == "spark")
+        assert store.config.offline_store.type == ("spark" if engine == "spark" else "duckdb")
+        got[engine] = historical_features(store, entity)
+    expected, spark_rows = got["duckdb"], got["spark"]
+    assert len(expected) == len(entity) and expected["purchases_count_30d"].notna().any()
+    assert expected["purchases_count_30d"].isna().any()  # before the first snapshot, after the TTL, unknown
+    assert sorted(spark_rows.columns) == sorted(expected.columns)
+    spark_rows = spark_rows[expected.columns]
+    for column in expected.columns:
+        a, b = expected[column], spark_rows[column]
+        if column == names.EVENT_TIMESTAMP:
+            assert (pd.to_datetime(a, utc=True) == pd.to_datetime(b, utc=True)).all()
+        elif a.dtype.kind == "f" or b.dtype.kind == "f":
+            np.testing.assert_allclose(b.to_numpy(dtype=float), a.to_numpy(dtype=float), err_msg=column)
+        else:
+            assert (
+                a.astype(object).where(a.notna(), None).tolist() == b.astype(object).where(b.notna(), None).tolist()
+            ), column
