@@ -15,6 +15,7 @@ from tempfile import TemporaryDirectory
 import mlflow
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from mlflow import MlflowClient
 
 from core import names
@@ -267,6 +268,7 @@ def _train(
         study.set_user_attr(PARENT_RUN, run.info.run_id)
         study.set_user_attr("data.fingerprint", prepared.fingerprint)
         wait = run_workers(study_name) if run_workers else None
+        trained: dict[int, xgb.Booster] = {}  # the best trial of this process: the final trees, not trained twice
         run_trials(
             study,
             split,
@@ -276,15 +278,17 @@ def _train(
             timeout_s=cfg.timeout_s,
             on_trial=on_trial,
             fitter=prepared.fitter,
+            best_booster=trained,
         )
         if wait:
             wait()
         _, y_train = split.xy("train")
-        result = best_of(reloaded(study, settings.optuna_uri), cfg.search, negatives_per_positive(y_train), cfg.metric)
+        finished = reloaded(study, settings.optuna_uri)
+        result = best_of(finished, cfg.search, negatives_per_positive(y_train), cfg.metric)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
-        model = final_model(result.best_params, split, cfg, prepared.fitter)
+        model = final_model(result.best_params, split, cfg, prepared.fitter, trained.get(finished.best_trial.number))
         bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
         judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression)
         metrics = _log_evaluation(settings, split, model, judged)
