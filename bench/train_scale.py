@@ -397,6 +397,7 @@ def measure(customers: int, days: int, sizes: Sequence[int], budget: float) -> d
             out["dask"] = run_sub("platform", workspace=str(ws), model_name=f"bench-dask-{stamp}", engine="dask")
             out["pruned"] = run_sub("study", workspace=str(ws), pruning=True, budget=budget)
             out["unpruned"] = run_sub("study", workspace=str(ws), pruning=False, budget=budget)
+        (root / "partial-result.json").write_text(json.dumps(out, indent=1))  # what a failure later leaves
     return out
 
 
