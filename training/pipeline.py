@@ -36,6 +36,9 @@ from training.registry import GateDecision, champion_version, gate, record_and_a
 from training.report import write_artifacts
 from training.tune import PARENT_RUN, Fitter, best_of, negatives_per_positive, open_study, run_trials, score
 
+SHAP_ROWS = 10_000
+"""The SHAP importance of a run explains at most this many held-out rows (a seeded sample)."""
+
 
 class EngineError(RuntimeError):
     """The training engine (`training.engine`) cannot run on this profile or data; the message says what to change."""
@@ -320,7 +323,10 @@ def _log_evaluation(settings: Settings, split: Split, model: FinalModel, judged:
     logged = {**holdout, **valid, **judged.metrics(), "n_trees": float(model.booster.num_boosted_rounds())}
     mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
     mlflow.set_tag("baselines.verdict", judged.verdict.line())
-    importance = shap_importance(model.booster, split.valid if len(split.valid) else split.train)
+    explained = split.valid if len(split.valid) else split.train
+    if len(explained) > SHAP_ROWS:  # a mean |SHAP| settles long before; pred_contribs costs per row
+        explained = explained.sample(n=SHAP_ROWS, random_state=cfg.seed)
+    importance = shap_importance(model.booster, explained)
     with TemporaryDirectory() as tmp:
         write_artifacts(
             tmp,
