@@ -721,7 +721,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--training-sizes",
         type=lambda text: [int(c) for c in text.split(",") if c.strip()],
         default=[5_000, 10_000, 20_000],
-        help="comma-separated customer counts of the growth (the middle one: pruning and Dask)",
+        help="comma-separated customer counts of the growth (the smallest: pruning and Dask)",
     )
     parser.add_argument("--training-budget", type=float, default=150, help="wall seconds per Optuna arm")
     parser.add_argument(
