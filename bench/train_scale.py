@@ -378,6 +378,14 @@ def growth_exponent(sizes: Sequence[float], seconds: Sequence[float | None]) -> 
     return float(np.polyfit(logs[:, 0], logs[:, 1], 1)[0])
 
 
+def marginal_cost(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[float, float] | None:
+    """(fixed seconds a, seconds per customer c) of seconds ~ a + c * sizes, least squares; None below 2 sizes."""
+    if len(set(sizes)) < 2:
+        return None
+    c, a = np.polyfit(np.asarray(sizes, dtype=float), np.asarray(seconds, dtype=float), 1)
+    return float(a), float(c)
+
+
 def measure(customers: int, days: int, sizes: Sequence[int], budget: float) -> dict[str, Any]:
     """Run every training measurement under `./training` (see the module docstring); return the raw results."""
     root = Path.cwd() / "training"
@@ -492,6 +500,8 @@ def rows_of(res: dict[str, Any], customers: int) -> list[dict[str, Any]]:
         cpu = {n: per_size[n][stage][1] for n in sizes if per_size[n][stage][1] is not None}
         basis, used = ("CPU", cpu) if len(cpu) >= 2 else ("wall", wall)
         b = growth_exponent(list(used), list(used.values()))
+        line = marginal_cost(list(used), list(used.values()))
+        per_million = f"; fixed {line[0]:.1f} s + {line[1] * 1e6:,.0f} s per million customers" if line else ""
         figure = ", ".join(
             f"{n / 1000:g}k: {wall[n]:.1f} s" + (f" (CPU {cpu[n]:.1f})" if n in cpu else "") for n in sizes
         )
@@ -502,7 +512,9 @@ def rows_of(res: dict[str, Any], customers: int) -> list[dict[str, Any]]:
                 "scale": f"{len(sizes)} sizes x {res['days']} days",
                 "figure": figure,
                 "baseline": "linear growth (exponent 1)",
-                "baseline_figure": f"time ~ customers^{b:.2f} ({basis} time, {len(used)} sizes)" if b else "",
+                "baseline_figure": f"time ~ customers^{b:.2f} ({basis} time, {len(used)} sizes){per_million}"
+                if b
+                else "",
                 "ratio": b,
                 "notes": (f"peak RSS MiB {mem}; " if mem else "")
                 + "label rows per size: "
