@@ -500,7 +500,7 @@ def rows_of(res: dict[str, Any], customers: int) -> list[dict[str, Any]]:
         cpu = {n: per_size[n][stage][1] for n in sizes if per_size[n][stage][1] is not None}
         basis, used = ("CPU", cpu) if len(cpu) >= 2 else ("wall", wall)
         b = growth_exponent(list(used), list(used.values()))
-        line = marginal_cost(list(used), list(used.values()))
+        line = marginal_cost(list(used), [float(v or 0.0) for v in used.values()])
         per_million = f"; fixed {line[0]:.1f} s + {line[1] * 1e6:,.0f} s per million customers" if line else ""
         figure = ", ".join(
             f"{n / 1000:g}k: {wall[n]:.1f} s" + (f" (CPU {cpu[n]:.1f})" if n in cpu else "") for n in sizes
