@@ -720,10 +720,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--training-sizes",
         type=lambda text: [int(c) for c in text.split(",") if c.strip()],
-        default=[5_000, 10_000, 20_000],
+        default=[2_500, 5_000],
         help="comma-separated customer counts of the growth (the smallest: pruning and Dask)",
     )
-    parser.add_argument("--training-budget", type=float, default=150, help="wall seconds per Optuna arm")
+    parser.add_argument("--training-budget", type=float, default=120, help="wall seconds per Optuna arm")
     parser.add_argument(
         "--results",
         type=Path,

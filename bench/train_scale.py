@@ -4,7 +4,7 @@ Run as the group `training` of `bench/run.py` (`--only training`, `--training-cu
 `--training-days`, `--training-sizes`, `--training-budget`), which runs it in a fresh process as
 `python bench/train_scale.py step ARGS_JSON RESULT_JSON_PATH` (the keyword arguments of `measure` in,
 `{"rows": [...]}` out); or alone: `.venv/bin/python bench/train_scale.py [--customers 45000]
-[--days 420] [--sizes 10000,25000] [--budget 150] [--workdir DIR]`. Every measurement below runs
+[--days 420] [--sizes 2500,5000] [--budget 120] [--workdir DIR]`. Every measurement below runs
 in a fresh process of its own (`python bench/train_scale.py sub NAME ARGS_JSON RESULT_JSON_PATH`),
 whose peak memory is its resident high-water mark (`VmHWM`) right after the timed part.
 
@@ -30,11 +30,14 @@ Measured:
   pruned, and the best validation ROC AUC.
 - Dask: `train` with `training.engine: dask` on a 2-worker `LocalCluster` (1 thread each) beside
   `training.engine: local`, both with the fixed parameter set on the smallest size's workspace:
-  wall time and test ROC AUC.
+  wall time and test ROC AUC. The Dask run writes the training set in Parquet parts of 20,000 rows
+  (`training.dask.chunk_rows`), so each worker gets rows: with fewer parts than workers,
+  `xgboost.dask` fails on the worker left without input when a feature is categorical.
 - growth: generate, ingest, feature build (+ Feast apply), retrieval, training (the end-to-end run
   above without retrieval) and batch scoring (`crm.alerts.scored_features` of the registered
   model: Feast retrieval of the newest snapshot, probabilities, reasons for the top rows) at each
-  of `--sizes` and `--customers`, with the fitted exponent b of time ~ customers^b per stage.
+  of `--sizes` and `--customers`, with the fitted exponent b of time ~ customers^b per stage and a
+  linear fit (fixed seconds + seconds per million customers), on CPU time where every size has it.
 
 Each run of `train` uses a model name of its own, so the gate never loads an older champion.
 """
@@ -554,8 +557,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=45_000)
     parser.add_argument("--days", type=int, default=420)
-    parser.add_argument("--sizes", default="5000,10000,20000", help="comma-separated customer counts of the growth")
-    parser.add_argument("--budget", type=float, default=150, help="wall seconds of each Optuna arm")
+    parser.add_argument("--sizes", default="2500,5000", help="comma-separated customer counts of the growth")
+    parser.add_argument("--budget", type=float, default=120, help="wall seconds of each Optuna arm")
     parser.add_argument("--workdir", type=Path, default=Path("bench-training"))
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
