@@ -54,6 +54,15 @@ Rows (group in brackets, for `--only`):
   columns (40), one column shifted by 0.2 sd (target: <= 5x the KS loop, flagging only that
   column); medians of 3 interleaved runs. Needs no generated data or workspace. Script:
   `bench/drift.py` (also runnable alone).
+- [training] on its own generated workspaces (`--training-customers` x `--training-days`, 45,000
+  x 420: about 1,000,000 labelled rows x 63 features; independent of --customers/--days): `churn
+  train`'s job (`training.pipeline.train`: Feast retrieval, one fixed parameter set, MLflow
+  logging, registration, gate) beside bare `xgboost.train` (DMatrix + train, same parameters and
+  rows), target <= 1.5x, with the time per stage in the notes; Optuna with pruning beside without,
+  same wall-clock budget (`--training-budget`); the Dask engine on a 2-worker `LocalCluster`
+  beside the local engine (time, test AUC); and the growth of each stage (generate, ingest,
+  build, retrieval, training, scoring) over `--training-sizes` customers. Script:
+  `bench/train_scale.py` (also runnable alone); raw figures in `<workdir>/training/last-result.json`.
 
 Each step runs in a fresh Python process (`bench/steps.py`; the serving and drift groups:
 `bench/serving.py`, `bench/drift.py`), and its peak memory is that process's
@@ -94,15 +103,17 @@ STEPS_SCRIPT = Path(__file__).resolve().parent / "steps.py"
 SERVING_SCRIPT = Path(__file__).resolve().parent / "serving.py"
 DRIFT_SCRIPT = Path(__file__).resolve().parent / "drift.py"
 SPARK_SCRIPT = Path(__file__).resolve().parent / "spark_build.py"
+TRAINING_SCRIPT = Path(__file__).resolve().parent / "train_scale.py"
 SCRIPTS: dict[str, list[str]] = {
     "serving": [str(SERVING_SCRIPT)],
     "drift": [str(DRIFT_SCRIPT), "step"],
     "spark_duckdb": [str(SPARK_SCRIPT), "duckdb"],
     "spark_spark": [str(SPARK_SCRIPT), "spark"],
     "spark_compare": [str(SPARK_SCRIPT), "compare"],
+    "training": [str(TRAINING_SCRIPT), "step"],
 }
 """Steps run by a script of their own (command line before ARGS_JSON RESULT_JSON_PATH); the rest: steps.py STEP."""
-GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift", "spark")
+GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift", "spark", "training")
 NEEDS: dict[str, tuple[str, ...]] = {
     "generate": (),
     "ingest": ("generate",),
@@ -112,6 +123,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "serving": (),
     "drift": (),
     "spark": ("ingest",),
+    "training": (),
 }
 """Group -> groups whose output it reads."""
 GIB = 1024.0
@@ -575,6 +587,18 @@ def bench_spark(run: Runner, args: argparse.Namespace) -> list[Row]:
     ]
 
 
+def bench_training(run: Runner, args: argparse.Namespace) -> list[Row]:
+    """Training end to end, pruning, Dask and growth, each beside its baseline (`bench/train_scale.py`)."""
+    res = run(
+        "training",
+        customers=args.training_customers,
+        days=args.training_days,
+        sizes=args.training_sizes,
+        budget=args.training_budget,
+    )
+    return [Row(**row) for row in res["rows"]]
+
+
 def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bool = False) -> list[Row]:
     """Run the selected groups (and the groups they need, unreported) and return the table rows.
 
@@ -622,6 +646,8 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
             new = bench_serving(run, args)
         elif group == "spark":
             new = bench_spark(run, args)
+        elif group == "training":
+            new = bench_training(run, args)
         else:
             new = bench_drift(run, args)
         rows += new
@@ -731,6 +757,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serving-big-requests", type=int, default=30, help="timed 1,000-row /score_features requests")
     parser.add_argument("--drift-rows", type=int, default=100_000, help="rows per frame of the drift benchmark")
     parser.add_argument("--drift-columns", type=int, default=40, help="feature columns of the drift benchmark")
+    parser.add_argument("--training-customers", type=int, default=45_000, help="customers of the training runs")
+    parser.add_argument("--training-days", type=int, default=420, help="days of the training workspaces")
+    parser.add_argument(
+        "--training-sizes",
+        type=lambda text: [int(c) for c in text.split(",") if c.strip()],
+        default=[2_500, 5_000],
+        help="comma-separated customer counts of the growth (the smallest: pruning and Dask)",
+    )
+    parser.add_argument("--training-budget", type=float, default=120, help="wall seconds per Optuna arm")
     parser.add_argument(
         "--results",
         type=Path,
@@ -782,7 +817,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="churn-bench-") as tmp:
             rows = run_all(args, Path(tmp), progress)
-    data = f"{args.customers:,} customers x {args.days} days, " if set(args.only) - {"serving", "drift"} else ""
+    data = (
+        f"{args.customers:,} customers x {args.days} days, "
+        if set(args.only) - {"serving", "drift", "training"}
+        else ""
+    )
     title = (
         f"churn bench: {data}seed {args.seed}, "
         f"{len(os.sched_getaffinity(0))} cores, {', '.join(g for g in GROUPS if g in args.only)}"

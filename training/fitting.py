@@ -84,7 +84,11 @@ def _regression_margins(split: Split, rows: pd.DataFrame, fit_rows: pd.DataFrame
 
 
 def final_model(
-    params: dict[str, Any], split: Split, cfg: TrainingSettings, fitter: Fitter | None = None
+    params: dict[str, Any],
+    split: Split,
+    cfg: TrainingSettings,
+    fitter: Fitter | None = None,
+    booster: xgb.Booster | None = None,
 ) -> FinalModel:
     """Train the run's model with the tuned `params`, blend and calibrate it on the held-out rows.
 
@@ -93,6 +97,8 @@ def final_model(
         split: The training set's split.
         cfg: The training settings (rounds, seed, metric, blend weights).
         fitter: Trains the trees of an out-of-time split elsewhere (a Dask cluster); None: `fit` here.
+        booster: The trees of an out-of-time split already trained with `params` (the best trial's,
+            the same trees `fit` would train again); None: train them.
     """
     rounds: dict[str, Any] = {
         "max_rounds": cfg.max_rounds,
@@ -115,7 +121,7 @@ def final_model(
         regression, _ = _regression_margins(split, holdout.iloc[:1], holdout)
         cv_trees = crossed.scores
     else:
-        booster = (fitter or fit)(params, split, **rounds)
+        booster = booster if booster is not None else (fitter or fit)(params, split, **rounds)
         holdout = split.valid
         tree_margin = booster.predict(dmatrix(split.xy("valid")[0]), output_margin=True)
         regression, linear_margin = _regression_margins(split, holdout, split.train)

@@ -15,6 +15,7 @@ from tempfile import TemporaryDirectory
 import mlflow
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from mlflow import MlflowClient
 
 from core import names
@@ -35,6 +36,9 @@ from training.metrics import evaluate
 from training.registry import GateDecision, champion_version, gate, record_and_apply
 from training.report import write_artifacts
 from training.tune import PARENT_RUN, Fitter, best_of, negatives_per_positive, open_study, run_trials, score
+
+SHAP_ROWS = 10_000
+"""The SHAP importance of a run explains at most this many held-out rows (a seeded sample)."""
 
 
 class EngineError(RuntimeError):
@@ -270,6 +274,7 @@ def _train(
         study.set_user_attr(PARENT_RUN, run.info.run_id)
         study.set_user_attr("data.fingerprint", prepared.fingerprint)
         wait = run_workers(study_name) if run_workers else None
+        trained: dict[int, xgb.Booster] = {}  # the best trial of this process: the final trees, not trained twice
         run_trials(
             study,
             split,
@@ -279,15 +284,17 @@ def _train(
             timeout_s=cfg.timeout_s,
             on_trial=on_trial,
             fitter=prepared.fitter,
+            best_booster=trained,
         )
         if wait:
             wait()
         _, y_train = split.xy("train")
-        result = best_of(reloaded(study, settings.optuna_uri), cfg.search, negatives_per_positive(y_train), cfg.metric)
+        finished = reloaded(study, settings.optuna_uri)
+        result = best_of(finished, cfg.search, negatives_per_positive(y_train), cfg.metric)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
-        model = final_model(result.best_params, split, cfg, prepared.fitter)
+        model = final_model(result.best_params, split, cfg, prepared.fitter, trained.get(finished.best_trial.number))
         bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
         judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression, success.value)
         metrics = _log_evaluation(settings, split, model, judged, success.note)
@@ -322,7 +329,10 @@ def _log_evaluation(
     logged = {**holdout, **valid, **judged.metrics(), "n_trees": float(model.booster.num_boosted_rounds())}
     mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
     mlflow.set_tag("baselines.verdict", judged.verdict.line())
-    importance = shap_importance(model.booster, split.valid if len(split.valid) else split.train)
+    explained = split.valid if len(split.valid) else split.train
+    if len(explained) > SHAP_ROWS:  # a mean |SHAP| settles long before; pred_contribs costs per row
+        explained = explained.sample(n=SHAP_ROWS, random_state=cfg.seed)
+    importance = shap_importance(model.booster, explained)
     with TemporaryDirectory() as tmp:
         write_artifacts(
             tmp,

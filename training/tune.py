@@ -227,6 +227,7 @@ def objective(
     parent_run_id: str | None,
     on_trial: Callable[[int], None] | None = None,
     fitter: Fitter | None = None,
+    best_booster: dict[int, xgb.Booster] | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """The Optuna objective: fit one booster, score it on the valid part (or the mean over the folds of
     a cross-validated split), log it as an MLflow run.
@@ -238,10 +239,13 @@ def objective(
         on_trial: Called after each trial with its number.
         fitter: Trains the trees elsewhere (a Dask cluster); None: `fit` in this process, with
             Optuna's pruning callback when `cfg.pruning`.
+        best_booster: Filled with {trial number: booster} of the best out-of-time trial this process
+            completed, so the final model reuses it instead of training the same trees again.
     """
     _, y_train = split.xy("train")
     _, y_valid = split.xy("valid")
     pos_weight = negatives_per_positive(y_train)
+    kept: list[float] = []  # the value of the trial in `best_booster`
 
     def run(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
@@ -276,6 +280,10 @@ def objective(
                     )
                     value = score(cfg.metric, y_valid.to_numpy(), predict(booster, split.valid))
                     best_iteration = booster.num_boosted_rounds() - 1
+                    if best_booster is not None and (not kept or (value > kept[0]) == MAXIMISE[cfg.metric]):
+                        kept[:] = [value]
+                        best_booster.clear()
+                        best_booster[trial.number] = booster
             except optuna.TrialPruned:
                 mlflow.set_tag("optuna.state", "pruned")
                 mlflow.log_metric("duration_s", time.perf_counter() - started)
@@ -327,6 +335,7 @@ def run_trials(
     timeout_s: float | None = None,
     on_trial: Callable[[int], None] | None = None,
     fitter: Fitter | None = None,
+    best_booster: dict[int, xgb.Booster] | None = None,
 ) -> int:
     """Work on `study` until it has exactly `total_trials` finished trials (from every worker) or time runs out.
 
@@ -345,11 +354,12 @@ def run_trials(
         timeout_s: Start no trial after this many seconds.
         on_trial: Called after each trial of this process with its number.
         fitter: Trains the trees elsewhere (see `objective`).
+        best_booster: Filled with the best booster of this process's trials (see `objective`).
 
     Returns:
         The trials this process ran.
     """
-    run = objective(split, cfg, study.user_attrs.get(PARENT_RUN), on_trial, fitter)
+    run = objective(split, cfg, study.user_attrs.get(PARENT_RUN), on_trial, fitter, best_booster)
     return work_on(
         study,
         run,
