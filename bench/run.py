@@ -49,6 +49,13 @@ Rows (group in brackets, for `--only`):
   columns (40), one column shifted by 0.2 sd (target: <= 5x the KS loop, flagging only that
   column); medians of 3 interleaved runs. Needs no generated data or workspace. Script:
   `bench/drift.py` (also runnable alone).
+- [stream] event-to-alert latency p50 / p99 at 100 events/s for 60 s, over HTTP (POST /events on
+  the scoring service, one event per request) and through Redis (XADD -> `churn stream`), timed
+  by a local webhook receiver (event sent -> alert received), and event -> features written (the
+  stream's freshness log); 30 % complaints, 2 % repeated event ids; lost and double-counted events
+  counted in the event log (target: p99 <= 1 s, 0 lost, 0 double-counted), beside the wall time
+  of one batch build (features + materialize + scoring) of the same 1,000-customer workspace.
+  Script: `bench/stream.py`.
 
 Each step runs in a fresh Python process (`bench/steps.py`; the serving and drift groups:
 `bench/serving.py`, `bench/drift.py`), and its peak memory is that process's
@@ -88,9 +95,14 @@ from core import names
 STEPS_SCRIPT = Path(__file__).resolve().parent / "steps.py"
 SERVING_SCRIPT = Path(__file__).resolve().parent / "serving.py"
 DRIFT_SCRIPT = Path(__file__).resolve().parent / "drift.py"
-SCRIPTS: dict[str, list[str]] = {"serving": [str(SERVING_SCRIPT)], "drift": [str(DRIFT_SCRIPT), "step"]}
+STREAM_SCRIPT = Path(__file__).resolve().parent / "stream.py"
+SCRIPTS: dict[str, list[str]] = {
+    "serving": [str(SERVING_SCRIPT)],
+    "drift": [str(DRIFT_SCRIPT), "step"],
+    "stream": [str(STREAM_SCRIPT)],
+}
 """Steps run by a script of their own (command line before ARGS_JSON RESULT_JSON_PATH); the rest: steps.py STEP."""
-GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift")
+GROUPS = ("generate", "ingest", "features", "retrieval", "online", "serving", "drift", "stream")
 NEEDS: dict[str, tuple[str, ...]] = {
     "generate": (),
     "ingest": ("generate",),
@@ -99,6 +111,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "online": ("features",),
     "serving": (),
     "drift": (),
+    "stream": (),
 }
 """Group -> groups whose output it reads."""
 GIB = 1024.0
@@ -579,6 +592,9 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
             new = bench_online(run, args)
         elif group == "serving":
             new = bench_serving(run, args)
+        elif group == "stream":
+            res = run("stream", workdir=str(run.workdir), seed=args.seed, rate=100, seconds=60, redis=args.redis)
+            new = [Row(**row) for row in res["rows"]]
         else:
             new = bench_drift(run, args)
         rows += new

@@ -36,6 +36,9 @@ class StreamSettings(_Frozen):
     """Events per POST /events request."""
     state_path: str = "stream/state.db"
     """The embedded default's state: seen event ids, newest event per customer, alert cool-downs."""
+    freshness_log: str = "stream/freshness.jsonl"
+    """One JSON line per stored batch: when its features were written and the lag from its arrival
+    (what `churn monitor` and the ops report show as event-to-feature lag)."""
     alert_log: str = "alerts/stream.jsonl"
     """Every alert sent, one JSON object a line (as the prediction log keeps every score)."""
     webhook_url: str | None = None

@@ -18,6 +18,7 @@ load; it was removed.) More throughput comes from more workers (`serving.workers
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import gc
 import logging
@@ -333,8 +334,9 @@ class ChurnService:
         if self.stream is None:
             ctx.response.status_code = 503
             return json_answers([{"error": "no ingested data to add events to: run `churn data ingest` first"}])
+        arrived = dt.datetime.now(dt.UTC)
         try:
-            outcome = await self._blocking(self.stream.apply, events)
+            outcome = await self._blocking(self.stream.apply, events, arrived)
         except EventsRefused as exc:
             ctx.response.status_code = 400
             body = pydantic_core.to_json({"error": str(exc), "reasons": exc.reasons})

@@ -19,6 +19,7 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
+from crm.freshness import append_record, record
 from stream.alerts import AlertSender, warnings
 from stream.intake import contract_events
 from stream.log import EventLog
@@ -73,13 +74,18 @@ class StreamProcessor:
         """Pushed events as contract rows; see `stream.intake.contract_events` (raises EventsRefused)."""
         return contract_events(records, self.settings.data.events, self.online.known)
 
-    def apply(self, records: Sequence[Any]) -> Outcome:
+    def apply(self, records: Sequence[Any], arrived_at: dt.datetime | None = None) -> Outcome:
         """Validate pushed events and process them: the one path of POST /events and `churn stream`.
+
+        Args:
+            records: The events as JSON objects (`stream.intake.contract_events`).
+            arrived_at: When the oldest of them arrived (the request, the Redis entry); default now.
 
         Raises:
             EventsRefused: An event is malformed or breaks the contract; nothing of the batch is kept.
         """
-        return self.process(self.validate(records))
+        arrived_at = arrived_at or self.clock()
+        return self.process(self.validate(records), arrived_at)
 
     def start_refresh(self) -> None:
         """Compute the rank population now, then again every `stream.population_refresh_s` on a thread."""
@@ -95,12 +101,19 @@ class StreamProcessor:
         """Stop the refresh thread."""
         self._stop.set()
 
-    def process(self, events: pd.DataFrame) -> Outcome:
-        """Store, featurize, score and alert one batch of contract events (with event_id)."""
-        with self._lock:  # one batch at a time per process: an update reads what the previous wrote
-            return self._process(events)
+    def process(self, events: pd.DataFrame, arrived_at: dt.datetime | None = None) -> Outcome:
+        """Store, featurize, score and alert one batch of contract events (with event_id).
 
-    def _process(self, events: pd.DataFrame) -> Outcome:
+        Args:
+            events: Contract rows with event_id.
+            arrived_at: When the oldest of them arrived (default now): the start of the lag that
+                `stream.freshness_log` records once their features are written.
+        """
+        arrived_at = arrived_at or self.clock()
+        with self._lock:  # one batch at a time per process: an update reads what the previous wrote
+            return self._process(events, arrived_at)
+
+    def _process(self, events: pd.DataFrame, arrived_at: dt.datetime) -> Outcome:
         events = events.drop_duplicates(subset=[names.EVENT_ID]).reset_index(drop=True)
         fresh = events[self.state.unseen(events[names.EVENT_ID].astype(str).tolist())]
         duplicates = len(events) - len(fresh)
@@ -116,6 +129,10 @@ class StreamProcessor:
         newest = fresh.groupby(fresh[names.CUSTOMER_ID].astype(str))[names.EVENT_TIMESTAMP].max()
         stamps = {c: pd.Timestamp(t).tz_convert("UTC").isoformat() for c, t in newest.items()}
         self.state.set_newest(stamps)
+        append_record(
+            self.settings.path(self.settings.stream.freshness_log),
+            record(self.clock(), len(fresh), arrived_at, pd.Timestamp(newest.max()).to_pydatetime()),
+        )
         alerts: list[dict[str, Any]] = []
         if self.scorer is not None:
             after = self.scorer(customers)
