@@ -39,6 +39,8 @@ class Outcome:
     customers: int
     alerts: list[dict[str, Any]]
     newest_event: str | None
+    fresh: frozenset[str] = frozenset()
+    """Ids of the events stored (the batch's others were duplicates)."""
 
 
 def utc_now() -> dt.datetime:
@@ -145,7 +147,8 @@ class StreamProcessor:
                 alerts.append(alert)
                 if self.sender is not None:
                     self.sender.send(alert)
-        return Outcome(len(fresh), duplicates, len(customers), alerts, max(stamps.values()))
+        fresh_ids = frozenset(fresh[names.EVENT_ID].astype(str))
+        return Outcome(len(fresh), duplicates, len(customers), alerts, max(stamps.values()), fresh_ids)
 
 
 def open_state(settings: Settings, redis: Any = None) -> StreamState:  # noqa: ANN401  (a redis.Redis)
