@@ -178,7 +178,7 @@ class Consumer:
 
     def _apply(self, records: list[dict[str, Any]]) -> None:
         """Apply the batch whole; when it is refused, each event alone to find the bad ones."""
-        arrived = arrival(min(r["entry"] for r in records))
+        arrived = min(arrival(r["entry"]) for r in records)
         try:
             self._count(self.processor.apply([r["record"] for r in records], arrived))
             return
