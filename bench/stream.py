@@ -364,7 +364,9 @@ def measure(workdir: str, seed: int, rate: float, seconds: float, redis: str) ->
     raw: dict[str, Any] = {"setup_s": setup_s, "batch": base, "rate": rate, "seconds": seconds, "quiet": len(quiet)}
 
     # HTTP: the service's POST /events, one event per request.
-    settings = _settings(ws, {"stream": hook})
+    # More requests in flight than the default load shedding allows (64): the bench measures latency,
+    # and a CRM sending 100 single-event requests a second keeps about a second's worth in flight.
+    settings = _settings(ws, {"stream": hook, "serving": {"max_concurrency": 512}})
     events = plan_events(halves["http"], n, "h", seed)
     since, wall = dt.datetime.now(dt.UTC), time.time()
     ctx = Context(settings, _write_config(settings, ws / "http.yaml"))

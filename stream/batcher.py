@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,26 @@ class Batcher:
             self._pending.append(request)
         return request.future
 
+    def _validate(self, requests: Sequence[_Request]) -> list[tuple[_Request, pd.DataFrame]]:
+        """Each valid request with its contract rows; a refused request's future gets its refusal.
+
+        One validation of every request's events together (the cost of a check is mostly per call,
+        not per event); only when that refuses, each request alone, to find the refused ones.
+        """
+        try:
+            frame = self.processor.validate(_merged(requests))
+        except EventsRefused:
+            pass
+        else:
+            return [(request, _rows_of(frame, request.records)) for request in requests]
+        valid: list[tuple[_Request, pd.DataFrame]] = []
+        for request in requests:
+            try:
+                valid.append((request, self.processor.validate(request.records)))
+            except EventsRefused as exc:
+                request.future.set_exception(exc)
+        return valid
+
     def drain(self) -> int:
         """Validate and process every waiting request as one batch; how many requests it took.
 
@@ -56,14 +76,15 @@ class Batcher:
         """
         with self._lock:
             requests, self._pending = self._pending, []
-        valid: list[tuple[_Request, pd.DataFrame]] = []
-        for request in requests:
-            try:
-                valid.append((request, self.processor.validate(request.records)))
-            except EventsRefused as exc:
-                request.future.set_exception(exc)
-            except Exception as exc:  # noqa: BLE001  (the request's caller reports it)
-                request.future.set_exception(exc)
+        if not requests:
+            return 0
+        try:
+            valid = self._validate(requests)
+        except Exception as exc:  # noqa: BLE001  (each request's caller reports it)
+            for request in requests:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return len(requests)
         if not valid:
             return len(requests)
         frames = [frame for _, frame in valid]
@@ -76,6 +97,29 @@ class Batcher:
         for (request, _), share in zip(valid, split(outcome, frames), strict=True):
             request.future.set_result(share)
         return len(requests)
+
+
+def _merged(requests: Sequence[_Request]) -> list[Any]:
+    """The requests' events in order, an event id sent by an earlier request left out (it counts once)."""
+    earlier: set[str] = set()
+    out: list[Any] = []
+    for request in requests:
+        ids = set()
+        for record in request.records:
+            event_id = record.get(names.EVENT_ID) if isinstance(record, Mapping) else None
+            if isinstance(event_id, str) and event_id in earlier:
+                continue
+            if isinstance(event_id, str):
+                ids.add(event_id)
+            out.append(record)
+        earlier |= ids
+    return out
+
+
+def _rows_of(frame: pd.DataFrame, records: Sequence[Any]) -> pd.DataFrame:
+    """A request's contract rows, found by event id in the batch's (each id once there)."""
+    by_id = frame.set_index(frame[names.EVENT_ID].astype(str), drop=False)
+    return by_id.loc[[str(r[names.EVENT_ID]) for r in records]].reset_index(drop=True)
 
 
 def split(outcome: Outcome, frames: Sequence[pd.DataFrame]) -> list[Outcome]:

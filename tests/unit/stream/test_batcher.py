@@ -34,8 +34,10 @@ class Processor:
     def __init__(self) -> None:
         self.batches: list[tuple[list[str], dt.datetime | None]] = []
         self.seen: set[str] = set()
+        self.validations = 0
 
     def validate(self, records: Sequence[Any]) -> pd.DataFrame:
+        self.validations += 1
         if any(r["event_type"] == "bad" for r in records):
             raise EventsRefused(["events[0].event_type: bad"])
         return frame(*[(r["event_id"], r["customer_id"], r["minute"]) for r in records])
@@ -70,6 +72,18 @@ def test_waiting_requests_go_in_one_batch_and_each_gets_its_share() -> None:
     with pytest.raises(EventsRefused, match="bad"):
         bad.result()
     assert batcher.drain() == 0 and len(processor.batches) == 1  # nothing left waiting
+
+
+def test_valid_requests_are_validated_once_together() -> None:
+    processor = Processor()
+    batcher = Batcher(processor)  # type: ignore[arg-type]
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    futures = [batcher.submit([event(f"e{i}", f"c{i}", i), event("same", "c0")], t0) for i in range(5)]
+    batcher.drain()
+    assert processor.validations == 1
+    shares = [f.result() for f in futures]
+    assert [s.accepted for s in shares] == [2, 1, 1, 1, 1]  # the repeated id counts for the first request
+    assert [s.duplicates for s in shares] == [0, 1, 1, 1, 1]
 
 
 def test_a_request_of_events_stored_before_counts_them_as_duplicates() -> None:
