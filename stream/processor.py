@@ -10,6 +10,7 @@ is read with each event id once).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from stream.log import EventLog
 from stream.online import OnlineFeatures
 from stream.state import StreamState
 
+logger = logging.getLogger(__name__)
 Scorer = Callable[[list[str]], list[dict[str, Any]]]
 """Customer ids -> their /score answers from the online store (an unknown one has an `error`)."""
 
@@ -90,14 +92,24 @@ class StreamProcessor:
         return self.process(self.validate(records), arrived_at)
 
     def start_refresh(self) -> None:
-        """Compute the rank population now, then again every `stream.population_refresh_s` on a thread."""
+        """Compute the rank population now, then again every `stream.population_refresh_s` on a thread;
+        each time, forget the event ids older than `stream.seen_retention_days`."""
         self.online.refresh_population(self.clock())
+        self.forget_old_ids()
 
         def loop() -> None:
             while not self._stop.wait(self.settings.stream.population_refresh_s):
-                self.online.refresh_population(self.clock())
+                try:
+                    self.online.refresh_population(self.clock())
+                    self.forget_old_ids()
+                except Exception:  # the next refresh tries again; events keep flowing meanwhile
+                    logger.exception("population refresh failed")
 
         threading.Thread(target=loop, name="population-refresh", daemon=True).start()
+
+    def forget_old_ids(self) -> int:
+        """Forget the stored event ids older than `stream.seen_retention_days`; how many."""
+        return self.state.forget_seen(self.settings.stream.seen_retention_days * 86_400)
 
     def stop(self) -> None:
         """Stop the refresh thread."""
