@@ -181,6 +181,7 @@ def compact_parts(path: Path) -> tuple[int, int]:
         f" ORDER BY filename, {names.EVENT_TIMESTAMP}"
     ).to_arrow_table()
     con.close()
+    assert merged is not None, "a SELECT always has a result"
     stamp = parts[-1].stem.removeprefix("part-")
     write_atomic_parquet(merged, folder / f"part-{stamp}-compacted.parquet")
     for part in parts:
