@@ -5,6 +5,12 @@ the rest to the event log; remember their ids; recompute and write the touched c
 features; score them and send the alerts the update raises. A crash after the append and before
 the ids are remembered stores a redelivered event twice, which every read counts once (the log
 is read with each event id once).
+
+The answer before an update is the one this processor gave the customer last (kept for
+`LAST_ANSWERS` customers), read from the online store only for the others: an update then reads
+and scores the customers once instead of twice. With several processes (service workers,
+consumers) a customer's last answer here may predate another process's update; the shared
+cool-downs keep an alert from going out twice.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from stream.online import OnlineFeatures
 from stream.state import StreamState
 
 logger = logging.getLogger(__name__)
+LAST_ANSWERS = 50_000
+"""Customers whose last answer a processor keeps, so an update scores them once (after), not twice."""
 Scorer = Callable[[list[str]], list[dict[str, Any]]]
 """Customer ids -> their /score answers from the online store (an unknown one has an `error`)."""
 
@@ -73,6 +81,8 @@ class StreamProcessor:
         self.clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._last: dict[str, dict[str, Any]] = {}
+        """Customer -> the answer its last update here gave (the next update's "before", read once)."""
 
     def validate(self, records: Sequence[Any]) -> pd.DataFrame:
         """Pushed events as contract rows; see `stream.intake.contract_events` (raises EventsRefused)."""
@@ -107,6 +117,26 @@ class StreamProcessor:
 
         threading.Thread(target=loop, name="population-refresh", daemon=True).start()
 
+    def _answers_before(self, customers: list[str]) -> dict[str, dict[str, Any]]:
+        """Each customer's answer before this update: the one this processor gave last, else scored now."""
+        if self.scorer is None:
+            return {}
+        known = {c: self._last[c] for c in customers if c in self._last}
+        missing = [c for c in customers if c not in known]
+        if missing:
+            known |= {str(a["customer_id"]): a for a in self.scorer(missing) if "error" not in a}
+        return known
+
+    def _remember(self, answers: list[dict[str, Any]]) -> None:
+        """Keep the newest answers (at most `LAST_ANSWERS`, the least recently updated dropped first)."""
+        for answer in answers:
+            if "error" not in answer:
+                cid = str(answer["customer_id"])
+                self._last.pop(cid, None)
+                self._last[cid] = answer
+        while len(self._last) > LAST_ANSWERS:
+            self._last.pop(next(iter(self._last)))
+
     def forget_old_ids(self) -> int:
         """Forget the stored event ids older than `stream.seen_retention_days`; how many."""
         return self.state.forget_seen(self.settings.stream.seen_retention_days * 86_400)
@@ -136,7 +166,7 @@ class StreamProcessor:
         self.log.append(fresh)
         self.state.mark_seen(fresh[names.EVENT_ID].astype(str).tolist())
         customers = sorted(fresh[names.CUSTOMER_ID].astype(str).unique())
-        before = {a["customer_id"]: a for a in self.scorer(customers) if "error" not in a} if self.scorer else {}
+        before = self._answers_before(customers)
         at = self.clock()
         rows = self.online.compute(customers, at)
         self.online.write(rows)
@@ -150,6 +180,7 @@ class StreamProcessor:
         alerts: list[dict[str, Any]] = []
         if self.scorer is not None:
             after = self.scorer(customers)
+            self._remember(after)
             for alert, keys in warnings(before, after, self.settings.serving.risk_tiers):
                 claimed = [k for k in keys if self.state.claim_alert(k, self.settings.stream.alert_cooldown_s)]
                 if not claimed:
