@@ -1,9 +1,9 @@
 """Group commit for POST /events: requests that arrive while a batch is processed go in together.
 
-Each request's events are validated on their own (a bad request is refused whole, and never
-affects another), then every valid request waiting is processed as one batch: one append to the
-event log, one feature computation and write for the customers they touch, one scoring before
-and after. Under load the cost of a batch is shared by the requests in it instead of each paying
+The waiting requests' events are validated together (one check; only when it refuses, each
+request alone, so a bad request is refused whole and never affects another), then every valid
+request is processed as one batch: one append to the event log, one feature computation and write
+for the customers they touch, one scoring. Under load the cost of a batch is shared by the requests in it instead of each paying
 it in turn, so the wait stays about one batch long instead of growing with the queue. Each
 request gets its own share of the outcome: its events taken or repeated, the alerts of its
 customers.
