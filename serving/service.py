@@ -340,10 +340,11 @@ class ChurnService:
             ctx.response.status_code = 503
             return json_answers([{"error": "no ingested data to add events to: run `churn data ingest` first"}])
         # Group commit: requests that arrive while a batch is processed are processed together.
-        pending = self.batcher.submit(events, dt.datetime.now(dt.UTC))
-        await self._blocking(self.batcher.drain)
+        pending, start = self.batcher.submit(events, dt.datetime.now(dt.UTC))
+        if start:  # one drain at a time, on the scoring thread: each batch takes all that waited
+            asyncio.get_running_loop().run_in_executor(self._worker, self.batcher.drain_all)
         try:
-            outcome = pending.result()
+            outcome = await asyncio.wrap_future(pending)
         except EventsRefused as exc:
             ctx.response.status_code = 400
             body = pydantic_core.to_json({"error": str(exc), "reasons": exc.reasons})

@@ -3,15 +3,17 @@
 The waiting requests' events are validated together (one check; only when it refuses, each
 request alone, so a bad request is refused whole and never affects another), then every valid
 request is processed as one batch: one append to the event log, one feature computation and write
-for the customers they touch, one scoring. Under load the cost of a batch is shared by the requests in it instead of each paying
-it in turn, so the wait stays about one batch long instead of growing with the queue. Each
-request gets its own share of the outcome: its events taken or repeated, the alerts of its
-customers.
+for the customers they touch, one scoring. One batch runs at a time (`drain_all`), and each
+takes every request that arrived while the one before ran: under load the cost of a batch is
+shared by the requests in it instead of each paying it in turn, so the wait stays about one batch
+long instead of growing with the queue. Each request gets its own share of the outcome: its
+events taken or repeated, the alerts of its customers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
@@ -23,6 +25,8 @@ import pandas as pd
 from core import names
 from stream.intake import EventsRefused
 from stream.processor import Outcome, StreamProcessor
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,13 +44,33 @@ class Batcher:
         self.processor = processor
         self._pending: list[_Request] = []
         self._lock = threading.Lock()
+        self._draining = False
 
-    def submit(self, records: Sequence[Any], arrived_at: dt.datetime) -> Future[Outcome]:
-        """Queue one request's events; its outcome (or EventsRefused) is set by the next `drain`."""
+    def submit(self, records: Sequence[Any], arrived_at: dt.datetime) -> tuple[Future[Outcome], bool]:
+        """Queue one request's events.
+
+        Returns:
+            The future of its outcome (or EventsRefused), and whether the caller must start
+            `drain_all` (no drain is running or about to run): one runs at a time, so each batch
+            takes every request that arrived while the one before was processed.
+        """
         request = _Request(records, arrived_at, Future())
         with self._lock:
             self._pending.append(request)
-        return request.future
+            start, self._draining = not self._draining, True
+        return request.future, start
+
+    def drain_all(self) -> None:
+        """Process batches until no request waits (`submit` said when to start it)."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._draining = False
+                    return
+            try:
+                self.drain()
+            except Exception:  # drain sets each request's future; this keeps the loop alive
+                logger.exception("POST /events batch failed")
 
     def _validate(self, requests: Sequence[_Request]) -> list[tuple[_Request, pd.DataFrame]]:
         """Each valid request with its contract rows; a refused request's future gets its refusal.
@@ -71,8 +95,7 @@ class Batcher:
     def drain(self) -> int:
         """Validate and process every waiting request as one batch; how many requests it took.
 
-        Call it once after each `submit`, from one thread at a time: a request's future is then
-        set when its own `drain` returns (an earlier call may have taken it already).
+        One thread at a time (`drain_all` calls it until no request waits).
         """
         with self._lock:
             requests, self._pending = self._pending, []

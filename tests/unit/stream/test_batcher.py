@@ -59,10 +59,11 @@ def test_waiting_requests_go_in_one_batch_and_each_gets_its_share() -> None:
     processor = Processor()
     batcher = Batcher(processor)  # type: ignore[arg-type]
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    a = batcher.submit([event("e1", "c1", 1), event("e2", "c1", 3)], t0 + dt.timedelta(seconds=1))
-    b = batcher.submit([event("e3", "c2", 2), event("e1", "c1", 1)], t0)
-    bad = batcher.submit([event("e4", "c3", kind="bad")], t0)
-    assert batcher.drain() == 3
+    a, start = batcher.submit([event("e1", "c1", 1), event("e2", "c1", 3)], t0 + dt.timedelta(seconds=1))
+    b, again = batcher.submit([event("e3", "c2", 2), event("e1", "c1", 1)], t0)
+    bad, _ = batcher.submit([event("e4", "c3", kind="bad")], t0)
+    assert start and not again  # the first request starts the drain; the others wait for it
+    batcher.drain_all()
     assert processor.batches == [(["e1", "e2", "e3", "e1"], t0)]  # one batch, from the oldest arrival
     first, second = a.result(), b.result()
     assert (first.accepted, first.duplicates, first.customers) == (2, 0, 1)
@@ -72,14 +73,15 @@ def test_waiting_requests_go_in_one_batch_and_each_gets_its_share() -> None:
     with pytest.raises(EventsRefused, match="bad"):
         bad.result()
     assert batcher.drain() == 0 and len(processor.batches) == 1  # nothing left waiting
+    assert batcher.submit([event("e5", "c5")], t0)[1]  # the drain ended: the next request starts one
 
 
 def test_valid_requests_are_validated_once_together() -> None:
     processor = Processor()
     batcher = Batcher(processor)  # type: ignore[arg-type]
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    futures = [batcher.submit([event(f"e{i}", f"c{i}", i), event("same", "c0")], t0) for i in range(5)]
-    batcher.drain()
+    futures = [batcher.submit([event(f"e{i}", f"c{i}", i), event("same", "c0")], t0)[0] for i in range(5)]
+    batcher.drain_all()
     assert processor.validations == 1
     shares = [f.result() for f in futures]
     assert [s.accepted for s in shares] == [2, 1, 1, 1, 1]  # the repeated id counts for the first request
