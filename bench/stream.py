@@ -28,8 +28,9 @@ Figures, per path:
   `newest_event` (the newest event of the customer in the batch that raised it) to its arrival;
 - event -> features written: from `stream.freshness_log`, each event counted with its batch's lag
   from the batch's oldest arrival (the request, or the Redis entry) to the online-store write;
-- lost: sent event ids missing from the event log the batch build reads; double-counted: ids held
-  more than once there, or more events accepted than distinct ones sent.
+- lost: sent event ids missing from the event log the batch build reads (the HTTP sender retries
+  a request refused with 429, as a CRM would, up to `RETRIES_429` times); double-counted: ids held
+  more than once there.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ COMPLAINT_SHARE = 0.3
 DUPLICATE_SHARE = 0.02
 OTHER_TYPES = ("visit", "click", "purchase")
 TARGET_P99_S = 1.0
+RETRIES_429 = 20
+"""How often the HTTP sender retries a request the service refused with 429 (0.5 s apart)."""
 
 
 class Receiver(ThreadingHTTPServer):
@@ -203,7 +206,7 @@ def over_http(url: str, events: list[dict[str, Any]], rate: float) -> dict[str, 
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    results: dict[str, Any] = {"latency_s": [], "accepted": 0, "duplicates": 0, "errors": {}}
+    results: dict[str, Any] = {"latency_s": [], "accepted": 0, "duplicates": 0, "errors": {}, "retried_429": 0}
     holder: dict[str, Any] = {}
 
     async def open_session() -> None:
@@ -215,13 +218,18 @@ def over_http(url: str, events: list[dict[str, Any]], rate: float) -> dict[str, 
 
     async def post(body: dict[str, Any]) -> None:
         sent = time.perf_counter()
-        try:
-            async with holder["session"].post(f"{url}/events", json={"events": [body]}) as r:
-                answer = await r.json(content_type=None)
-                status = r.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            results["errors"][type(exc).__name__] = results["errors"].get(type(exc).__name__, 0) + 1
-            return
+        for attempt in range(RETRIES_429 + 1):  # a CRM retries a refused (429) request, same event id
+            try:
+                async with holder["session"].post(f"{url}/events", json={"events": [body]}) as r:
+                    answer = await r.json(content_type=None)
+                    status = r.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                results["errors"][type(exc).__name__] = results["errors"].get(type(exc).__name__, 0) + 1
+                return
+            if status != 429 or attempt == RETRIES_429:
+                break
+            results["retried_429"] += 1
+            await asyncio.sleep(0.5)
         results["latency_s"].append(time.perf_counter() - sent)
         if status != 200:
             results["errors"][str(status)] = results["errors"].get(str(status), 0) + 1
@@ -471,7 +479,8 @@ def rows_of(raw: dict[str, Any]) -> list[dict[str, Any]]:
         )
         extra = (
             f"; answers p50 {res['answer']['p50'] * 1e3:,.0f} ms / p99 {res['answer']['p99'] * 1e3:,.0f} ms, "
-            f"{res['accepted']:,} accepted, {res['duplicates']:,} duplicates, errors {res['errors'] or 'none'}"
+            f"{res['accepted']:,} accepted, {res['duplicates']:,} duplicates, {res['retried_429']:,} retries after a "
+            f"429, errors {res['errors'] or 'none'}"
             if path == "http"
             else f"; {res['alerts_stream']:,} alerts on the Redis alert stream"
         )
