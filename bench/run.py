@@ -50,7 +50,7 @@ Rows (group in brackets, for `--only`):
   column); medians of 3 interleaved runs. Needs no generated data or workspace. Script:
   `bench/drift.py` (also runnable alone).
 - [stream] event-to-alert latency p50 / p99 at 100 events/s for 60 s, over HTTP (POST /events on
-  the scoring service, one event per request) and through Redis (XADD -> `churn stream`), timed
+  the scoring service, 1 and 10 events per request) and through Redis (XADD -> `churn stream`), timed
   by a local webhook receiver (event sent -> alert received), and event -> features written (the
   stream's freshness log); 30 % complaints, 2 % repeated event ids; lost and double-counted events
   counted in the event log (target: p99 <= 1 s, 0 lost, 0 double-counted), beside the wall time
