@@ -34,8 +34,15 @@ class StreamSettings(_Frozen):
     """How long the consumer waits for more events before it processes what it has."""
     max_events: int = Field(1_000, gt=0)
     """Events per POST /events request."""
+    seen_retention_days: float = Field(30.0, gt=0)
+    """How long a stored event id is remembered (a redelivery or retry within it never counts twice);
+    older ids are forgotten at each population refresh, so the id store stays bounded. Keep it
+    longer than any CRM retry or broker redelivery."""
     state_path: str = "stream/state.db"
     """The embedded default's state: seen event ids, newest event per customer, alert cool-downs."""
+    freshness_log: str = "stream/freshness.jsonl"
+    """One JSON line per stored batch: when its features were written and the lag from its arrival
+    (what `churn monitor` and the ops report show as event-to-feature lag)."""
     alert_log: str = "alerts/stream.jsonl"
     """Every alert sent, one JSON object a line (as the prediction log keeps every score)."""
     webhook_url: str | None = None

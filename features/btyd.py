@@ -140,21 +140,49 @@ def btyd_scores(rows: pd.DataFrame, horizon_days: int, seed: int = 0) -> pd.Data
         `SCORES` columns, on `rows`' index.
     """
     out = pd.DataFrame(np.nan, index=rows.index, columns=list(SCORES))
-    frequency, recency, age = SUMMARY
     for _, day in rows.groupby(names.EVENT_TIMESTAMP, sort=True):
-        # In a canonical order: the optimiser's path (and which penalizer converges) depends on the
-        # rows' order, and the query engine returns rows in any order.
-        buyers = day[day[frequency].notna() & (day[age] > 0)].sort_values(list(SUMMARY), kind="mergesort")
-        if buyers.empty:
-            continue
-        sample = buyers.sample(n=min(FIT_ROWS, len(buyers)), random_state=seed)
-        try:
-            model = fit_bg_nbd(sample[frequency], sample[recency], sample[age])
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-            continue
-        if not all(np.isfinite([model.r, model.alpha, model.a, model.b])):
-            continue
-        x, t_x, t = buyers[frequency].to_numpy(), buyers[recency].to_numpy(), buyers[age].to_numpy()
-        out.loc[buyers.index, P_ALIVE] = model.p_alive(x, t_x, t)
-        out.loc[buyers.index, P_SILENT] = model.no_purchase_probability(x, t_x, t, horizon_days)
+        model = fit_day(day, seed)
+        if model is not None:
+            out.loc[day.index] = score_rows(model, day, horizon_days)
+    return out
+
+
+def fit_day(day: pd.DataFrame, seed: int = 0) -> BgNbd | None:
+    """The BG/NBD model of one observation date's customers, as `btyd_scores` fits it.
+
+    Args:
+        day: The three `SUMMARY` columns of one date's rows, any index.
+        seed: Seed of the fitting sample of a date with more than `FIT_ROWS` buyers.
+
+    Returns:
+        The model, or None when there is no buyer or the fit fails.
+    """
+    frequency, recency, age = SUMMARY
+    # In a canonical order: the optimiser's path (and which penalizer converges) depends on the
+    # rows' order, and the query engine returns rows in any order.
+    buyers = day[day[frequency].notna() & (day[age] > 0)].sort_values(list(SUMMARY), kind="mergesort")
+    if buyers.empty:
+        return None
+    sample = buyers.sample(n=min(FIT_ROWS, len(buyers)), random_state=seed)
+    try:
+        model = fit_bg_nbd(sample[frequency], sample[recency], sample[age])
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return None
+    return model if all(np.isfinite([model.r, model.alpha, model.a, model.b])) else None
+
+
+def score_rows(model: BgNbd, rows: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """`SCORES` of rows under a fitted model; null for a customer without a purchase before the date.
+
+    Args:
+        model: The fitted model.
+        rows: The three `SUMMARY` columns, any index.
+        horizon_days: The label horizon for `P_SILENT`.
+    """
+    frequency, recency, age = SUMMARY
+    out = pd.DataFrame(np.nan, index=rows.index, columns=list(SCORES))
+    buyers = rows[rows[frequency].notna() & (rows[age] > 0)]
+    x, t_x, t = buyers[frequency].to_numpy(), buyers[recency].to_numpy(), buyers[age].to_numpy()
+    out.loc[buyers.index, P_ALIVE] = model.p_alive(x, t_x, t)
+    out.loc[buyers.index, P_SILENT] = model.no_purchase_probability(x, t_x, t, horizon_days)
     return out

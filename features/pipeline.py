@@ -23,7 +23,7 @@ from features.incremental import Manifest, recipe, summarise, touched_from
 from features.labels import compute_labels
 from features.paths import BuildResult, FeaturePaths
 from features.snapshots.build import write_snapshots
-from features.snapshots.inputs import data_shape, event_day_range
+from features.snapshots.inputs import compact_parts, data_shape, event_day_range
 from features.snapshots.spec import SnapshotSpec, family_of, observation_grid, snapshot_spec
 
 
@@ -76,6 +76,7 @@ def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
     for p in (paths.clean_events, paths.clean_customers):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist: run `churn data ingest` first")
+    compact_parts(paths.clean_events)  # the real-time path's parts, one file per batch, merged into one
     spec, manifest, last = _plan(settings, paths)
     previous = Manifest.read(paths.manifest) if incremental and paths.snapshots.exists() else None
     keep: tuple[dt.date, ...] = ()

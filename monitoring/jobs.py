@@ -22,6 +22,8 @@ A run (`churn monitor`):
    refreshes `index.html` (`monitoring.index`), adds the snapshot to the Evidently workspace
    (whose project gets its dashboard), and records the run in MLflow (experiment
    `monitoring.project`, with tags linking it to the training run and the gate's decision).
+   The summary and the index also carry the real-time path's event-to-feature lag over the window
+   (`crm.freshness`: from the records `stream.freshness_log` holds, or "no streamed events").
 
 With an explicit `now` (a backtest, `churn monitor --end DATE`), the run acts as of that time:
 labels, performance and retraining (`training.as_of`) use only what was known then.
@@ -42,6 +44,7 @@ from core import names
 from core.html import render
 from core.io import write_atomic_text
 from core.settings import Settings
+from crm.freshness import freshness_of
 from model.champion import NoChampionError, RegisteredModel
 from model.champion import load_champion as load_registered_champion
 from monitoring.current import Mode, Window, batch_rows, choose_mode, snapshot_keys
@@ -190,6 +193,7 @@ def run_monitor(
         retraining=retraining,
         mlflow_run_id=mlflow_run,
         html=html_name,
+        freshness=freshness_of(settings.path(settings.stream.freshness_log), window.start, window.end),
     )
     step("writing the report, the summary, the index and the Evidently workspace")
     html = reports / html_name

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from crm.freshness import Freshness
+
 Status = Literal["ok", "warning", "drift"]
 """ok: nothing drifted; warning: some columns drifted, below the policy; drift: the policy says retrain."""
 
@@ -132,6 +134,9 @@ class MonitorSummary(_Model):
     """The MLflow run that records this monitoring run (tags link it to the training run)."""
     html: str
     """File name of the Evidently HTML report, in the same folder."""
+    freshness: Freshness | None = None
+    """Event-to-feature lag of the events streamed in the window (`crm.freshness`); None in summaries
+    written before it was recorded."""
 
 
 def summary_path(reports_dir: Path, run_id: str) -> Path:

@@ -18,6 +18,7 @@ load; it was removed.) More throughput comes from more workers (`serving.workers
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import gc
 import logging
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
     from features.online import OnlineReader
     from model.predictor import Method, Predictor, Rows
+    from stream.batcher import Batcher
     from stream.processor import StreamProcessor
 
 # MLflow, Feast, XGBoost and pandas are imported where they are used, not here. `bentoml serve`
@@ -166,6 +168,10 @@ class ChurnService:
         self.redis = self._open_redis()
         """The services profile's Redis (`stream.redis_url`), or None: stream state and /readyz's lag."""
         self.stream = self._open_stream()
+        from stream.batcher import Batcher
+
+        self.batcher: Batcher | None = Batcher(self.stream) if self.stream is not None else None
+        """POST /events's group commit (`stream.batcher`)."""
         self._stop = threading.Event()
         self._reloader = threading.Thread(target=self._watch_champion, name="champion-reload", daemon=True)
         self._reloader.start()
@@ -330,11 +336,15 @@ class ChurnService:
         """
         from stream.intake import EventsRefused
 
-        if self.stream is None:
+        if self.batcher is None:
             ctx.response.status_code = 503
             return json_answers([{"error": "no ingested data to add events to: run `churn data ingest` first"}])
+        # Group commit: requests that arrive while a batch is processed are processed together.
+        pending, start = self.batcher.submit(events, dt.datetime.now(dt.UTC))
+        if start:  # one drain at a time, on the scoring thread: each batch takes all that waited
+            asyncio.get_running_loop().run_in_executor(self._worker, self.batcher.drain_all)
         try:
-            outcome = await self._blocking(self.stream.apply, events)
+            outcome = await asyncio.wrap_future(pending)
         except EventsRefused as exc:
             ctx.response.status_code = 400
             body = pydantic_core.to_json({"error": str(exc), "reasons": exc.reasons})

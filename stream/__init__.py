@@ -11,6 +11,9 @@ rule or a higher risk tier is alerted (webhook, and the alert stream in the serv
 * `log`: the appended event log (Parquet parts beside the clean events) and its in-memory copy.
 * `online`: features of the touched customers at the time of the update, written to the online store.
 * `alerts`: which updates warn, the webhook with retries and signature, the alert log.
-* `processor`: one micro-batch through all of the above.
+* `processor`: one micro-batch through all of the above; each batch's event-to-feature lag goes to
+  `stream.freshness_log` (`crm.freshness`, shown by `churn monitor` and the ops report).
+* `batcher`: POST /events's group commit (requests waiting behind a batch go in the next one).
 * `consumer`: the Redis Streams consumer behind `churn stream`.
+* `lag`: how far the consumer group is behind, for /readyz.
 """

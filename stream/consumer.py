@@ -45,6 +45,11 @@ def _text(value: Any) -> str:  # noqa: ANN401
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def arrival(entry_id: str) -> dt.datetime:
+    """When an entry arrived: its id is its arrival time in milliseconds."""
+    return dt.datetime.fromtimestamp(int(entry_id.split("-", 1)[0]) / 1000, dt.UTC)
+
+
 class Consumer:
     """Reads a Redis stream in a consumer group and applies its events."""
 
@@ -173,8 +178,9 @@ class Consumer:
 
     def _apply(self, records: list[dict[str, Any]]) -> None:
         """Apply the batch whole; when it is refused, each event alone to find the bad ones."""
+        arrived = min(arrival(r["entry"]) for r in records)
         try:
-            self._count(self.processor.apply([r["record"] for r in records]))
+            self._count(self.processor.apply([r["record"] for r in records], arrived))
             return
         except EventsRefused:
             pass
@@ -187,7 +193,7 @@ class Consumer:
             else:
                 good.append(r["record"])
         if good:
-            self._count(self.processor.apply(good))
+            self._count(self.processor.apply(good, arrived))
 
     def _count(self, outcome: Any) -> None:  # noqa: ANN401  (a stream.processor.Outcome)
         self.totals.accepted += outcome.accepted

@@ -6,8 +6,9 @@ feature computed here equals the batch build's for that customer and time. Two k
 compare a customer with everyone else at the observation time: the RFM scores (quantiles) and the
 BG/NBD scores (a model fitted on all buyers). Recomputing the whole population for every event
 would cost a full snapshot per update, so these rank the customer against a population snapshot
-recomputed every `stream.population_refresh_s` (with the touched customers' own rows replaced):
-they equal the batch build's when that population is as of the same time.
+recomputed every `stream.population_refresh_s` (with the touched customers' own rows replaced),
+and score it with the BG/NBD model fitted on that population once per refresh: they equal the
+batch build's when that population is as of the same time.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
-from features.btyd import SCORES, SUMMARY, btyd_scores
+from features.btyd import SCORES, SUMMARY, BgNbd, fit_day, score_rows
 from features.paths import FeaturePaths
 from features.snapshots.build import compute_snapshots, prepare
 from features.snapshots.inputs import data_shape
@@ -95,8 +96,10 @@ class OnlineFeatures:
         self.store = store
         self.settings = settings
         self.population: pd.DataFrame | None = None
-        """Every customer's snapshot row at `population_at` (the ranks' reference), by customer id."""
+        """Every customer's RFM inputs at `population_at` (the ranks' reference), by customer id."""
         self.population_at: dt.datetime | None = None
+        self.bg_nbd: BgNbd | None = None
+        """The BG/NBD model fitted on the population (None before the first refresh, or when the fit fails)."""
         self._lock = threading.Lock()
         self.views: dict[str, list[str]] = {}
         if store is not None:
@@ -113,14 +116,29 @@ class OnlineFeatures:
         return rfm_names(self.spec) + btyd_names(self.spec)
 
     def refresh_population(self, at: dt.datetime) -> None:
-        """Recompute every customer's snapshot at `at`: the reference of the rank-based features."""
+        """Recompute every customer's snapshot at `at`: the reference of the rank-based features.
+
+        The BG/NBD model is fitted on it here, once, and the touched customers are scored with
+        it on each update (a fit per update would cost more than the rest of the update).
+        """
         paths = FeaturePaths.of(self.settings)
         frame = compute_snapshots(
             paths.clean_events, paths.clean_customers, replace(self.spec, observation_dates=(as_naive_utc(at),))
         )
+        inputs = [c for c in self._rfm_inputs() if c in frame.columns]
+        model = fit_day(frame[list(SUMMARY)]) if btyd_names(self.spec) else None
         with self._lock:
-            self.population = frame.set_index(frame[names.CUSTOMER_ID].astype(str))
+            self.population = frame.set_index(frame[names.CUSTOMER_ID].astype(str))[inputs]
             self.population_at = at
+            self.bg_nbd = model
+
+    def _rfm_inputs(self) -> list[str]:
+        """The columns the RFM scores rank on."""
+        if not rfm_names(self.spec):
+            return []
+        long = self.spec.long_window
+        spend = [f"purchases_spend_{long}d"] if self.spec.has_amount else []
+        return ["purchases_days_since_last", f"purchases_count_{long}d", *spend]
 
     def compute(self, customer_ids: Sequence[str], at: dt.datetime) -> pd.DataFrame:
         """The snapshot rows of `customer_ids` at `at`, as the batch build computes them.
@@ -147,21 +165,20 @@ class OnlineFeatures:
     def _rank(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Overwrite the rank-based features of `rows` with their ranks in the population."""
         with self._lock:
-            population = self.population
+            population, model = self.population, self.bg_nbd
         if population is None:
             rows[self.ranked] = np.nan
             return rows
         mine = rows.set_index(rows[names.CUSTOMER_ID].astype(str))
-        common = [c for c in population.columns if c in mine.columns]
-        # The population in its own order, the touched customers' rows in place of theirs.
-        merged = pd.concat([population[common], mine.loc[~mine.index.isin(population.index), common]])
-        merged.loc[mine.index, common] = mine[common]
-        merged[names.EVENT_TIMESTAMP] = mine[names.EVENT_TIMESTAMP].iloc[0]
         if rfm_names(self.spec):
+            inputs = list(population.columns)
+            # The population with the touched customers' rows in place of theirs (ranks ignore order).
+            merged = pd.concat([population[~population.index.isin(mine.index)], mine[inputs]])
             mine[rfm_names(self.spec)] = rfm_scores(merged, self.spec).loc[mine.index].to_numpy()
         if btyd_names(self.spec):
-            scores = btyd_scores(merged[[names.EVENT_TIMESTAMP, *SUMMARY]], int(self.spec.btyd_horizon or 0))
-            mine[list(SCORES)] = scores.loc[mine.index].to_numpy()
+            horizon = int(self.spec.btyd_horizon or 0)
+            scores = score_rows(model, mine[list(SUMMARY)], horizon) if model is not None else None
+            mine[list(SCORES)] = np.nan if scores is None else scores.to_numpy()
         return mine.reset_index(drop=True)
 
     def write(self, rows: pd.DataFrame) -> None:

@@ -6,11 +6,18 @@ features; score them and send the alerts the update raises. A crash after the ap
 the ids are remembered stores a redelivered event twice, which every read counts once (the log
 is read with each event id once). Each alert goes to treatment or control of the day's real-time
 campaign (`crm.campaigns.realtime`) before it is sent: a control customer's alert has no action.
+
+The answer before an update is the one this processor gave the customer last (kept for
+`LAST_ANSWERS` customers), read from the online store only for the others: an update then reads
+and scores the customers once instead of twice. With several processes (service workers,
+consumers) a customer's last answer here may predate another process's update; the shared
+cool-downs keep an alert from going out twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,12 +27,16 @@ import pandas as pd
 
 from core import names
 from core.settings import Settings
+from crm.freshness import append_record, record
 from stream.alerts import AlertSender, warnings
 from stream.intake import contract_events
 from stream.log import EventLog
 from stream.online import OnlineFeatures
 from stream.state import StreamState
 
+logger = logging.getLogger(__name__)
+LAST_ANSWERS = 50_000
+"""Customers whose last answer a processor keeps, so an update scores them once (after), not twice."""
 Scorer = Callable[[list[str]], list[dict[str, Any]]]
 """Customer ids -> their /score answers from the online store (an unknown one has an `error`)."""
 
@@ -39,6 +50,8 @@ class Outcome:
     customers: int
     alerts: list[dict[str, Any]]
     newest_event: str | None
+    fresh: frozenset[str] = frozenset()
+    """Ids of the events stored (the batch's others were duplicates)."""
 
 
 def utc_now() -> dt.datetime:
@@ -75,39 +88,83 @@ class StreamProcessor:
         self.measured = dict(measured or {})
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._last: dict[str, dict[str, Any]] = {}
+        """Customer -> the answer its last update here gave (the next update's "before", read once)."""
 
     def validate(self, records: Sequence[Any]) -> pd.DataFrame:
         """Pushed events as contract rows; see `stream.intake.contract_events` (raises EventsRefused)."""
         return contract_events(records, self.settings.data.events, self.online.known)
 
-    def apply(self, records: Sequence[Any]) -> Outcome:
+    def apply(self, records: Sequence[Any], arrived_at: dt.datetime | None = None) -> Outcome:
         """Validate pushed events and process them: the one path of POST /events and `churn stream`.
+
+        Args:
+            records: The events as JSON objects (`stream.intake.contract_events`).
+            arrived_at: When the oldest of them arrived (the request, the Redis entry); default now.
 
         Raises:
             EventsRefused: An event is malformed or breaks the contract; nothing of the batch is kept.
         """
-        return self.process(self.validate(records))
+        arrived_at = arrived_at or self.clock()
+        return self.process(self.validate(records), arrived_at)
 
     def start_refresh(self) -> None:
-        """Compute the rank population now, then again every `stream.population_refresh_s` on a thread."""
+        """Compute the rank population now, then again every `stream.population_refresh_s` on a thread;
+        each time, forget the event ids older than `stream.seen_retention_days`."""
         self.online.refresh_population(self.clock())
+        self.forget_old_ids()
 
         def loop() -> None:
             while not self._stop.wait(self.settings.stream.population_refresh_s):
-                self.online.refresh_population(self.clock())
+                try:
+                    self.online.refresh_population(self.clock())
+                    self.forget_old_ids()
+                except Exception:  # the next refresh tries again; events keep flowing meanwhile
+                    logger.exception("population refresh failed")
 
         threading.Thread(target=loop, name="population-refresh", daemon=True).start()
+
+    def _answers_before(self, customers: list[str]) -> dict[str, dict[str, Any]]:
+        """Each customer's answer before this update: the one this processor gave last, else scored now."""
+        if self.scorer is None:
+            return {}
+        known = {c: self._last[c] for c in customers if c in self._last}
+        missing = [c for c in customers if c not in known]
+        if missing:
+            known |= {str(a["customer_id"]): a for a in self.scorer(missing) if "error" not in a}
+        return known
+
+    def _remember(self, answers: list[dict[str, Any]]) -> None:
+        """Keep the newest answers (at most `LAST_ANSWERS`, the least recently updated dropped first)."""
+        for answer in answers:
+            if "error" not in answer:
+                cid = str(answer["customer_id"])
+                self._last.pop(cid, None)
+                self._last[cid] = answer
+        while len(self._last) > LAST_ANSWERS:
+            self._last.pop(next(iter(self._last)))
+
+    def forget_old_ids(self) -> int:
+        """Forget the stored event ids older than `stream.seen_retention_days`; how many."""
+        return self.state.forget_seen(self.settings.stream.seen_retention_days * 86_400)
 
     def stop(self) -> None:
         """Stop the refresh thread."""
         self._stop.set()
 
-    def process(self, events: pd.DataFrame) -> Outcome:
-        """Store, featurize, score and alert one batch of contract events (with event_id)."""
-        with self._lock:  # one batch at a time per process: an update reads what the previous wrote
-            return self._process(events)
+    def process(self, events: pd.DataFrame, arrived_at: dt.datetime | None = None) -> Outcome:
+        """Store, featurize, score and alert one batch of contract events (with event_id).
 
-    def _process(self, events: pd.DataFrame) -> Outcome:
+        Args:
+            events: Contract rows with event_id.
+            arrived_at: When the oldest of them arrived (default now): the start of the lag that
+                `stream.freshness_log` records once their features are written.
+        """
+        arrived_at = arrived_at or self.clock()
+        with self._lock:  # one batch at a time per process: an update reads what the previous wrote
+            return self._process(events, arrived_at)
+
+    def _process(self, events: pd.DataFrame, arrived_at: dt.datetime) -> Outcome:
         events = events.drop_duplicates(subset=[names.EVENT_ID]).reset_index(drop=True)
         fresh = events[self.state.unseen(events[names.EVENT_ID].astype(str).tolist())]
         duplicates = len(events) - len(fresh)
@@ -116,16 +173,21 @@ class StreamProcessor:
         self.log.append(fresh)
         self.state.mark_seen(fresh[names.EVENT_ID].astype(str).tolist())
         customers = sorted(fresh[names.CUSTOMER_ID].astype(str).unique())
-        before = {a["customer_id"]: a for a in self.scorer(customers) if "error" not in a} if self.scorer else {}
+        before = self._answers_before(customers)
         at = self.clock()
         rows = self.online.compute(customers, at)
         self.online.write(rows)
         newest = fresh.groupby(fresh[names.CUSTOMER_ID].astype(str))[names.EVENT_TIMESTAMP].max()
         stamps = {c: pd.Timestamp(t).tz_convert("UTC").isoformat() for c, t in newest.items()}
         self.state.set_newest(stamps)
+        append_record(
+            self.settings.path(self.settings.stream.freshness_log),
+            record(self.clock(), len(fresh), arrived_at, pd.Timestamp(newest.max()).to_pydatetime()),
+        )
         alerts: list[dict[str, Any]] = []
         if self.scorer is not None:
             after = self.scorer(customers)
+            self._remember(after)
             for alert, keys in warnings(before, after, self.settings.serving.risk_tiers):
                 claimed = [k for k in keys if self.state.claim_alert(k, self.settings.stream.alert_cooldown_s)]
                 if not claimed:
@@ -137,7 +199,8 @@ class StreamProcessor:
             for alert in alerts:
                 if self.sender is not None:
                     self.sender.send(alert)
-        return Outcome(len(fresh), duplicates, len(customers), alerts, max(stamps.values()))
+        fresh_ids = frozenset(fresh[names.EVENT_ID].astype(str))
+        return Outcome(len(fresh), duplicates, len(customers), alerts, max(stamps.values()), fresh_ids)
 
     def _campaign(self, alerts: list[dict[str, Any]], at: dt.datetime) -> list[dict[str, Any]]:
         """The alerts with their real-time campaign and group, kept in the campaigns folder

@@ -1,7 +1,10 @@
 """The stream's state: which event ids were stored, each customer's newest event, alert cool-downs.
 
 Two backends with one interface: a SQLite file in the workspace (embedded default, shared by the
-service's workers) and Redis (services profile, shared by every consumer).
+service's workers) and Redis (services profile, shared by every consumer). Each stored id keeps
+when it was stored, so the store does not grow without bound: ids older than
+`stream.seen_retention_days` are forgotten (`forget_seen`), after which a redelivery of that event
+would count again, so the retention must outlast any redelivery or CRM retry.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ class StreamState(Protocol):
 
     def mark_seen(self, event_ids: Sequence[str]) -> None:
         """Remember that these events were stored (called after the event log has them)."""
+        ...
+
+    def forget_seen(self, older_than_s: float, now: float | None = None) -> int:
+        """Forget the ids stored more than `older_than_s` ago (the store's retention); how many."""
         ...
 
     def newest(self, customer_ids: Sequence[str]) -> list[str | None]:
@@ -48,7 +55,12 @@ class SqliteState:
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL)")
+        if "at" not in {row[1] for row in self._db.execute("PRAGMA table_info(seen)")}:
+            # A state file written before ids had a storage time: theirs is now, so they age from here.
+            self._db.execute("ALTER TABLE seen ADD COLUMN at REAL")
+            self._db.execute("UPDATE seen SET at = ?", (time.time(),))
+        self._db.execute("CREATE INDEX IF NOT EXISTS seen_at ON seen (at)")
         self._db.execute("CREATE TABLE IF NOT EXISTS newest (customer_id TEXT PRIMARY KEY, at TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS cooldown (key TEXT PRIMARY KEY, until REAL NOT NULL)")
 
@@ -68,8 +80,15 @@ class SqliteState:
 
     def mark_seen(self, event_ids: Sequence[str]) -> None:
         """See `StreamState.mark_seen`."""
+        now = time.time()
         with self._lock:
-            self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", [(i,) for i in event_ids])
+            self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", [(i, now) for i in event_ids])
+
+    def forget_seen(self, older_than_s: float, now: float | None = None) -> int:
+        """See `StreamState.forget_seen`."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        with self._lock:
+            return self._db.execute("DELETE FROM seen WHERE at < ?", (cutoff,)).rowcount
 
     def newest(self, customer_ids: Sequence[str]) -> list[str | None]:
         """See `StreamState.newest`."""
@@ -108,17 +127,26 @@ class RedisState:
         """Use `client` with keys under `prefix`."""
         self.client = client
         self.prefix = prefix
+        self._seen = f"{prefix}:seen-at"
+        """Sorted set: each stored event id, scored with when it was stored."""
 
     def unseen(self, event_ids: Sequence[str]) -> list[bool]:
         """See `StreamState.unseen`."""
         if not event_ids:
             return []
-        return [not bool(v) for v in self.client.smismember(f"{self.prefix}:seen", list(event_ids))]
+        return [v is None for v in self.client.zmscore(self._seen, list(event_ids))]
 
     def mark_seen(self, event_ids: Sequence[str]) -> None:
         """See `StreamState.mark_seen`."""
         if event_ids:
-            self.client.sadd(f"{self.prefix}:seen", *event_ids)
+            now = time.time()
+            # NX: an id keeps the time it was first stored.
+            self.client.zadd(self._seen, dict.fromkeys(event_ids, now), nx=True)
+
+    def forget_seen(self, older_than_s: float, now: float | None = None) -> int:
+        """See `StreamState.forget_seen`."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        return int(self.client.zremrangebyscore(self._seen, "-inf", f"({cutoff}"))
 
     def newest(self, customer_ids: Sequence[str]) -> list[str | None]:
         """See `StreamState.newest`."""

@@ -98,6 +98,8 @@ def _print_monitor(result: Any) -> None:  # noqa: ANN401
             else ""
         )
     )
+    if s.freshness is not None:
+        console.print(f"real-time path: {s.freshness.describe()}")
     d = s.decision
     verdict = (
         "retrain"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -118,6 +119,20 @@ def quickstart(
         )
     step("alerts", f"{len(alerts):,} customers scored, sorted by expected loss -> {alerts_path}; ops report {ops_path}")
 
+    with console.status("pushing complaints through the real-time path"):
+        pushed = push_complaints(settings)
+    alert = pushed["alert"]
+    step(
+        "real time",
+        f"{pushed['accepted']} complaints pushed for {pushed['customer_id']} (the path of POST /events, in process)"
+        + (
+            f" -> alert: customer {alert['customer_id']}, rules hit {', '.join(alert['new_rules']) or '-'}, "
+            f"tier {alert['risk_tier']}, probability {alert['churn_probability']:.3f}, action {alert['action']}"
+            if alert
+            else " -> no alert (the customer already met every rule the complaints touch)"
+        ),
+    )
+
     summary = {
         "workspace": str(Path(settings.workspace).resolve()),
         "mlflow_tracking_uri": settings.mlflow_uri,
@@ -134,6 +149,8 @@ def quickstart(
         "alerts": str(alerts_path),
         "ops_report": str(ops_path),
         "top_actions": alerts["action"].value_counts().head(5).to_dict(),
+        "pushed_alert": alert,
+        "stream_alert_log": str(settings.path(settings.stream.alert_log)),
     }
     summary_path = write_atomic_text(json.dumps(summary, indent=2), settings.path("quickstart-summary.json"))
     table = Table(title="churn quickstart: where everything is", show_lines=False)
@@ -152,6 +169,7 @@ def quickstart(
     table.add_row("drift summary", str(monitored.summary_json))
     table.add_row("CRM alert list", str(alerts_path))
     table.add_row("ops report", str(ops_path))
+    table.add_row("real-time alerts (POST /events, churn stream)", str(settings.path(settings.stream.alert_log)))
     table.add_row("this summary as JSON", str(summary_path))
     table.add_row("elapsed", f"{time.perf_counter() - started:.0f} s")
     console.print(table)
@@ -182,6 +200,53 @@ def monitor_newest(settings: Settings, on_step: Callable[[str], None] | None = N
 
     newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])[names.EVENT_TIMESTAMP].max().to_pydatetime()
     return run_monitor(settings, Window(newest, newest + dt.timedelta(days=1)), mode="batch", on_step=on_step)
+
+
+def push_complaints(settings: Settings, complaints: int = 2) -> dict[str, Any]:
+    """Push complaints for one customer through the real-time path, in process, and return its alert.
+
+    The path is POST /events's (`stream.processor.StreamProcessor.apply`): the events are checked
+    against the contract, appended to the event log, the customer's online features recomputed and
+    written through Feast, the customer scored and the alert logged. The processor's clock is the
+    newest snapshot's time, so the features before the complaints are the materialized ones and the
+    complaints (in the hours before it) are all that changes. The customer is the first active
+    one in the newest snapshot that no complaint rule flags yet.
+
+    Returns:
+        customer_id, accepted (events taken) and alert (the alert body, or None).
+    """
+    from features.pipeline import latest_snapshot, open_store
+    from stream.processor import open_processor
+    from stream.scoring import OnlineScorer
+
+    store = open_store(settings)
+    newest = latest_snapshot(settings, columns=[names.CUSTOMER_ID])
+    at = newest[names.EVENT_TIMESTAMP].max().to_pydatetime()
+    at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+    scorer = OnlineScorer(settings, store)
+    processor = open_processor(settings, store, scorer, clock=lambda: at)
+    try:
+        processor.online.refresh_population(at)
+        ids = newest[names.CUSTOMER_ID].astype(str).head(200).tolist()
+        answers = [a for a in scorer(ids) if "error" not in a]
+        quiet = [a for a in answers if not any("complaint" in h["rule"] for h in a.get("rule_hits", []))]
+        customer = str((quiet or answers)[0][names.CUSTOMER_ID])
+        run = uuid.uuid4().hex[:8]  # a rerun's events are new events, not repeats of the last run's
+        events = [
+            {
+                "event_id": f"quickstart-{run}-complaint-{i}",
+                "customer_id": customer,
+                "event_timestamp": (at - dt.timedelta(hours=i + 1)).isoformat(),
+                "event_type": "complaint",
+            }
+            for i in range(complaints)
+        ]
+        outcome = processor.apply(events, arrived_at=at)
+    finally:
+        if processor.sender is not None:
+            processor.sender.close()
+    mine = [a for a in outcome.alerts if a["customer_id"] == customer]
+    return {"customer_id": customer, "accepted": outcome.accepted, "alert": mine[0] if mine else None}
 
 
 def ui_commands(settings: Settings) -> dict[str, str]:

@@ -20,6 +20,7 @@ from core import names
 from core.html import png_data_uri, render
 from core.settings import Settings
 from crm.early_warning import ACTION, EXPECTED_LOSS, RISK_TIER, SEGMENT
+from crm.freshness import Freshness, freshness_of
 from crm.report.campaigns import campaign_context
 from crm.report.figures import (
     figure_png,
@@ -40,6 +41,7 @@ SECTIONS: dict[str, str] = {
     "risk-distribution": "Risk distribution",
     "segment-mix": "Segment mix",
     "alert-volume": "Alert volume",
+    "event-lag": "Event-to-feature lag",
     "top-alerts": "Top alerts",
     "campaign-effects": "Campaign effects",
 }
@@ -128,7 +130,9 @@ def _utc(now: dt.datetime | None) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def build_report(settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime | None = None) -> str:
+def build_report(
+    settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime | None = None, freshness: Freshness | None = None
+) -> str:
     """The ops report as one self-contained HTML page.
 
     Args:
@@ -136,6 +140,8 @@ def build_report(settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime |
             (the churn trend and cohort retention come from the workspace, not the alerts).
         alerts: The alert list of `crm.alerts.score_alerts` (may be empty).
         now: When the report is generated, shown on the page; the current time when None.
+        freshness: The real-time path's event-to-feature lag; None reads `stream.freshness_log`
+            over the `monitoring.window_days` before `now`.
 
     Returns:
         The HTML document.
@@ -154,6 +160,11 @@ def build_report(settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime |
     trend = churn_trend(history, horizon)
     head = headline(alerts, trend, tiers, horizon)
     layers = [name for name in settings.crm.layers if name in alerts.columns]
+    days = settings.monitoring.window_days
+    if freshness is None:
+        end = _utc(now)
+        path = settings.path(settings.stream.freshness_log)
+        freshness = freshness_of(path, end - dt.timedelta(days=days), end + dt.timedelta(seconds=1))
     return render(
         "crm",
         TEMPLATE,
@@ -168,6 +179,8 @@ def build_report(settings: Settings, alerts: pd.DataFrame, *, now: dt.datetime |
         head=head,
         chips=_tier_chips(head) if head.customers else [],
         scored=len(alerts),
+        freshness=freshness,
+        freshness_days=days,
         **_history_context(trend, retention(history), history.contractual),
         **_alerts_context(alerts, tiers, layers),
         **campaign_context(settings, _image),

@@ -148,3 +148,42 @@ def event_day_range(events: Path | pd.DataFrame) -> tuple[dt.date, dt.date]:
     if row is None or row[0] is None:
         raise ValueError("the event log is empty")
     return row[0], row[1]
+
+
+def compact_parts(path: Path) -> tuple[int, int]:
+    """Merge the parts appended to the Parquet file `path` into one part, each event id once.
+
+    The real-time path writes a part per batch; without compaction the folder grows by a file per
+    batch and every read opens them all. The merged part is written (atomically) before the parts
+    it replaces are deleted, so a reader in between sees an event in both, which every read counts
+    once (by event id: `register_inputs`, `stream.log.EventLog`). Parts appended while this runs are
+    left for the next compaction.
+
+    Args:
+        path: The clean events file.
+
+    Returns:
+        (parts merged, events in the merged part); (0, 0) when there were fewer than two parts.
+    """
+    from core.io import write_atomic_parquet
+
+    folder = appended_parts(path)
+    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if len(parts) < 2:
+        return 0, 0
+    con = connect()
+    files = ", ".join(_literal(p) for p in parts)
+    # The first copy of each id (by part name, which starts with its write time) is the one kept.
+    merged = con.execute(
+        f"SELECT * EXCLUDE (filename) FROM (SELECT * FROM read_parquet([{files}], union_by_name = true,"
+        f" filename = true) QUALIFY {names.EVENT_ID} IS NULL"
+        f" OR row_number() OVER (PARTITION BY {names.EVENT_ID} ORDER BY filename) = 1)"
+        f" ORDER BY filename, {names.EVENT_TIMESTAMP}"
+    ).to_arrow_table()
+    con.close()
+    assert merged is not None, "a SELECT always has a result"
+    stamp = parts[-1].stem.removeprefix("part-")
+    write_atomic_parquet(merged, folder / f"part-{stamp}-compacted.parquet")
+    for part in parts:
+        part.unlink()
+    return len(parts), merged.num_rows

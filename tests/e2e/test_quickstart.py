@@ -84,6 +84,19 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert alerts["action"].nunique() >= 2 and summary["top_actions"]
     assert '<h2 id="top-alerts"' in Path(summary["ops_report"]).read_text()
 
+    # One pushed complaint (two, through the path of POST /events, in process) raises an alert.
+    alert = summary["pushed_alert"]
+    assert alert is not None and "complaint_spike" in alert["new_rules"], alert
+    assert any(
+        h["rule"] == "complaint_spike" and h["values"]["service_complaints_30d"] >= 2 for h in alert["rule_hits"]
+    )
+    assert 0.0 <= alert["churn_probability"] <= 1.0 and alert["risk_tier"] in {"high", "medium", "low"}
+    assert alert["action"] and alert["model_version"] == summary["model_version"]
+    out = proc.stdout.replace("\n", "")
+    assert f"alert: customer {alert['customer_id']}, rules hit " in out and "complaint_spike" in out
+    logged = [json.loads(line) for line in Path(summary["stream_alert_log"]).read_text().splitlines()]
+    assert [a["customer_id"] for a in logged] == [alert["customer_id"]]
+
     # Ingestion wrote clean data and a quarantine file; the Feast stores exist.
     assert (ws / "clean/events.parquet").exists()
     assert (ws / "feast/registry.db").exists() and (ws / "feast/online_store.db").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from monitoring_fixtures import DRIFT_AT, START, WEEK, build, day, scenario_settings
@@ -207,3 +208,43 @@ def test_drift_retrains_promotes_only_a_better_challenger_then_cools_down(
     assert str(client.get_model_version_by_alias(model, names.CHAMPION_ALIAS).version) == r.challenger_version
     index = (settings.path(settings.monitoring.reports_dir) / "index.html").read_text()
     assert r.training_run_id in index
+
+
+def test_monitor_shows_the_event_to_feature_lag_of_streamed_events(
+    drifted: tuple[Settings, list[MonitorResult]],
+) -> None:
+    """Runs last: it adds streamed events to the drifted workspace."""
+    from crm.freshness import NO_EVENTS
+    from features.paths import FeaturePaths
+    from stream.log import EventLog
+    from stream.online import OnlineFeatures
+    from stream.processor import StreamProcessor
+    from stream.state import SqliteState
+
+    settings, results = drifted
+    # The backtest windows are in the data's past: nothing was streamed in them.
+    assert all(r.summary.freshness is not None and r.summary.freshness.events == 0 for r in results)
+    reports = settings.path(settings.monitoring.reports_dir)
+    assert NO_EVENTS in (reports / "index.html").read_text()
+
+    paths = FeaturePaths.of(settings)
+    log = EventLog(paths.clean_events)
+    processor = StreamProcessor(
+        settings, log, OnlineFeatures(settings, log), SqliteState(settings.path("stream/state.db")), None, None
+    )
+    customers = pd.read_parquet(paths.clean_customers)
+    cids = customers[customers[names.CHURN_DATE].isna()][names.CUSTOMER_ID].astype(str).head(4).tolist()
+    now = dt.datetime.now(dt.UTC)
+    records = [
+        {"event_id": f"m-{c}", "customer_id": c, "event_timestamp": now.isoformat(), "event_type": "complaint"}
+        for c in cids
+    ]
+    processor.apply(records, arrived_at=now - dt.timedelta(seconds=1))
+    result = run_monitor(settings, Window(now - dt.timedelta(hours=1), now + dt.timedelta(minutes=5)), mode="batch")
+    fresh = result.summary.freshness
+    assert fresh is not None and fresh.events == 4 and fresh.batches == 1
+    assert fresh.lag_p50_s is not None and fresh.lag_p50_s >= 1.0 and fresh.lag_max_s == fresh.lag_p99_s
+    assert fresh.newest_event == now
+    stored = json.loads(result.summary_json.read_text())["freshness"]
+    assert stored["events"] == 4 and stored["newest_event"].startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert "4 streamed events in 1 batch:" in result.index.read_text()

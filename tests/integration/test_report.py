@@ -35,6 +35,7 @@ SECTION_IDS = (
     "risk-distribution",
     "segment-mix",
     "alert-volume",
+    "event-lag",
     "top-alerts",
 )
 NOW = dt.datetime(2025, 7, 21, 8, 30, tzinfo=dt.UTC)
@@ -335,3 +336,37 @@ def test_purchases_only_workspace(tmp_path: Path) -> None:
     table = retention(history)
     assert table is not None
     pd.testing.assert_frame_equal(table, full.reindex(columns=sorted(full.columns)))
+
+
+def test_event_lag_says_when_nothing_was_streamed_then_shows_the_streamed_events(
+    workspace: Settings, alerts: pd.DataFrame, page: str
+) -> None:
+    from crm.freshness import NO_EVENTS
+    from stream.log import EventLog
+    from stream.online import OnlineFeatures
+    from stream.processor import StreamProcessor
+    from stream.state import SqliteState
+
+    assert NO_EVENTS in parse(page).texts["event-lag-summary"]
+    # Events through the real-time path (event log, features on arrival; no store or scorer here).
+    paths = FeaturePaths.of(workspace)
+    log = EventLog(paths.clean_events)
+    online = OnlineFeatures(workspace, log)
+    processor = StreamProcessor(workspace, log, online, SqliteState(workspace.path("stream/state.db")), None, None)
+    customers = pd.read_parquet(paths.clean_customers)
+    cid = str(customers[customers[names.CHURN_DATE].isna()][names.CUSTOMER_ID].iloc[0])
+    now = dt.datetime.now(dt.UTC)
+    for batch in range(2):
+        records = [
+            {
+                "event_id": f"lag-{batch}-{i}",
+                "customer_id": cid,
+                "event_timestamp": (now - dt.timedelta(seconds=batch * 3 + i)).isoformat(),
+                "event_type": "visit",
+            }
+            for i in range(3)
+        ]
+        processor.apply(records, arrived_at=now - dt.timedelta(seconds=2))
+    text = parse(build_report(workspace, alerts, now=dt.datetime.now(dt.UTC))).texts["event-lag-summary"]
+    assert "6 streamed events in 2 batches" in text and "p99" in text, text
+    assert f"newest event {now:%Y-%m-%d %H:%M:%S}" in text

@@ -75,3 +75,38 @@ def test_redelivered_parts_count_once(replayed: tuple[Settings, pd.DataFrame, dt
     assert len(log.events_of([one[names.CUSTOMER_ID].iloc[0]])) == len(
         pd.read_parquet(FeaturePaths.of(settings).clean_events).query(f"customer_id == '{one.customer_id.iloc[0]}'")
     ) + len(one)
+
+
+def test_the_batch_build_compacts_the_parts_and_reads_the_same_events(
+    replayed: tuple[Settings, pd.DataFrame, dt.datetime],
+) -> None:
+    """Runs last: it compacts the parts the tests above appended (one batch of them twice)."""
+    from features.pipeline import build_features
+    from features.snapshots.inputs import appended_parts, connect, register_inputs
+
+    settings, day, at = replayed
+    paths = FeaturePaths.of(settings)
+    parts = appended_parts(paths.clean_events)
+
+    def events_read() -> pd.DataFrame:
+        con = connect()
+        register_inputs(con, paths.clean_events)
+        frame = con.execute("SELECT * FROM events ORDER BY ALL").df()
+        con.close()
+        return frame
+
+    appending = EventLog(paths.clean_events)
+    for batch in (day.iloc[:10], day.iloc[10:], day.iloc[:5]):  # the last one delivered again
+        appending.append(batch)
+    spec = replace(OnlineFeatures(settings, appending).spec, observation_dates=(at,))
+    before_events = events_read()
+    before = compute_snapshots(paths.clean_events, paths.clean_customers, spec)
+    assert len(list(parts.glob("*.parquet"))) > 2
+    build_features(settings)
+    (merged,) = parts.glob("*.parquet")
+    assert len(pd.read_parquet(merged)) == len(day)  # each event id once
+    pd.testing.assert_frame_equal(events_read(), before_events)
+    pd.testing.assert_frame_equal(compute_snapshots(paths.clean_events, paths.clean_customers, spec), before)
+    log = EventLog(paths.clean_events)
+    log.load()
+    assert len(log.events_of(day[names.CUSTOMER_ID].astype(str).unique().tolist())) > len(day)

@@ -286,8 +286,9 @@ def test_a_hand_edited_report_name_cannot_leave_the_folder(runs: list[MonitorSum
 def test_row_figures(page: IndexParser, runs: list[MonitorSummary]) -> None:
     """Time, window, drifted columns with the most severe three, prediction drift, AUC, decision, retraining."""
     cells = page.rows[f"run-{runs[2].run_id}"]
-    time, mode, window, model, _, drifted, prediction, auc, decision, retraining, files = cells
+    time, mode, window, model, _, drifted, prediction, auc, decision, retraining, lag, files = cells
     assert time == "2025-06-16 06:15"
+    assert lag == "\u2013"  # a summary without the real-time path's lag (written before it was recorded)
     assert (mode, window, model, files) == ("serving", "2025-06-09 \u2192 2025-06-16", "v3", "report json")
     # Severity: spend 0.9/0.1 = 9, the p-value 0.05/1e-6 = 50000, visits 2, complaints 1.5 (left out).
     assert drifted == "4 of 6 purchase_count_30d 1e-06 spend_30d 0.900 visits_7d 0.200"

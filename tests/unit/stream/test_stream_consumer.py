@@ -3,6 +3,7 @@ event id once per batch, a refused batch retried event by event."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +29,7 @@ class FakeProcessor:
             stream=SimpleNamespace(events_stream="s", group="g", max_batch=10, batch_wait_ms=50, claim_idle_s=60.0)
         )
         self.applied: list[list[str]] = []
+        self.arrived: list[Any] = []
 
     def validate(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         bad = [f"events[{i}]: unknown event_type 'bad'" for i, r in enumerate(records) if r["event_type"] == "bad"]
@@ -35,7 +37,8 @@ class FakeProcessor:
             raise EventsRefused(bad)
         return records
 
-    def apply(self, records: list[dict[str, Any]]) -> Any:  # noqa: ANN401
+    def apply(self, records: list[dict[str, Any]], arrived_at: Any = None) -> Any:  # noqa: ANN401
+        self.arrived.append(arrived_at)
         self.validate(records)
         self.applied.append([r["event_id"] for r in records])
         return SimpleNamespace(accepted=len(records), duplicates=0)
@@ -70,6 +73,8 @@ def test_a_batch_with_bad_entries_takes_the_good_ones_and_acks_all(tmp_path: Pat
         ]
     )
     assert processor.applied == [["a", "c"]]
+    # Their arrival is the oldest entry's (an entry id is its arrival in milliseconds), whole or one by one.
+    assert set(processor.arrived) == {dt.datetime.fromtimestamp(0.001, dt.UTC)}
     assert client.acked == [f"{i}-0" for i in range(1, 7)]
     lines = (tmp_path / "dead.jsonl").read_text().splitlines()
     dead = {d["entry_id"]: d["reason"] for d in map(json.loads, lines)}
