@@ -247,6 +247,16 @@ def dask_training_set(settings: Settings, labels: pd.DataFrame) -> Iterator[tupl
         parts = write_training_set(settings, labels, folder)
         log.info("training set: %d Parquet parts in %s", len(parts), folder)
         with cluster(settings) as client:
+            workers = n_workers(client)
+            if len(parts) < workers:
+                # xgboost.dask gives every worker a share of the data; a worker without training rows
+                # stops it when there are categorical features ("cannot have empty input").
+                rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+                raise EngineError(
+                    f"training.dask.chunk_rows: the training set is {len(parts)} Parquet part(s) for {workers} "
+                    f"Dask workers; set training.dask.chunk_rows to at most {max(1, rows // (2 * workers)):,} "
+                    "(two parts per worker) or use fewer workers"
+                )
             # Strings as Python objects, as Feast's `to_df` gives them to the local engine.
             with dask.config.set({"dataframe.convert-string": False}):
                 frame = dd.read_parquet([str(p) for p in parts])

@@ -119,3 +119,25 @@ def test_churn_train_on_the_dask_engine_registers_a_servable_challenger(workspac
     proba = registered.bundle.probabilities(test)
     assert len(proba) == len(test) and ((proba > 0) & (proba < 1)).all()
     assert score("roc_auc", test[names.LABEL].to_numpy(), proba) > 0.55
+
+
+def test_a_training_set_of_fewer_parts_than_workers_is_refused_naming_chunk_rows(
+    workspace: Settings, tmp_path: Path
+) -> None:
+    # One Parquet part for two workers: xgboost.dask would fail on the worker without training rows.
+    settings = settings_for(
+        Path(workspace.workspace),
+        model_name=unique_name("test-dask-xgb"),
+        n_trials=1,
+        engine="dask",
+        dask={"scheduler": None, "workers": 2, "chunk_rows": 10_000_000},
+    )
+    config = write_config(settings, tmp_path / "dask.yaml")
+    proc = subprocess.run(
+        churn_command("train", "--config", str(config)), env=churn_env(), capture_output=True, text=True, timeout=900
+    )
+    output = proc.stdout.replace("\n", " ")
+    assert proc.returncode == 1, output
+    assert "training.dask.chunk_rows: the training set is 1 Parquet part(s) for 2 Dask workers" in output
+    assert "Traceback" not in output + proc.stderr
+    assert not any(settings.path("training-sets").iterdir())  # the part is removed
