@@ -15,13 +15,14 @@ the caller then uses XGBoost.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
+
+from model import treeshap
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,10 @@ def build(booster: xgb.Booster) -> SaabasTrees | None:
     Args:
         booster: A trained booster.
     """
-    model = json.loads(booster.save_raw("json"))["learner"]
-    params = model["learner_model_param"]
-    gbm = model["gradient_booster"]
-    if gbm.get("name") != "gbtree" or int(params.get("num_class", 0)) > 1 or int(params.get("num_target", 1)) > 1:
+    single = treeshap.single_output_trees(booster)
+    if single is None:
         return None
-    trees = gbm["model"]["trees"]
-    if not trees or any(int(t["tree_param"].get("size_leaf_vector", 1)) > 1 for t in trees):
-        return None
+    params, trees = single
     roots: list[int] = []
     left: list[int] = []
     right: list[int] = []

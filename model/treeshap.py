@@ -94,14 +94,10 @@ def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables 
         booster: A trained booster.
         max_bytes: The largest table to build.
     """
-    model = json.loads(booster.save_raw("json"))["learner"]
-    params = model["learner_model_param"]
-    gbm = model["gradient_booster"]
-    if gbm.get("name") != "gbtree" or int(params.get("num_class", 0)) > 1 or int(params.get("num_target", 1)) > 1:
+    single = single_output_trees(booster)
+    if single is None:
         return None
-    trees = gbm["model"]["trees"]
-    if not trees or any(int(t["tree_param"].get("size_leaf_vector", 1)) > 1 for t in trees):
-        return None
+    params, trees = single
     splits, leaves = _walk(trees)
     depth = max(len(path) for _, path in leaves)
     width = max(1, max(len({splits.feature[s] for s, _, _ in path}) for _, path in leaves))
@@ -112,6 +108,20 @@ def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables 
     empty = xgb.DMatrix(np.full((1, features), np.nan, dtype=np.float32))
     bias = float(booster.predict(empty, pred_contribs=True, validate_features=False)[0, -1])
     return _tables(splits, leaves, depth, width, features, bias)
+
+
+def single_output_trees(booster: xgb.Booster) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The learner's model parameters and trees from the booster's JSON, or None for a model that is
+    not a single-output tree booster (`dart`, whose trees are weighted; linear; several outputs)."""
+    model = json.loads(booster.save_raw("json"))["learner"]
+    params = model["learner_model_param"]
+    gbm = model["gradient_booster"]
+    if gbm.get("name") != "gbtree" or int(params.get("num_class", 0)) > 1 or int(params.get("num_target", 1)) > 1:
+        return None
+    trees = gbm["model"]["trees"]
+    if not trees or any(int(t["tree_param"].get("size_leaf_vector", 1)) > 1 for t in trees):
+        return None
+    return params, trees
 
 
 @dataclass
