@@ -107,10 +107,11 @@ class Predictor:
             raise ValueError("a linear part blends only with a binary:logistic booster")
         self._linear = CompiledLinear(linear, self.features, self.categories) if linear is not None else None
         """The blended linear part, laid out for `_array` rows; None: the trees alone."""
-        self._shap = treeshap.build(booster) if explainer != "approx" else None
+        single = treeshap.single_output_trees(booster)  # the booster's JSON, parsed once for both explainers
+        self._shap = treeshap.build(booster, single=single) if explainer != "approx" and single else None
         """Exact TreeSHAP by table lookup; None (XGBoost's `pred_contribs` then) for a model the tables
         do not cover, or a predictor made to approximate."""
-        self._saabas = saabas.build(booster) if explainer != "shap" else None
+        self._saabas = saabas.build(booster, single=single) if explainer != "shap" and single else None
         """XGBoost's approximation from flat trees and a compiled walk; None (XGBoost then) for a model
         they do not cover, or a predictor made to explain exactly."""
         if self._saabas is not None:  # compile now (or load the compiled walk), not in the first big call

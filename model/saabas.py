@@ -54,13 +54,14 @@ class SaabasTrees:
     features: int
 
 
-def build(booster: xgb.Booster) -> SaabasTrees | None:
+def build(booster: xgb.Booster, single: treeshap.SingleOutput | None = None) -> SaabasTrees | None:
     """The flat trees of a booster, or None for a model they do not cover (dart, linear, several outputs).
 
     Args:
         booster: A trained booster.
+        single: The booster's `treeshap.single_output_trees`, when the caller has them already.
     """
-    single = treeshap.single_output_trees(booster)
+    single = single or treeshap.single_output_trees(booster)
     if single is None:
         return None
     params, trees = single

@@ -36,6 +36,8 @@ MAX_TABLE_BYTES = 128 * 2**20
 """Largest table `build` makes; a bigger model falls back to XGBoost's `pred_contribs`."""
 BLOCK_ROWS = 8
 """Rows `contributions` handles at once (its working arrays grow with rows × leaves × path)."""
+SingleOutput = tuple[dict[str, Any], list[dict[str, Any]]]
+"""A single-output tree booster's model parameters and trees, from its JSON (`single_output_trees`)."""
 _PACK = np.uint64(0x0102040810204080)
 """Times 8 little-endian bytes of 0 or 1, its top byte holds them as bits (byte s as bit s)."""
 _LEAVES_AT_ONCE = 4_096
@@ -83,7 +85,9 @@ class ShapTables:
     """The bias term: the base margin plus every tree's cover-weighted mean leaf value."""
 
 
-def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables | None:
+def build(
+    booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES, single: SingleOutput | None = None
+) -> ShapTables | None:
     """The tables of a booster, or None for a model they do not cover.
 
     They cover a single-output tree booster (`gbtree`) whose paths are at most `MAX_PATH` splits
@@ -93,8 +97,9 @@ def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables 
     Args:
         booster: A trained booster.
         max_bytes: The largest table to build.
+        single: The booster's `single_output_trees`, when the caller has them already.
     """
-    single = single_output_trees(booster)
+    single = single or single_output_trees(booster)
     if single is None:
         return None
     params, trees = single
@@ -110,7 +115,7 @@ def build(booster: xgb.Booster, max_bytes: int = MAX_TABLE_BYTES) -> ShapTables 
     return _tables(splits, leaves, depth, width, features, bias)
 
 
-def single_output_trees(booster: xgb.Booster) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+def single_output_trees(booster: xgb.Booster) -> SingleOutput | None:
     """The learner's model parameters and trees from the booster's JSON, or None for a model that is
     not a single-output tree booster (`dart`, whose trees are weighted; linear; several outputs)."""
     model = json.loads(booster.save_raw("json"))["learner"]
