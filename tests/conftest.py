@@ -32,14 +32,14 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     """SQLAlchemy URL of the machine's PostgreSQL `test` database (trust auth)."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_address() -> str:
     """host:port of the machine's Redis."""
     require_service("Redis", "127.0.0.1", 6379)

@@ -9,6 +9,7 @@ shared SQL registry afterwards.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -48,8 +49,11 @@ def mlflow_server(postgres_url: str, artifacts: Path, timeout_s: float = 180) ->
     command = [mlflow, "server", "--backend-store-uri", backend, "--artifacts-destination", str(artifacts)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     log = artifacts.parent / f"mlflow-server-{port}.log"
+    # Without MLflow's job execution (GenAI jobs, trace roll-ups, which nothing here uses): with it,
+    # the server starts a job runner and five huey consumers, each importing MLflow, beside the tests.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with log.open("w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s

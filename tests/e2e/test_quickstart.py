@@ -1,36 +1,62 @@
-"""End to end: `churn quickstart` on tiny data runs every real component and scores over HTTP."""
+"""End to end: `churn quickstart` on tiny data runs every real component and scores over HTTP, and
+the command the README gives right after it plays one simulated campaign cycle on its workspace."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import os
+import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from churn.cli.quickstart import CAMPAIGN_CYCLE
+
 CHURN = Path(sys.executable).parent / "churn"
+README = Path(__file__).parents[2] / "README.md"
+
+
+def _run(args: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@dataclass
+class Quickstart:
+    """One `churn quickstart` run: its workspace, environment and output.
+
+    `changed` is set by the test that changes the workspace afterwards (the campaign cycle), so that
+    a test reading what the quickstart left fails if it ever runs after that one.
+    """
+
+    ws: Path
+    env: dict[str, str]
+    stdout: str
+    changed: bool = False
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Quickstart:
+    """`churn quickstart` on tiny data, run once for the module's two tests of it (it takes minutes)."""
+    ws = tmp_path_factory.mktemp("quickstart") / "ws"
+    env = {**os.environ, "CHURN_WORKSPACE": str(ws), "COLUMNS": "200"}
+    env.pop("CHURN_CONFIG", None)
+    quick = [str(CHURN), "quickstart", "--customers", "600", "--days", "200", "--trials", "3", "--seed", "3"]
+    return Quickstart(ws, env, _run(quick, env))
 
 
 @pytest.mark.slow
-def test_quickstart_end_to_end(tmp_path: Path) -> None:
-    env = {**os.environ, "CHURN_WORKSPACE": str(tmp_path / "ws"), "COLUMNS": "200"}
-    env.pop("CHURN_CONFIG", None)
-    proc = subprocess.run(
-        [str(CHURN), "quickstart", "--customers", "600", "--days", "200", "--trials", "3", "--seed", "3"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "scores returned over HTTP" in proc.stdout
-
-    ws = tmp_path / "ws"
+def test_quickstart_end_to_end(quickstart_run: Quickstart) -> None:
+    assert not quickstart_run.changed, "reads the quickstart's workspace before the campaign cycle changes it"
+    ws, stdout = quickstart_run.ws, quickstart_run.stdout
+    assert "scores returned over HTTP" in stdout
     summary = json.loads((ws / "quickstart-summary.json").read_text())
     # Real scores from the HTTP endpoint: probabilities, tiers and reasons for known customers.
     scored = [s for s in summary["scores"] if "error" not in s]
@@ -53,7 +79,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     # Tiny data (600 customers): the gate may refuse a model that does not beat its baselines; the
     # quickstart then promotes it by hand to show the loop, and says so.
     if champion.tags["gate.decision"] != "promote":
-        assert "promoted by hand to show the loop" in proc.stdout.replace("\n", "")
+        assert "promoted by hand to show the loop" in stdout.replace("\n", "")
         assert client.get_model_version("churn-xgb", champion.version).tags["champion.promoted_by"] == "quickstart"
     run = client.get_run(champion.run_id)
     parent = f"tags.mlflow.parentRunId = '{run.info.run_id}'"
@@ -75,7 +101,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         "Optuna dashboard": f"optuna-dashboard sqlite:///{ws / 'optuna/optuna.db'}",
     }
     for command in commands.values():
-        assert command in proc.stdout.replace("\n", ""), command
+        assert command in stdout.replace("\n", ""), command
 
     # The CRM alert list (every active customer, highest expected loss first) and the ops report.
     alerts = pd.read_csv(summary["alerts"])
@@ -92,7 +118,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     )
     assert 0.0 <= alert["churn_probability"] <= 1.0 and alert["risk_tier"] in {"high", "medium", "low"}
     assert alert["action"] and alert["model_version"] == summary["model_version"]
-    out = proc.stdout.replace("\n", "")
+    out = stdout.replace("\n", "")
     assert f"alert: customer {alert['customer_id']}, rules hit " in out and "complaint_spike" in out
     logged = [json.loads(line) for line in Path(summary["stream_alert_log"]).read_text().splitlines()]
     assert [a["customer_id"] for a in logged] == [alert["customer_id"]]
@@ -138,3 +164,30 @@ def test_the_quickstarts_undrifted_data_gives_status_ok(tmp_path: Path) -> None:
     drifted = [(c.column, round(c.value, 3)) for c in summary.features.columns if c.drifted]
     assert summary.status == "ok", (drifted, summary.prediction)
     assert not drifted and summary.prediction is not None and not summary.prediction.drifted
+
+
+@pytest.mark.slow
+def test_the_documented_campaign_cycle_runs_on_the_quickstart_workspace(quickstart_run: Quickstart) -> None:
+    """Score with control groups, simulated actions and outcomes, evaluation, the uplift model and the
+    ops report's campaign section. It changes the workspace (the raw customers, the ops report), so
+    it is the module's last test."""
+    # The README gives the command right after the quickstart, and the quickstart ends with it.
+    text = README.read_text(encoding="utf-8")
+    assert f"make quickstart\n{CAMPAIGN_CYCLE}" in text.replace(".venv/bin/churn", "churn")
+    assert CAMPAIGN_CYCLE in quickstart_run.stdout.splitlines()
+
+    quickstart_run.changed = True
+    output = _run([str(CHURN), *shlex.split(CAMPAIGN_CYCLE)[1:]], quickstart_run.env)
+
+    assert "recovered effects beside the injected ones" in output
+    ws = quickstart_run.ws
+    simulated = sorted(p.parent for p in (ws / "campaigns").glob("*/truth.json"))
+    assert len(simulated) == 2
+    for folder in simulated:
+        record = json.loads((folder / "campaign.json").read_text())
+        assert record["treatment"] > 0 and record["control"] > 0
+        assert json.loads((folder / "evaluation.json").read_text())["actions_known"]
+    recovered = pd.read_csv(ws / "campaigns" / "recovered.csv")
+    assert set(recovered["campaign_id"]) == {f.name for f in simulated}
+    page = (ws / "reports" / "ops-campaigns.html").read_text()
+    assert 'id="campaign-effects"' in page and 'id="campaign-actions"' in page

@@ -29,10 +29,11 @@ from core.settings import Settings, parse_settings
 from training.tune import WORKER
 
 
-@pytest.fixture
-def tracking(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A running MLflow server on PostgreSQL and the folder its artifacts land in."""
-    artifacts = tmp_path / "mlflow-artifacts"
+@pytest.fixture(scope="module")
+def tracking(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A running MLflow server on PostgreSQL and the folder its artifacts land in, shared by the
+    module's tests (each logs under a model name or entry point of its own)."""
+    artifacts = tmp_path_factory.mktemp("tracking") / "mlflow-artifacts"
     with mlflow_server(postgres_url, artifacts) as url:
         yield url, artifacts
 
