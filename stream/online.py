@@ -26,6 +26,7 @@ import pandas as pd
 from core import names
 from core.settings import Settings
 from features.btyd import SCORES, SUMMARY, BgNbd, fit_day, score_rows
+from features.feast_adapter import OnlineStoreWriter
 from features.paths import FeaturePaths
 from features.snapshots.build import SnapshotQuery, compute_snapshots
 from features.snapshots.inputs import data_shape
@@ -109,13 +110,17 @@ class OnlineFeatures:
         """The snapshot query kept planned (made on the first `compute`)."""
         self._query_lock = threading.Lock()
         self.views: dict[str, list[str]] = {}
+        self._writer: OnlineStoreWriter | None = None
         if store is not None:
+            applied = []
             for view in names.FEATURE_VIEWS:
                 try:
                     fv = store.get_feature_view(view)
                 except Exception:  # a view the data has no features for was never applied
                     continue
                 self.views[view] = [f.name for f in fv.features]
+                applied.append(fv)
+            self._writer = OnlineStoreWriter(store, applied)
 
     @property
     def ranked(self) -> list[str]:
@@ -190,13 +195,9 @@ class OnlineFeatures:
         return mine.reset_index(drop=True)
 
     def write(self, rows: pd.DataFrame) -> None:
-        """Write snapshot rows to the online store, one write per feature view."""
-        if self.store is None or rows.empty:
-            return
-        for view, features in self.views.items():
-            present = [f for f in features if f in rows.columns]
-            if present:
-                self.store.write_to_online_store(view, rows[[names.CUSTOMER_ID, names.EVENT_TIMESTAMP, *present]])
+        """Write snapshot rows (every view's features) to the online store, one write per feature view."""
+        if self._writer is not None:
+            self._writer.write(rows)
 
     def view_features(self) -> list[str]:
         """Every feature the views written hold."""
