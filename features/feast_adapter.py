@@ -165,9 +165,15 @@ class OnlineStoreWriter:
         if rows.empty:
             return []
         table = pa.Table.from_pandas(rows, preserve_index=False)
+        converted: dict[tuple[str, Any], list[Any]] = {}
 
-        def column(name: str) -> Any:  # noqa: ANN401  (a NumPy array)
-            return table.column(name).to_numpy(zero_copy_only=False)
+        def values(name: str, kind: Any) -> list[Any]:  # noqa: ANN401  (a ValueType)
+            """A column as Feast converts it (once per column, whichever views share it)."""
+            if (name, kind) not in converted:
+                array = table.column(name).to_numpy(zero_copy_only=False)
+                as_python = _datetimes(array) if kind is None else python_values_to_proto_values(array, kind)
+                converted[name, kind] = as_python
+            return converted[name, kind]
 
         written = []
         for view in self.views:
@@ -175,21 +181,18 @@ class OnlineStoreWriter:
             if rows[features].isnull().all().all():
                 continue
             join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-            entity_values = [python_values_to_proto_values(column(k), kind) for k, kind in join_keys.items()]
-            key_values = zip(*entity_values, strict=True)
+            key_values = zip(*(values(k, kind) for k, kind in join_keys.items()), strict=True)
             keys = [EntityKey(join_keys=list(join_keys), entity_values=list(v)) for v in key_values]
-            values = [python_values_to_proto_values(column(f.name), f.dtype.to_value_type()) for f in view.features]
+            columns = [values(f.name, f.dtype.to_value_type()) for f in view.features]
             source = view.batch_source
             assert source is not None  # checked in __init__
-            stamps = _datetimes(column(source.timestamp_field))
+            stamps = values(source.timestamp_field, None)
             created = (
-                _datetimes(column(source.created_timestamp_column))
-                if source.created_timestamp_column
-                else [None] * len(rows)
+                values(source.created_timestamp_column, None) if source.created_timestamp_column else [None] * len(rows)
             )
             data = [
                 (key, dict(zip(features, row, strict=True)), stamp, made)
-                for key, row, stamp, made in zip(keys, zip(*values, strict=True), stamps, created, strict=True)
+                for key, row, stamp, made in zip(keys, zip(*columns, strict=True), stamps, created, strict=True)
             ]
             self.online_store.online_write_batch(self.config, view, data, None)
             written.append(view.name)
