@@ -47,7 +47,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,11 @@ def _warmup(customers: list[str], prefix: str) -> list[list[dict[str, Any]]]:
     ]
 
 
+@contextmanager
+def _nothing() -> Iterator[str]:
+    yield ""
+
+
 def _ms(p: dict[str, float]) -> str:
     return f"p50 {p['p50'] * 1e3:,.0f} ms / p99 {p['p99'] * 1e3:,.0f} ms"
 
@@ -385,19 +391,62 @@ def _redis_keys(client: Any, prefix: str) -> None:  # noqa: ANN401
         client.delete(*keys)
 
 
-def measure(workdir: str, seed: int, rate: float, seconds: float, redis: str) -> dict[str, Any]:
-    """The whole benchmark (see the module docstring); the table rows and the raw figures."""
+PATHS = ("http1", "http10", "redis")
+"""The measured paths: POST /events with 1 and 10 events per request, the Redis stream."""
+
+
+def _reused(ws: Path) -> bool:
+    """Whether `ws` holds a workspace an earlier run built; if so, its stream state and appended
+    events are cleared so the next run starts as a fresh build's would (but for the online rows)."""
+    from features.paths import FeaturePaths
+
+    if not (ws / ".built").exists():
+        return False
+    settings = _settings(ws)
+    from features.snapshots.inputs import appended_parts
+
+    shutil.rmtree(appended_parts(FeaturePaths.of(settings).clean_events), ignore_errors=True)
+    shutil.rmtree(settings.path(settings.stream.state_path).parent, ignore_errors=True)
+    settings.path(settings.stream.alert_log).unlink(missing_ok=True)
+    return True
+
+
+def measure(
+    workdir: str,
+    seed: int,
+    rate: float,
+    seconds: float,
+    redis: str,
+    paths: tuple[str, ...] = PATHS,
+    reuse: bool = False,
+) -> dict[str, Any]:
+    """The whole benchmark (see the module docstring); the table rows and the raw figures.
+
+    Args:
+        workdir: Where the workspace goes (`workdir/stream`).
+        seed: The seed of the data, the model and the events.
+        rate: Events per second.
+        seconds: How long each path is sent events.
+        redis: host:port of Redis (the broker path).
+        paths: Which of `PATHS` to measure (a quicker run for iterating on one).
+        reuse: Keep the workspace an earlier run built (stream state and appended events cleared)
+            and skip the batch build: a quicker run for iterating, without the table's baseline.
+    """
     from churn.cli.common import Context
     from churn.server import running_service
     from core import names
     from features.paths import FeaturePaths
 
     ws = Path(workdir) / "stream"
-    shutil.rmtree(ws, ignore_errors=True)
-    ws.mkdir(parents=True)
-    (ws / "logs").mkdir()
-    setup_s = build_workspace(ws, seed)
-    base = batch_build(_settings(ws))
+    if reuse and _reused(ws):
+        setup_s, base = 0.0, None
+    else:
+        shutil.rmtree(ws, ignore_errors=True)
+        ws.mkdir(parents=True)
+        (ws / "logs").mkdir()
+        setup_s = build_workspace(ws, seed)
+        (ws / ".built").touch()
+        base = None if reuse else batch_build(_settings(ws))
     customers = pd.read_parquet(FeaturePaths.of(_settings(ws)).clean_customers)
     quiet = customers[customers[names.CHURN_DATE].isna()][names.CUSTOMER_ID].astype(str).tolist()
     np.random.default_rng(seed).shuffle(quiet)
@@ -414,10 +463,11 @@ def measure(workdir: str, seed: int, rate: float, seconds: float, redis: str) ->
     # and a CRM sending 100 single-event requests a second keeps about a second's worth in flight.
     settings = _settings(ws, {"stream": hook, "serving": {"max_concurrency": 512}})
     ctx = Context(settings, _write_config(settings, ws / "http.yaml"))
-    with running_service(ctx, timeout_s=300, env={"BENTOML_HOME": str(ws / "bentoml")}) as url:
-        for batch in _warmup(halves["http1"], "hw"):  # the first batches load what later ones reuse
+    http = [k for k in PER_REQUEST if f"http{k}" in paths]
+    with running_service(ctx, timeout_s=300, env={"BENTOML_HOME": str(ws / "bentoml")}) if http else _nothing() as url:
+        for batch in _warmup(halves["http1"], "hw") if http else []:  # the first batches load what later ones reuse
             httpx.post(f"{url}/events", json={"events": batch}, timeout=120).raise_for_status()
-        for k in PER_REQUEST:
+        for k in http:
             time.sleep(2)
             events = plan_events(halves[f"http{k}"], n, f"h{k}", seed + k)
             since, wall = dt.datetime.now(dt.UTC), time.time()
@@ -431,6 +481,10 @@ def measure(workdir: str, seed: int, rate: float, seconds: float, redis: str) ->
                 **counted(settings, events),
             }
 
+    if "redis" not in paths:
+        receiver.shutdown()
+        return {"rows": rows_of(raw) if base else [], "raw": raw}
+
     # Broker: XADD to a Redis stream that `churn stream` consumes.
     import redis as redis_py
 
@@ -439,7 +493,7 @@ def measure(workdir: str, seed: int, rate: float, seconds: float, redis: str) ->
         client.ping()
     except redis_py.exceptions.ConnectionError as exc:
         raw["redis"] = {"skipped": f"Redis at {redis} does not answer: {exc}"}
-        return {"rows": rows_of(raw), "raw": raw}
+        return {"rows": rows_of(raw) if base else [], "raw": raw}
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
     stream_cfg = {
         **hook,
@@ -467,7 +521,7 @@ def measure(workdir: str, seed: int, rate: float, seconds: float, redis: str) ->
     }
     _redis_keys(client, prefix)
     receiver.shutdown()
-    return {"rows": rows_of(raw), "raw": raw}
+    return {"rows": rows_of(raw) if base else [], "raw": raw}
 
 
 def rows_of(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -538,12 +592,29 @@ def rows_of(raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> None:
-    """`stream.py ARGS_JSON RESULT_JSON_PATH` (for `bench/run.py`), or `stream.py` alone with defaults."""
-    if len(argv) == 2:
+    """`stream.py ARGS_JSON RESULT_JSON_PATH` (for `bench/run.py`), or `stream.py [options]` alone.
+
+    Example, iterating on the one-event-per-request path on a workspace built once:
+    `python bench/stream.py --paths http1 --seconds 20 --reuse`.
+    """
+    if len(argv) == 2 and not argv[0].startswith("-"):
         args, result_path = argv
         Path(result_path).write_text(json.dumps(measure(**json.loads(args)), default=float))
         return
-    out = measure(workdir="/tmp/bench-stream", seed=7, rate=100, seconds=60, redis="127.0.0.1:6379")
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="/tmp/bench-stream")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--redis", default="127.0.0.1:6379")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="the paths to measure")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the workspace an earlier --reuse run built; no batch baseline"
+    )
+    args = parser.parse_args(argv)
+    out = measure(**{**vars(args), "paths": tuple(args.paths)})
     print(json.dumps(out, indent=1, default=float))
 
 

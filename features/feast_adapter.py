@@ -16,6 +16,11 @@ when a Feast upgrade changes what this module relies on.
 * An on-demand view's registered function (`OnDemandFeatureView.feature_transformation`) and the
   source text the registry holds for it (`udf_string`): `features.online` runs the function on
   the rows it read, or its NumPy twin while the source shows the function is unchanged.
+* The online store's `online_write_batch`, for the real-time path's writes (`stream.online`):
+  `FeatureStore.write_to_online_store` lists every feature view in the registry, copies and checks
+  the frame and converts it through Arrow on every call, once per view; `OnlineStoreWriter` keeps
+  the views, converts the rows once and hands each view's protobuf rows to the same method, with
+  the values `write_to_online_store` would write (Feast's own converter, `feast.type_map`).
 * `SparkSource`, the data source of Feast's Spark offline store (`features.engine: spark`): Feast
   ships it under `feast.infra...contrib`, not at its top level (`spark_source`).
 
@@ -30,10 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from feast import FeatureStore, FeatureView, OnDemandFeatureView
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
-from feast.type_map import feast_value_type_to_python_type
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
 from core import names
 
@@ -117,6 +123,85 @@ def _view_rows(found: list[tuple[dt.datetime | None, dict[str, Value] | None]], 
 def _get(values: dict[str, Value], feature: str) -> Any:  # noqa: ANN401
     stored = values.get(feature)
     return None if stored is None else python_value(stored)
+
+
+class OnlineStoreWriter:
+    """Rows of feature views into the online store a Feast store is configured with, as
+    `FeatureStore.write_to_online_store` writes them."""
+
+    def __init__(self, store: FeatureStore, views: Sequence[FeatureView]) -> None:
+        """Keep the online store object and the views to write.
+
+        Why: `write_to_online_store` resolves the view in the registry and converts the frame on
+        every call; the online store object's `online_write_batch` is what it writes through.
+
+        Args:
+            store: The Feast store (its config names the online store).
+            views: The feature views, as the registry holds them.
+
+        Raises:
+            ValueError: A view renames its source's columns (`field_mapping`), which this does not.
+        """
+        for view in views:
+            if view.batch_source is None or view.batch_source.field_mapping:
+                raise ValueError(f"feature view '{view.name}': a batch source without a field mapping is needed")
+        self.config = store.config
+        self.online_store = store.provider.online_store
+        self.views = list(views)
+
+    def write(self, rows: pd.DataFrame) -> list[str]:
+        """Write each view's features of `rows`: one `online_write_batch` per view.
+
+        As `write_to_online_store`: the values go through Arrow and Feast's converter, the row's
+        time is the view's timestamp field (naive UTC), and a view whose features are all null in
+        `rows` is not written.
+
+        Args:
+            rows: The views' entity columns, timestamp field and every feature of each view.
+
+        Returns:
+            The names of the views written.
+        """
+        if rows.empty:
+            return []
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        converted: dict[tuple[str, Any], list[Any]] = {}
+
+        def values(name: str, kind: Any) -> list[Any]:  # noqa: ANN401  (a ValueType)
+            """A column as Feast converts it (once per column, whichever views share it)."""
+            if (name, kind) not in converted:
+                array = table.column(name).to_numpy(zero_copy_only=False)
+                as_python = _datetimes(array) if kind is None else python_values_to_proto_values(array, kind)
+                converted[name, kind] = as_python
+            return converted[name, kind]
+
+        written = []
+        for view in self.views:
+            features = [f.name for f in view.features]
+            if rows[features].isnull().all().all():
+                continue
+            join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+            key_values = zip(*(values(k, kind) for k, kind in join_keys.items()), strict=True)
+            keys = [EntityKey(join_keys=list(join_keys), entity_values=list(v)) for v in key_values]
+            columns = [values(f.name, f.dtype.to_value_type()) for f in view.features]
+            source = view.batch_source
+            assert source is not None  # checked in __init__
+            stamps = values(source.timestamp_field, None)
+            created = (
+                values(source.created_timestamp_column, None) if source.created_timestamp_column else [None] * len(rows)
+            )
+            data = [
+                (key, dict(zip(features, row, strict=True)), stamp, made)
+                for key, row, stamp, made in zip(keys, zip(*columns, strict=True), stamps, created, strict=True)
+            ]
+            self.online_store.online_write_batch(self.config, view, data, None)
+            written.append(view.name)
+        return written
+
+
+def _datetimes(values: Any) -> list[dt.datetime]:  # noqa: ANN401  (a NumPy datetime64 array)
+    """Python datetimes of an Arrow timestamp column's values, as Feast's write makes them."""
+    return [t.to_pydatetime() for t in pd.to_datetime(values)]
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,19 @@ def traffic(serving: ServingSettings) -> dict[str, Any]:
     return config
 
 
+QUIET_PATHS = ("/events",)
+"""Paths left out of BentoML's access log and request tracing: POST /events takes a CRM's events
+as they happen, often one a request, and a log line and a trace span per event cost the event loop
+more than parsing the request; each batch of them is logged in `stream.freshness_log` instead."""
+
+
+def observability(paths: tuple[str, ...] = QUIET_PATHS) -> dict[str, Any]:
+    """The scoring service's BentoML `logging` and `tracing` config: `paths` are neither logged nor traced."""
+    # BentoML's own skipped paths: the probes and /metrics.
+    skipped = ["/metrics", "/healthz", "/livez", "/readyz", *paths]
+    return {"logging": {"access": {"skip_paths": skipped}}, "tracing": {"excluded_urls": list(paths)}}
+
+
 class OnlineStoreDown(RuntimeError):
     """The online feature store did not answer; the message is the 503 answer's."""
 
@@ -139,6 +152,7 @@ info_app = Starlette(routes=[Route("/model", model_info, methods=["GET"])])
     workers=SETTINGS.serving.workers,
     traffic=traffic(SETTINGS.serving),
     service_class=ScoringService,
+    **observability(),
 )
 class ChurnService:
     """Churn scoring for CRM systems."""

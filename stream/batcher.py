@@ -72,8 +72,9 @@ class Batcher:
             except Exception:  # drain sets each request's future; this keeps the loop alive
                 logger.exception("POST /events batch failed")
 
-    def _validate(self, requests: Sequence[_Request]) -> list[tuple[_Request, pd.DataFrame]]:
-        """Each valid request with its contract rows; a refused request's future gets its refusal.
+    def _validate(self, requests: Sequence[_Request]) -> tuple[list[tuple[_Request, list[str]]], pd.DataFrame]:
+        """Each valid request with its event ids, and the contract rows of them all (each id once, in
+        the order sent); a refused request's future gets its refusal.
 
         One validation of every request's events together (the cost of a check is mostly per call,
         not per event); only when that refuses, each request alone, to find the refused ones.
@@ -83,14 +84,21 @@ class Batcher:
         except EventsRefused:
             pass
         else:
-            return [(request, _rows_of(frame, request.records)) for request in requests]
-        valid: list[tuple[_Request, pd.DataFrame]] = []
+            return [(request, _ids_of(request.records)) for request in requests], frame
+        valid: list[tuple[_Request, list[str]]] = []
+        frames: list[pd.DataFrame] = []
         for request in requests:
             try:
-                valid.append((request, self.processor.validate(request.records)))
+                frames.append(self.processor.validate(request.records))
             except EventsRefused as exc:
                 request.future.set_exception(exc)
-        return valid
+            else:
+                valid.append((request, _ids_of(request.records)))
+        if not frames:
+            return [], pd.DataFrame()
+        rows = pd.concat(frames, ignore_index=True)
+        # An id sent by an earlier request counts for it, as in `_merged`.
+        return valid, rows[~rows[names.EVENT_ID].astype(str).duplicated()].reset_index(drop=True)
 
     def drain(self) -> int:
         """Validate and process every waiting request as one batch; how many requests it took.
@@ -102,7 +110,7 @@ class Batcher:
         if not requests:
             return 0
         try:
-            valid = self._validate(requests)
+            valid, rows = self._validate(requests)
         except Exception as exc:  # noqa: BLE001  (each request's caller reports it)
             for request in requests:
                 if not request.future.done():
@@ -110,14 +118,13 @@ class Batcher:
             return len(requests)
         if not valid:
             return len(requests)
-        frames = [frame for _, frame in valid]
         try:
-            outcome = self.processor.process(pd.concat(frames, ignore_index=True), min(r.arrived_at for r, _ in valid))
+            outcome = self.processor.process(rows, min(r.arrived_at for r, _ in valid))
         except Exception as exc:  # noqa: BLE001
             for request, _ in valid:
                 request.future.set_exception(exc)
             return len(requests)
-        for (request, _), share in zip(valid, split(outcome, frames), strict=True):
+        for (request, _), share in zip(valid, split(outcome, [ids for _, ids in valid], rows), strict=True):
             request.future.set_result(share)
         return len(requests)
 
@@ -139,37 +146,38 @@ def _merged(requests: Sequence[_Request]) -> list[Any]:
     return out
 
 
-def _rows_of(frame: pd.DataFrame, records: Sequence[Any]) -> pd.DataFrame:
-    """A request's contract rows, found by event id in the batch's (each id once there)."""
-    by_id = frame.set_index(frame[names.EVENT_ID].astype(str), drop=False)
-    return by_id.loc[[str(r[names.EVENT_ID]) for r in records]].reset_index(drop=True)
+def _ids_of(records: Sequence[Any]) -> list[str]:
+    """A valid request's event ids, in the order sent."""
+    return [str(r[names.EVENT_ID]) for r in records]
 
 
-def split(outcome: Outcome, frames: Sequence[pd.DataFrame]) -> list[Outcome]:
+def split(outcome: Outcome, requests: Sequence[Sequence[str]], rows: pd.DataFrame) -> list[Outcome]:
     """Each request's share of a batch's outcome.
 
     An event stored is counted for the first request that sent it; the others, and events stored
     before, are its duplicates. A request gets the alerts of the customers whose events it stored.
 
     Args:
-        outcome: The outcome of the requests' frames processed together.
-        frames: Each request's contract rows, in the order they were concatenated.
+        outcome: The outcome of the batch.
+        requests: Each request's event ids, in the order the batch took the requests.
+        rows: The batch's contract rows (event_id, customer_id, event_timestamp), each id at least once.
     """
+    ids = rows[names.EVENT_ID].astype(str).tolist()
+    customer_of = dict(zip(ids, rows[names.CUSTOMER_ID].astype(str).tolist(), strict=True))
+    stamp_of = dict(zip(ids, rows[names.EVENT_TIMESTAMP].tolist(), strict=True))
     taken: set[str] = set()
     out = []
-    for frame in frames:
-        ids = frame[names.EVENT_ID].astype(str).tolist()
-        mine = [i for i in dict.fromkeys(ids) if i in outcome.fresh and i not in taken]
+    for sent in requests:
+        mine = [i for i in dict.fromkeys(sent) if i in outcome.fresh and i not in taken]
         taken.update(mine)
-        stored = frame[frame[names.EVENT_ID].astype(str).isin(mine)]
-        customers = set(stored[names.CUSTOMER_ID].astype(str))
-        newest = stored[names.EVENT_TIMESTAMP].max() if len(stored) else None
+        customers = {customer_of[i] for i in mine}
+        newest = max((stamp_of[i] for i in mine), default=None)
         out.append(
             Outcome(
                 accepted=len(mine),
-                duplicates=len(ids) - len(mine),
+                duplicates=len(sent) - len(mine),
                 customers=len(customers),
-                alerts=[a for a in outcome.alerts if a["customer_id"] in customers],
+                alerts=[a for a in outcome.alerts if str(a["customer_id"]) in customers],
                 newest_event=None if newest is None else pd.Timestamp(newest).tz_convert("UTC").isoformat(),
                 fresh=frozenset(mine),
             )

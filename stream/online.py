@@ -26,12 +26,17 @@ import pandas as pd
 from core import names
 from core.settings import Settings
 from features.btyd import SCORES, SUMMARY, BgNbd, fit_day, score_rows
+from features.feast_adapter import OnlineStoreWriter
 from features.paths import FeaturePaths
-from features.snapshots.build import compute_snapshots, prepare
+from features.snapshots.build import SnapshotQuery, compute_snapshots
 from features.snapshots.inputs import data_shape
 from features.snapshots.spec import RFM_BINS, SnapshotSpec, family_of, snapshot_spec, view_of
 from features.snapshots.sql import btyd_names, rfm_names
 from stream.log import EventLog
+
+QUERY_THREADS = 1
+"""DuckDB threads of the per-update query: its few customers' rows gain little from a second
+thread, which would compete with the service's event loop for the cores."""
 
 
 def stream_spec(settings: Settings) -> SnapshotSpec:
@@ -101,14 +106,21 @@ class OnlineFeatures:
         self.bg_nbd: BgNbd | None = None
         """The BG/NBD model fitted on the population (None before the first refresh, or when the fit fails)."""
         self._lock = threading.Lock()
+        self._query: SnapshotQuery | None = None
+        """The snapshot query kept planned (made on the first `compute`)."""
+        self._query_lock = threading.Lock()
         self.views: dict[str, list[str]] = {}
+        self._writer: OnlineStoreWriter | None = None
         if store is not None:
+            applied = []
             for view in names.FEATURE_VIEWS:
                 try:
                     fv = store.get_feature_view(view)
                 except Exception:  # a view the data has no features for was never applied
                     continue
                 self.views[view] = [f.name for f in fv.features]
+                applied.append(fv)
+            self._writer = OnlineStoreWriter(store, applied)
 
     @property
     def ranked(self) -> list[str]:
@@ -154,9 +166,10 @@ class OnlineFeatures:
         ids = [str(c) for c in customer_ids]
         events = self.log.events_of(ids)
         customers = self._by_id.loc[[c for c in ids if c in self._by_id.index]].reset_index(drop=True)
-        con, sql = prepare(events, customers, replace(self.spec, observation_dates=(as_naive_utc(at),)))
-        rows = con.execute(sql).df()
-        con.close()
+        with self._query_lock:
+            if self._query is None:
+                self._query = SnapshotQuery(self.spec, self.customers, threads=QUERY_THREADS)
+            rows = self._query(events, customers, as_naive_utc(at))
         rows[names.EVENT_TIMESTAMP] = pd.to_datetime(rows[names.EVENT_TIMESTAMP], utc=True)
         if self.ranked and len(rows):
             rows = self._rank(rows)
@@ -182,13 +195,9 @@ class OnlineFeatures:
         return mine.reset_index(drop=True)
 
     def write(self, rows: pd.DataFrame) -> None:
-        """Write snapshot rows to the online store, one write per feature view."""
-        if self.store is None or rows.empty:
-            return
-        for view, features in self.views.items():
-            present = [f for f in features if f in rows.columns]
-            if present:
-                self.store.write_to_online_store(view, rows[[names.CUSTOMER_ID, names.EVENT_TIMESTAMP, *present]])
+        """Write snapshot rows (every view's features) to the online store, one write per feature view."""
+        if self._writer is not None:
+            self._writer.write(rows)
 
     def view_features(self) -> list[str]:
         """Every feature the views written hold."""

@@ -30,6 +30,70 @@ def prepare(
     return con, feature_sql(spec)
 
 
+EVENT_COLUMNS = {
+    names.CUSTOMER_ID: "VARCHAR",
+    names.EVENT_TIMESTAMP: "TIMESTAMPTZ",
+    names.EVENT_TYPE: "VARCHAR",
+    names.AMOUNT: "DOUBLE",
+    names.CATEGORY: "VARCHAR",
+}
+"""`SnapshotQuery`'s events table: the clean log's columns with the types `stream.log.EventLog` holds them in."""
+
+
+class SnapshotQuery:
+    """The snapshot query for one observation time at a time, kept planned on one connection.
+
+    `prepare` + execute costs a connection, the input views and the planning of a long query on
+    every call: for the few customers of a real-time update that is most of the time. Here the
+    inputs are tables the connection keeps, refilled on each call, and the query is prepared once;
+    the views and the query text are the batch build's (`register_inputs`, `feature_sql`), so a
+    row equals the one `compute_snapshots` gives for the same inputs and time. One call at a time.
+    """
+
+    def __init__(self, spec: SnapshotSpec, customers: pd.DataFrame, threads: int | None = None) -> None:
+        """Create the input tables and prepare the query.
+
+        Args:
+            spec: Windows, event types, families, attributes (its observation dates are not used).
+            customers: Every customer the calls may ask for (their columns give the table's types).
+            threads: DuckDB threads (None: DuckDB's default, one per core).
+        """
+        self.spec = spec
+        self.con = connect()
+        if threads is not None:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.con.execute(f"CREATE TABLE _events ({', '.join(f'{c} {t}' for c, t in EVENT_COLUMNS.items())})")
+        self.con.register("_all_customers", customers)
+        self.con.execute("CREATE TABLE _customers AS SELECT * FROM _all_customers LIMIT 0")
+        self.con.unregister("_all_customers")
+        # The same type as `prepare`'s frame of microsecond datetimes.
+        self.con.execute("CREATE TABLE obs (observation_ts TIMESTAMP)")
+        register_inputs(self.con, "_events", "_customers")
+        self.con.execute(f"PREPARE snapshots AS {feature_sql(spec)}")
+
+    def __call__(self, events: pd.DataFrame, customers: pd.DataFrame, at: dt.datetime) -> pd.DataFrame:
+        """The query's rows for `customers` at `at` (naive UTC), from `events` (the clean log's columns).
+
+        Returns:
+            What `prepare`'s query returns for the same inputs: customer_id, event_timestamp and
+            the behaviour features (RFM scores ranked among these customers alone).
+        """
+        con = self.con
+        con.execute("DELETE FROM _events")
+        con.execute("DELETE FROM _customers")
+        con.execute("DELETE FROM obs")
+        if len(events):
+            con.append("_events", events.reindex(columns=EVENT_COLUMNS))
+        if len(customers):
+            con.append("_customers", customers, by_name=True)
+        con.execute("INSERT INTO obs VALUES ($1)", [at])
+        return con.execute("EXECUTE snapshots").df()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.con.close()
+
+
 def compute_snapshots(events: Path | pd.DataFrame, customers: Path | pd.DataFrame, spec: SnapshotSpec) -> pd.DataFrame:
     """Behaviour feature snapshots for every active customer at every observation date.
 

@@ -53,9 +53,11 @@ def _literal(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def relation(con: duckdb.DuckDBPyConnection, data: Path | pd.DataFrame, name: str) -> str:
+def relation(con: duckdb.DuckDBPyConnection, data: Path | pd.DataFrame | str, name: str) -> str:
     """SQL text reading `data`: a Parquet scan for a path (with its appended parts, if any), a
-    registered view for a frame."""
+    registered view for a frame, the name itself for a table the connection holds (a string)."""
+    if isinstance(data, str):
+        return data
     if isinstance(data, Path):
         parts = appended_parts(data)
         if parts.is_dir() and any(parts.glob("*.parquet")):
@@ -70,9 +72,14 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
 
 
 def register_inputs(
-    con: duckdb.DuckDBPyConnection, events: Path | pd.DataFrame, customers: Path | pd.DataFrame | None = None
+    con: duckdb.DuckDBPyConnection,
+    events: Path | pd.DataFrame | str,
+    customers: Path | pd.DataFrame | str | None = None,
 ) -> None:
-    """Create the views `events` and `customers` the feature SQL reads, with contract column types."""
+    """Create the views `events` and `customers` the feature SQL reads, with contract column types.
+
+    Each input is a Parquet path, a frame, or the name of a table the connection holds (see `relation`).
+    """
     source = relation(con, events, "_events_df")
     columns = _columns(con, source)
     amount = f"{names.AMOUNT}::DOUBLE" if names.AMOUNT in columns else "NULL::DOUBLE"

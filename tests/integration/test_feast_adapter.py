@@ -7,6 +7,7 @@ rather than on the serving path.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import inspect
 import math
@@ -27,7 +28,13 @@ from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
 
 from core import names
 from core.io import write_atomic_parquet
-from features.feast_adapter import SCALAR_KINDS, OnlineStoreReader, on_demand_function, python_value
+from features.feast_adapter import (
+    SCALAR_KINDS,
+    OnlineStoreReader,
+    OnlineStoreWriter,
+    on_demand_function,
+    python_value,
+)
 from features.feast_repo import build_definitions, purchases_rhythm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,6 +203,40 @@ def test_online_read_answers_each_key_in_order_with_value_messages(store: Featur
     assert values is None or not any(v.WhichOneof("val") for v in values.values())
 
 
+def _stored(store: FeatureStore, view: FeatureView, ids: list[str]) -> list[tuple[Any, dict[str, bytes] | None]]:
+    """What the online store holds of `view` for `ids`: each row's time and its values, serialized."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+    keys = [EntityKey(join_keys=[names.CUSTOMER_ID], entity_values=[Value(string_val=c)]) for c in ids]
+    found = store.provider.online_store.online_read(store.config, view, keys, [f.name for f in view.features])
+    return [
+        (stamp, None if values is None else {k: v.SerializeToString() for k, v in values.items()})
+        for stamp, values in found
+    ]
+
+
+def test_the_writer_writes_what_write_to_online_store_writes(store: FeatureStore) -> None:
+    """Every value kind, missing values, and a view whose features are all null (neither writes it)."""
+    views = [store.get_feature_view(v) for v in (TYPES, names.VIEW_PURCHASES, names.VIEW_PROFILE)]
+    newest = _snapshots().query(f"{names.EVENT_TIMESTAMP} == @NEW").drop(columns=names.EVENT_TIMESTAMP)
+    rows = _typed().merge(newest, on=names.CUSTOMER_ID)
+    rows[names.EVENT_TIMESTAMP] = NEW + pd.Timedelta(days=1, microseconds=7)
+    rows["profile_plan"] = None  # the profile view: nothing to write
+    by_feast, by_writer = [f"F{i}" for i in range(len(rows))], [f"W{i}" for i in range(len(rows))]
+    for view in views:
+        columns = [names.CUSTOMER_ID, names.EVENT_TIMESTAMP, *(f.name for f in view.features)]
+        with pytest.warns(UserWarning) if view.name == names.VIEW_PROFILE else contextlib.nullcontext():
+            store.write_to_online_store(view.name, rows.assign(**{names.CUSTOMER_ID: by_feast})[columns])
+    written = OnlineStoreWriter(store, views).write(rows.assign(**{names.CUSTOMER_ID: by_writer}))
+    assert written == [TYPES, names.VIEW_PURCHASES]
+    for view in views:
+        feast_rows, writer_rows = _stored(store, view, by_feast), _stored(store, view, by_writer)
+        assert writer_rows == feast_rows, view.name
+    assert all(stamp is not None for stamp, _ in _stored(store, views[0], by_writer))
+    # Never written: SQLite has no row, Redis answers unset values.
+    assert all(not any((values or {}).values()) for _, values in _stored(store, views[2], by_writer))
+
+
 def test_scalar_kinds_read_off_the_message_equal_feasts_conversion() -> None:
     samples = {
         "double_val": 1.25,
@@ -236,7 +277,7 @@ def test_only_the_adapter_goes_below_feasts_public_api() -> None:
         r"feast\.(protos|type_map|transformation|infra)|_get_provider|\.provider\b|online_read|feature_transformation|udf_string"
     )
     offenders = []
-    for package in ("core", "features", "model", "crm", "training", "serving", "monitoring", "churn"):
+    for package in ("core", "features", "model", "crm", "training", "serving", "monitoring", "churn", "stream"):
         for path in sorted((REPO / package).rglob("*.py")):
             if path == REPO / "features" / "feast_adapter.py":
                 continue

@@ -15,10 +15,10 @@ from core import names
 from core.io import write_atomic_parquet
 from core.settings import Settings
 from features.paths import FeaturePaths
-from features.snapshots.build import compute_snapshots
+from features.snapshots.build import SnapshotQuery, compute_snapshots, prepare
 from features.snapshots.sql import btyd_names
 from stream.log import EventLog
-from stream.online import OnlineFeatures
+from stream.online import OnlineFeatures, stream_spec
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,35 @@ def test_on_arrival_features_equal_the_batch_build(replayed: tuple[Settings, pd.
             np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-9, err_msg=column)
         else:
             assert a.astype(str).tolist() == b.astype(str).tolist(), column
+
+
+def test_the_kept_snapshot_query_equals_a_fresh_one_call_after_call(
+    replayed: tuple[Settings, pd.DataFrame, dt.datetime],
+) -> None:
+    """The real-time path's query, planned once and refilled per update, gives `prepare`'s rows."""
+    settings, _, at = replayed
+    paths = FeaturePaths.of(settings)
+    log = EventLog(paths.clean_events)
+    log.load()
+    spec = stream_spec(settings)
+    customers = pd.read_parquet(paths.clean_customers)
+    by_id = customers.set_index(customers[names.CUSTOMER_ID].astype(str), drop=False)
+    query = SnapshotQuery(spec, customers, threads=1)
+    rng = np.random.default_rng(3)
+    sizes = []
+    # Small and large updates, at times from before every sign-up (no rows) to the log's end.
+    for n, days_back in ((1, 0), (40, 30), (5, 400), (120, 2), (8, 0)):
+        chosen = sorted(rng.choice(by_id.index.to_numpy(), n, replace=False).tolist())
+        when = at - dt.timedelta(days=days_back)
+        events, some = log.events_of(chosen), by_id.loc[chosen].reset_index(drop=True)
+        con, sql = prepare(events, some, replace(spec, observation_dates=(when,)))
+        fresh = con.execute(sql).df().sort_values(names.CUSTOMER_ID, ignore_index=True)
+        con.close()
+        kept = query(events, some, when).sort_values(names.CUSTOMER_ID, ignore_index=True)
+        pd.testing.assert_frame_equal(kept, fresh, check_exact=True)
+        sizes.append(len(kept))
+    assert sizes[2] == 0 and sizes[1] > 0 and sizes[3] > 50 and sizes[4] > 0
+    query.close()
 
 
 def test_redelivered_parts_count_once(replayed: tuple[Settings, pd.DataFrame, dt.datetime], tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_waiting_requests_go_in_one_batch_and_each_gets_its_share() -> None:
     bad, _ = batcher.submit([event("e4", "c3", kind="bad")], t0)
     assert start and not again  # the first request starts the drain; the others wait for it
     batcher.drain_all()
-    assert processor.batches == [(["e1", "e2", "e3", "e1"], t0)]  # one batch, from the oldest arrival
+    assert processor.batches == [(["e1", "e2", "e3"], t0)]  # one batch (each id once), from the oldest arrival
     first, second = a.result(), b.result()
     assert (first.accepted, first.duplicates, first.customers) == (2, 0, 1)
     assert (second.accepted, second.duplicates, second.customers) == (1, 1, 1)  # e1 went in with the first
@@ -90,5 +90,5 @@ def test_valid_requests_are_validated_once_together() -> None:
 
 def test_a_request_of_events_stored_before_counts_them_as_duplicates() -> None:
     outcome = Outcome(0, 2, 0, [], None, frozenset())
-    (share,) = split(outcome, [frame(("x", "c", 0), ("y", "c", 1))])
+    (share,) = split(outcome, [["x", "y"]], frame(("x", "c", 0), ("y", "c", 1)))
     assert (share.accepted, share.duplicates, share.alerts, share.newest_event) == (0, 2, [], None)
