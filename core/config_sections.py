@@ -327,8 +327,8 @@ class TrainingSettings(_Frozen):
     early_stopping_rounds: int = Field(30, gt=0)
     regression_rows: int = Field(200_000, gt=0)
     """Most training rows of an out-of-time split the logistic regression (the baseline and the blend's
-    linear part) is fitted on: a seeded sample above it (the run's params log how many it saw). The Dask engine's local sample
-    (`dask.local_rows`) caps it too."""
+    linear part) is fitted on: a seeded sample above it (the run's params log how many it saw). The
+    Dask engine's local sample (`dask.local_rows`) caps it too."""
     gate: GateSettings = GateSettings()
     blend: BlendSettings = BlendSettings()
     retention_cost: float = Field(5.0, ge=0)

@@ -289,7 +289,9 @@ def objective(
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         prune = cfg.pruning and fitter is None
-        callbacks = [PruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if prune else []
+        callbacks: list[xgb.callback.TrainingCallback] = (
+            [PruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if prune else []
+        )
         mlflow_run = mlflow.start_run(
             run_name=f"trial-{trial.number}", tags=tags, nested=mlflow.active_run() is not None
         )
