@@ -47,6 +47,8 @@ ENTITY_TIMESTAMP = "event_timestamp"
 """The entity rows' timestamp column (Feast's default name; other names go to Feast's store)."""
 ROW = "__churn_row"
 """The entity row's position, carried through the joins to keep the entity rows' order."""
+STAMP = "__churn_ts"
+"""The entity timestamp as DuckDB's `TIMESTAMPTZ` (microseconds), compared with the sources' timestamps."""
 
 
 class ChurnDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
@@ -98,8 +100,9 @@ def _quote(name: str) -> str:
 
 def asof_sql(joins: Sequence[SourceJoin], entity_columns: Sequence[str]) -> str:
     """The query over the registered table `entity` (its columns plus ROW) and the sources' Parquet files."""
-    selects = [f"e.{_quote(c)}" for c in entity_columns]
-    froms = ["entity AS e"]
+    # The entity timestamp as Feast's store returns it: microseconds, UTC.
+    selects = [f"e.{STAMP} AS {_quote(c)}" if c == ENTITY_TIMESTAMP else f"e.{_quote(c)}" for c in entity_columns]
+    froms = [f"(SELECT *, CAST({_quote(ENTITY_TIMESTAMP)} AS TIMESTAMPTZ) AS {STAMP} FROM entity) AS e"]
     for i, join in enumerate(joins):
         alias, stamp = f"s{i}", f"__ts{i}"
         inner = ", ".join(
@@ -109,13 +112,13 @@ def asof_sql(joins: Sequence[SourceJoin], entity_columns: Sequence[str]) -> str:
         )
         on = " AND ".join(
             [f"e.{_quote(ent)} = {alias}.__k{i}_{j}" for j, (_, ent) in enumerate(join.keys)]
-            + [f"e.{_quote(ENTITY_TIMESTAMP)} >= {alias}.{stamp}"]
+            + [f"e.{STAMP} >= {alias}.{stamp}"]
         )
         path = join.path.replace("'", "''")
         froms.append(f"ASOF LEFT JOIN (SELECT {inner} FROM read_parquet('{path}')) AS {alias} ON {on}")
         if join.ttl:
             micros = join.ttl // dt.timedelta(microseconds=1)
-            fresh = f"{alias}.{stamp} + to_microseconds({micros}) >= e.{_quote(ENTITY_TIMESTAMP)}"
+            fresh = f"{alias}.{stamp} + to_microseconds({micros}) >= e.{STAMP}"
             selects += [
                 f"CASE WHEN {fresh} THEN {alias}.__f{i}_{j} END AS {_quote(out)}"
                 for j, (_, out) in enumerate(join.columns)
@@ -133,7 +136,7 @@ def asof_join(joins: Sequence[SourceJoin], entity_df: pd.DataFrame) -> pa.Table:
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("entity", entity)
-        return con.execute(asof_sql(joins, list(entity_df.columns))).to_arrow_table()
+        return con.sql(asof_sql(joins, list(entity_df.columns))).to_arrow_table()
     finally:
         con.close()
 
@@ -196,7 +199,7 @@ class ChurnDuckDBOfflineStore(DuckDBOfflineStore):
             not isinstance(entity_df, pd.DataFrame)
             or filter_by_created_timestamp
             or ENTITY_TIMESTAMP not in entity_df.columns
-            or ROW in entity_df.columns
+            or {ROW, STAMP} & set(entity_df.columns)
             or not isinstance(entity_df[ENTITY_TIMESTAMP].dtype, pd.DatetimeTZDtype)
         ):
             return DuckDBOfflineStore.get_historical_features(*stock, filter_by_created_timestamp)
