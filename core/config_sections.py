@@ -320,7 +320,7 @@ class TrainingSettings(_Frozen):
     metric: Literal["roc_auc", "pr_auc", "log_loss"] = "roc_auc"
     """The objective Optuna optimises and the gate compares."""
     pruning: bool = True
-    """Stop unpromising trials early: a median pruner, asked every 10 rounds (`training.tune.PruningCallback`)."""
+    """Stop unpromising trials early: a median pruner, asked every 10 rounds (`training.pruning.PruningCallback`)."""
     split: SplitSettings = SplitSettings()
     search: SearchSpace = SearchSpace()
     max_rounds: int = Field(300, gt=0)
