@@ -320,11 +320,15 @@ class TrainingSettings(_Frozen):
     metric: Literal["roc_auc", "pr_auc", "log_loss"] = "roc_auc"
     """The objective Optuna optimises and the gate compares."""
     pruning: bool = True
-    """Stop unpromising trials early (Optuna's XGBoost pruning callback with a median pruner)."""
+    """Stop unpromising trials early: a median pruner, asked every 10 rounds (`training.pruning.PruningCallback`)."""
     split: SplitSettings = SplitSettings()
     search: SearchSpace = SearchSpace()
     max_rounds: int = Field(300, gt=0)
     early_stopping_rounds: int = Field(30, gt=0)
+    regression_rows: int = Field(200_000, gt=0)
+    """Most training rows of an out-of-time split the logistic regression (the baseline and the blend's
+    linear part) is fitted on: a seeded sample above it (the run's params log how many it saw). The
+    Dask engine's local sample (`dask.local_rows`) caps it too."""
     gate: GateSettings = GateSettings()
     blend: BlendSettings = BlendSettings()
     retention_cost: float = Field(5.0, ge=0)

@@ -25,6 +25,7 @@ when a Feast upgrade changes what this module relies on.
   ships it under `feast.infra...contrib`, not at its top level (`spark_source`).
 
 The registry, feature services, feature views and materialization go through Feast's public API.
+Training-set retrieval has its own module below it, the offline store `features.feast_offline`.
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ from core.settings import Settings
 from features.feast_adapter import spark_source
 from features.snapshots.spec import view_of
 
+OFFLINE_STORE = "features.feast_offline.ChurnDuckDBOfflineStore"
+"""The DuckDB engine's offline store: Feast's DuckDB store with ASOF joins for training sets
+(`features.feast_offline`)."""
 RHYTHM_FEATURE = "purchases_overdue_ratio"
 RHYTHM_SINCE = "purchases_days_since_last"
 RHYTHM_GAP_PREFIX = "purchases_gap_mean_"
@@ -180,7 +183,8 @@ def _fresh_copy(function: Callable[..., Any]) -> FunctionType:
 
 def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig:
     """The Feast repo config for a profile: file registry + SQLite, or SQL registry + Redis; the
-    DuckDB offline store, or Spark's with `features.engine: spark` (its session from `features.spark`)."""
+    DuckDB offline store (`OFFLINE_STORE`), or Spark's with `features.engine: spark` (its session from
+    `features.spark`)."""
     feast = settings.feast
     registry: dict[str, Any]
     if "://" in feast.registry:
@@ -210,7 +214,7 @@ def repo_config(settings: Settings, repo_path: Path | None = None) -> RepoConfig
 
 def _offline_store(settings: Settings) -> dict[str, Any]:
     if settings.features.engine != "spark":
-        return {"type": "duckdb"}
+        return {"type": OFFLINE_STORE}
     spark = settings.features.spark
     # Used when Feast starts the session; a session the feature build started in this process is reused.
     conf = {

@@ -191,8 +191,29 @@ def historical_features(
         `entity_df`'s rows, sorted by time then customer, with the service's features; a
         customer without a snapshot within the TTL before its timestamp gets missing values.
     """
-    frame = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(service)).to_df()
-    return frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID], kind="stable").reset_index(drop=True)
+    keys = [names.EVENT_TIMESTAMP, names.CUSTOMER_ID]
+    # Sorted first: the DuckDB engine's offline store (`features.feast_offline`) keeps the entity rows'
+    # order, so its result needs no sort of all the feature columns afterwards; another store's may.
+    ordered = entity_df.sort_values(keys, kind="stable").reset_index(drop=True)
+    job = store.get_historical_features(entity_df=ordered, features=store.get_feature_service(service))
+    # to_arrow, not to_df: to_df adds a copy of every column (its reset_index) to the Arrow conversion.
+    frame = job.to_arrow().to_pandas()
+    if not _same_keys(frame, ordered, keys):
+        frame = frame.sort_values(keys, kind="stable", ignore_index=True)
+    return frame
+
+
+def _same_keys(frame: pd.DataFrame, other: pd.DataFrame, keys: list[str]) -> bool:
+    """Whether `frame` and `other` have the same `keys` values, row by row (timestamps in any unit)."""
+    if len(frame) != len(other):
+        return False
+    for key in keys:
+        a, b = frame[key].reset_index(drop=True), other[key].reset_index(drop=True)
+        if isinstance(a.dtype, pd.DatetimeTZDtype) and isinstance(b.dtype, pd.DatetimeTZDtype):
+            a, b = a.dt.as_unit("ns"), b.dt.as_unit("ns")
+        if not a.equals(b):
+            return False
+    return True
 
 
 def training_set(settings: Settings, service: str = names.FEATURE_SERVICE) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from feast import FeatureStore
 
 from core import names
 from features.pipeline import historical_features
-from model.matrix import model_frame
+from model.matrix import is_categorical, model_frame
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,13 @@ def historical_frame(store: FeatureStore, labels: pd.DataFrame, service: str = n
 def holdout_mask(customer_ids: pd.Series, share: float, seed: int) -> np.ndarray:
     """Which customers belong to the test group: a seeded hash of the id, stable across runs."""
     salt = str(seed).encode()
+    # Each customer hashed once, however many rows (observation dates) it has.
+    position, unique = pd.factorize(customer_ids.astype(str))
     buckets = np.array(
-        [
-            int.from_bytes(hashlib.blake2b(salt + c.encode(), digest_size=8).digest(), "big")
-            for c in customer_ids.astype(str)
-        ],
+        [int.from_bytes(hashlib.blake2b(salt + c.encode(), digest_size=8).digest(), "big") for c in unique],
         dtype=np.uint64,
     )
-    return (buckets % np.uint64(10_000)) < np.uint64(round(share * 10_000))
+    return ((buckets % np.uint64(10_000)) < np.uint64(round(share * 10_000)))[position]
 
 
 PARTS = ("train", "valid", "test")
@@ -178,18 +177,37 @@ def out_of_time_split(
     bounds = split_dates(
         frame[names.EVENT_TIMESTAMP].unique(), test_dates=test_dates, valid_dates=valid_dates, embargo_days=embargo_days
     )
-    ordered = frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID]).reset_index(drop=True)
+    ordered = frame if _sorted_by_time(frame) else frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID])
     is_test_customer = holdout_mask(ordered[names.CUSTOMER_ID], test_customers, seed)
     parts = {
-        part: ordered[bounds.rows(part, ordered[names.EVENT_TIMESTAMP], is_test_customer)].reset_index(drop=True)
+        part: _renumbered(ordered[bounds.rows(part, ordered[names.EVENT_TIMESTAMP], is_test_customer)])
         for part in PARTS
     }
     for part, rows in parts.items():
         check_part(part, len(rows), int(rows[names.LABEL].sum()), bounds, test_customers)
     train, valid, test = (parts[p] for p in PARTS)
-    typed = model_frame(train, features)
-    categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
+    typed = model_frame(train, [c for c in features if is_categorical(train[c])])
+    categories = {c: list(typed[c].cat.categories) for c in typed.columns}
     return Split(train, valid, test, tuple(features), categories)
+
+
+def _sorted_by_time(frame: pd.DataFrame) -> bool:
+    """Whether `frame`'s rows are in (event_timestamp, customer_id) order already (as Feast's rows come)."""
+    stamps = frame[names.EVENT_TIMESTAMP].to_numpy()
+    customers = frame[names.CUSTOMER_ID].to_numpy(dtype=object)
+    if len(frame) < 2:
+        return True
+    later, same = stamps[1:] > stamps[:-1], stamps[1:] == stamps[:-1]
+    try:
+        return bool(np.all(later | (same & (customers[1:] >= customers[:-1]))))
+    except TypeError:  # a missing or non-string id: let the sort decide
+        return False
+
+
+def _renumbered(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (a filtered copy) indexed 0..n-1 in place: `reset_index` would copy every column again."""
+    rows.index = pd.RangeIndex(len(rows))
+    return rows
 
 
 def cross_validation_split(

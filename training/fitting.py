@@ -51,6 +51,8 @@ class FinalModel:
     """Cross-validated: the trees' score alone on each fold."""
     cv_baseline_scores: tuple[float, ...] = ()
     """Cross-validated: the logistic regression's score on the same folds."""
+    regression_rows: int = 0
+    """The training rows the logistic regression was fitted on (`training.regression_rows` caps them)."""
 
     @property
     def tree_weight(self) -> float:
@@ -108,6 +110,7 @@ def final_model(
     cv_scores: tuple[float, ...] = ()
     cv_trees: tuple[float, ...] = ()
     cv_baseline: list[float] = []
+    regression_fit = split.train
     if split.cross_validated:
         crossed = cross_fit(params, split, cfg.metric, **rounds)
         booster = fit_all(params, split, crossed.mean_rounds, cfg.seed)
@@ -124,7 +127,8 @@ def final_model(
         booster = booster if booster is not None else (fitter or fit)(params, split, **rounds)
         holdout = split.valid
         tree_margin = booster.predict(dmatrix(split.xy("valid")[0]), output_margin=True)
-        regression, linear_margin = _regression_margins(split, holdout, split.train)
+        regression_fit = _capped(split.train, cfg.regression_rows, cfg.seed)
+        regression, linear_margin = _regression_margins(split, holdout, regression_fit)
     y = holdout[names.LABEL].to_numpy()
     weight, blend_scores = choose_tree_weight(
         y,
@@ -134,7 +138,7 @@ def final_model(
         lambda t, p: _higher_is_better(cfg.metric, t, p),
         seed=cfg.seed,
     )
-    linear = linear_part(regression, split.train[list(split.features)], weight) if weight < 1.0 else None
+    linear = linear_part(regression, regression_fit[list(split.features)], weight) if weight < 1.0 else None
     raw = sigmoid(blend_margin(tree_margin, linear_margin, weight))
     if split.cross_validated:  # the chosen model's own score per fold, out of fold
         cv_scores = tuple(score(cfg.metric, y[held], raw[held]) for _, held in split.folds)
@@ -154,7 +158,13 @@ def final_model(
         cv_scores=cv_scores,
         cv_tree_scores=cv_trees,
         cv_baseline_scores=tuple(cv_baseline),
+        regression_rows=len(regression_fit),
     )
+
+
+def _capped(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """`frame`, or a seeded sample of `rows` of its rows when it has more."""
+    return frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
 
 
 def _higher_is_better(metric: str, y: np.ndarray, proba: np.ndarray) -> float:

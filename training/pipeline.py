@@ -295,6 +295,7 @@ def _train(
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
         model = final_model(result.best_params, split, cfg, prepared.fitter, trained.get(finished.best_trial.number))
+        mlflow.log_params({"baseline_logistic_regression_rows": model.regression_rows})
         bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
         judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression, success.value)
         metrics = _log_evaluation(settings, split, model, judged, success.note)

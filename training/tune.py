@@ -22,7 +22,6 @@ import pandas as pd
 import xgboost as xgb
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
-from optuna_integration.xgboost import XGBoostPruningCallback
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from core.config_sections import SearchSpace, TrainingSettings
@@ -30,6 +29,7 @@ from model.matrix import dmatrix, remember_categories
 from model.matrix import predict as predict_matrix
 from training.claims import reloaded, work_on
 from training.dataset import Split
+from training.pruning import PRUNING_WARMUP_ROUNDS, PruningCallback
 
 MAXIMISE = {"roc_auc": True, "pr_auc": True, "log_loss": False}
 XGB_METRIC = {"roc_auc": "auc", "pr_auc": "aucpr", "log_loss": "logloss"}
@@ -214,7 +214,7 @@ def open_study(name: str, storage: str, metric: str, seed: int, pruning: bool) -
         storage=storage_for(storage),
         direction="maximize" if MAXIMISE[metric] else "minimize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10)
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNING_WARMUP_ROUNDS)
         if pruning
         else optuna.pruners.NopPruner(),
         load_if_exists=True,
@@ -255,7 +255,9 @@ def objective(
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         prune = cfg.pruning and fitter is None
-        callbacks = [XGBoostPruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if prune else []
+        callbacks: list[xgb.callback.TrainingCallback] = (
+            [PruningCallback(trial, f"valid-{XGB_METRIC[cfg.metric]}")] if prune else []
+        )
         mlflow_run = mlflow.start_run(
             run_name=f"trial-{trial.number}", tags=tags, nested=mlflow.active_run() is not None
         )

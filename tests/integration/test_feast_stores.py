@@ -18,7 +18,7 @@ from services_fixtures import drop_feast_project
 from core import names
 from core.io import write_atomic_parquet
 from core.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
-from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
+from features.feast_repo import OFFLINE_STORE, purchases_rhythm, purchases_rhythm_columns
 from features.online import OnlineReader, _kernel
 from features.paths import FeaturePaths
 from features.pipeline import apply_features, historical_features, materialize, open_store
@@ -176,7 +176,7 @@ def test_spark_offline_store_retrieves_the_default_stores_training_rows(tmp_path
         store = open_store(settings)
         source = store.get_data_source(names.SNAPSHOT_SOURCE)
         assert isinstance(source, SparkSource) == (engine == "spark")
-        assert store.config.offline_store.type == ("spark" if engine == "spark" else "duckdb")
+        assert store.config.offline_store.type == ("spark" if engine == "spark" else OFFLINE_STORE)
         got[engine] = historical_features(store, entity)
     expected, spark_rows = got["duckdb"], got["spark"]
     assert len(expected) == len(entity) and expected["purchases_count_30d"].notna().any()

@@ -1,0 +1,158 @@
+"""The ASOF-join offline store (`features.feast_offline`) against Feast's stock DuckDB store on the same repo.
+
+Both stores answer the same `get_historical_features` request; the results must be equal, column for
+column and type for type. A Feast upgrade that changes either side (the stock join's rules or types,
+or the contract the ASOF store relies on) fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast import FeatureStore
+from feast.infra.offline_stores.duckdb import DuckDBOfflineStore
+
+from core import names
+from core.io import write_atomic_parquet
+from core.settings import Settings, parse_settings
+from features import feast_repo
+from features.feast_offline import AsofRetrievalJob, ChurnDuckDBOfflineStore
+from features.paths import FeaturePaths
+from features.pipeline import apply_features, historical_features, open_store
+
+TTL_DAYS = 10
+DAY_1, DAY_2 = pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2025-03-08", tz="UTC")
+
+
+def _snapshots() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for day in (DAY_1, DAY_2):
+        for i in range(12):
+            if i == 7 and day == DAY_2:
+                continue  # C007: only the first snapshot
+            rows.append(
+                {
+                    names.CUSTOMER_ID: f"C{i:03d}",
+                    names.EVENT_TIMESTAMP: day,
+                    "purchases_count_30d": float(rng.integers(0, 9)),
+                    "purchases_days_since_last": float(rng.integers(0, 60)) if i != 4 else math.nan,
+                    "purchases_gap_mean_90d": float(i % 5) * 3.5,
+                    "engagement_visits_30d": float(rng.integers(0, 30)) if i != 5 else math.nan,
+                    "profile_tenure_days": float(100 + i),
+                    "profile_plan": ["basic", "plus", None][i % 3],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _entity_rows() -> pd.DataFrame:
+    at = [
+        ("C000", DAY_2),  # exactly at a snapshot
+        ("C001", DAY_1 + pd.Timedelta(days=3)),  # between the snapshots: the first one's values
+        ("C002", DAY_1 - pd.Timedelta(days=1)),  # before any snapshot: missing
+        ("C007", DAY_1 + pd.Timedelta(days=TTL_DAYS, hours=1)),  # newest snapshot older than the TTL: missing
+        ("C007", DAY_1 + pd.Timedelta(days=TTL_DAYS)),  # exactly at the TTL's edge: still found
+        ("C003", DAY_2 + pd.Timedelta(days=TTL_DAYS + 1)),  # every snapshot outside the TTL: missing
+        ("C004", DAY_2 + pd.Timedelta(hours=5)),  # a missing source of the on-demand ratio
+        ("C005", DAY_2 + pd.Timedelta(days=2)),  # a missing feature
+        ("nobody", DAY_2),  # an unknown customer: missing
+        ("C006", DAY_2 + pd.Timedelta(days=1)),
+        ("C006", DAY_2 + pd.Timedelta(days=1)),  # an exact duplicate: one output row each
+        ("C008", DAY_1),
+    ]
+    rng = np.random.default_rng(4)
+    return pd.DataFrame(
+        {
+            names.CUSTOMER_ID: [c for c, _ in at],
+            names.EVENT_TIMESTAMP: pd.to_datetime([t for _, t in at], utc=True),
+            names.LABEL: rng.integers(0, 2, len(at)),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A workspace with the snapshots above applied to Feast (TTL `TTL_DAYS`)."""
+    root = tmp_path_factory.mktemp("offline")
+    settings = parse_settings({"workspace": str(root), "feast": {"ttl_days": TTL_DAYS}}, "test", env={})
+    write_atomic_parquet(_snapshots(), FeaturePaths.of(settings).snapshots)
+    apply_features(settings)
+    return settings
+
+
+def _stock_store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> FeatureStore:
+    with monkeypatch.context() as patch:
+        patch.setattr(feast_repo, "_offline_store", lambda _: {"type": "duckdb"})
+        return open_store(settings)
+
+
+def _retrieve(store: FeatureStore, entity: pd.DataFrame, service: str, full_names: bool = False) -> pd.DataFrame:
+    job = store.get_historical_features(
+        entity_df=entity, features=store.get_feature_service(service), full_feature_names=full_names
+    )
+    keys = [names.EVENT_TIMESTAMP, names.CUSTOMER_ID, names.LABEL]
+    return job.to_df().sort_values(keys, kind="stable", ignore_index=True)
+
+
+@pytest.mark.parametrize("service", [names.FEATURE_SERVICE, names.FEATURE_SERVICE_BEHAVIOUR])
+@pytest.mark.parametrize("full_names", [False, True])
+def test_asof_store_returns_what_feasts_duckdb_store_returns(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, service: str, full_names: bool
+) -> None:
+    fast, stock = open_store(settings), _stock_store(settings, monkeypatch)
+    assert (fast.config.offline_store.type, stock.config.offline_store.type) == (feast_repo.OFFLINE_STORE, "duckdb")
+    entity = _entity_rows()
+    job = fast.get_historical_features(entity_df=entity, features=fast.get_feature_service(service))
+    assert isinstance(job, AsofRetrievalJob)  # the fast path answered, not the fallback
+    got, want = _retrieve(fast, entity, service, full_names), _retrieve(stock, entity, service, full_names)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(got) == len(entity)
+
+
+def test_point_in_time_rules(settings: Settings) -> None:
+    got = historical_features(open_store(settings), _entity_rows())
+    snaps = _snapshots().set_index([names.CUSTOMER_ID, names.EVENT_TIMESTAMP])
+
+    def row(customer: str, at: pd.Timestamp) -> pd.DataFrame:
+        return got[(got[names.CUSTOMER_ID] == customer) & (got[names.EVENT_TIMESTAMP] == at)]
+
+    between = row("C001", DAY_1 + pd.Timedelta(days=3))
+    assert between["purchases_count_30d"].item() == snaps.loc[("C001", DAY_1), "purchases_count_30d"]
+    edge = row("C007", DAY_1 + pd.Timedelta(days=TTL_DAYS))
+    assert edge["profile_tenure_days"].item() == snaps.loc[("C007", DAY_1), "profile_tenure_days"]
+    for customer, at in [
+        ("C002", DAY_1 - pd.Timedelta(days=1)),
+        ("C007", DAY_1 + pd.Timedelta(days=TTL_DAYS, hours=1)),
+        ("C003", DAY_2 + pd.Timedelta(days=TTL_DAYS + 1)),
+        ("nobody", DAY_2),
+    ]:
+        missing = row(customer, at)
+        assert len(missing) == 1 and missing[["purchases_count_30d", "profile_tenure_days"]].isna().all(axis=None)
+        assert missing["profile_plan"].isna().item()
+    assert len(row("C006", DAY_2 + pd.Timedelta(days=1))) == 2
+    stamps = list(zip(got[names.EVENT_TIMESTAMP], got[names.CUSTOMER_ID], strict=True))
+    assert stamps == sorted(stamps)  # sorted by time, then customer
+
+
+def test_requests_outside_the_join_go_to_feasts_store(settings: Settings) -> None:
+    store = open_store(settings)
+    entity = _entity_rows().rename(columns={names.EVENT_TIMESTAMP: "observed_at"})  # Feast infers the column
+    job = store.get_historical_features(entity_df=entity, features=store.get_feature_service(names.FEATURE_SERVICE))
+    assert not isinstance(job, AsofRetrievalJob)
+    got = job.to_df()
+    assert len(got) == len(entity) and "purchases_count_30d" in got.columns
+
+
+def test_the_stock_store_contract_is_the_one_subclassed() -> None:
+    # The ASOF store overrides this static method with the same parameters, and the stock config
+    # class still takes `type` (how Feast finds ChurnDuckDBOfflineStoreConfig).
+    ours = inspect.signature(ChurnDuckDBOfflineStore.get_historical_features)
+    theirs = inspect.signature(DuckDBOfflineStore.get_historical_features)
+    assert list(ours.parameters) == list(theirs.parameters)
+    assert isinstance(inspect.getattr_static(DuckDBOfflineStore, "get_historical_features"), staticmethod)
+    assert f"{ChurnDuckDBOfflineStore.__module__}.{ChurnDuckDBOfflineStore.__name__}" == feast_repo.OFFLINE_STORE
