@@ -126,6 +126,17 @@ def _get(values: dict[str, Value], feature: str) -> Any:  # noqa: ANN401
     return None if stored is None else python_value(stored)
 
 
+@dataclass(frozen=True)
+class WrittenRows:
+    """What one `OnlineStoreWriter.write` put in the online store, as a read of it would give it back."""
+
+    customer_ids: list[str]
+    """The rows' customers, in the order written."""
+    views: dict[str, ViewRows]
+    """View name -> its rows as `OnlineStoreReader.read` reads them (every feature of the view);
+    only the views written. Their times are as written: a store may keep them coarser."""
+
+
 class OnlineStoreWriter:
     """Rows of feature views into the online store a Feast store is configured with, as
     `FeatureStore.write_to_online_store` writes them."""
@@ -150,7 +161,7 @@ class OnlineStoreWriter:
         self.online_store = store.provider.online_store
         self.views = list(views)
 
-    def write(self, rows: pd.DataFrame) -> list[str]:
+    def write(self, rows: pd.DataFrame) -> WrittenRows:
         """Write each view's features of `rows`: one `online_write_batch` per view.
 
         As `write_to_online_store`: the values go through Arrow and Feast's converter, the row's
@@ -161,10 +172,12 @@ class OnlineStoreWriter:
             rows: The views' entity columns, timestamp field and every feature of each view.
 
         Returns:
-            The names of the views written.
+            The rows written, as reading them back gives them: the same `Value` messages turned
+            into Python the way `OnlineStoreReader.read` does, so the caller can use what it has
+            just written without reading it (`features.online.OnlineReader.rows_of`).
         """
         if rows.empty:
-            return []
+            return WrittenRows([], {})
         table = pa.Table.from_pandas(rows, preserve_index=False)
         converted: dict[tuple[str, Any], list[Any]] = {}
 
@@ -176,7 +189,7 @@ class OnlineStoreWriter:
                 converted[name, kind] = as_python
             return converted[name, kind]
 
-        written = []
+        written: dict[str, ViewRows] = {}
         for view in self.views:
             features = [f.name for f in view.features]
             if rows[features].isnull().all().all():
@@ -196,8 +209,8 @@ class OnlineStoreWriter:
                 for key, row, stamp, made in zip(keys, zip(*columns, strict=True), stamps, created, strict=True)
             ]
             self.online_store.online_write_batch(self.config, view, data, None)
-            written.append(view.name)
-        return written
+            written[view.name] = _view_rows([(stamp, values) for _, values, stamp, _ in data], features)
+        return WrittenRows([str(c) for c in rows[names.CUSTOMER_ID]], written)
 
 
 def _datetimes(values: Any) -> list[dt.datetime]:  # noqa: ANN401  (a NumPy datetime64 array)

@@ -25,7 +25,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore, FeatureView
 
 from core import names
-from features.feast_adapter import OnlineStoreReader, on_demand_function
+from features.feast_adapter import OnlineStoreReader, ViewRows, WrittenRows, on_demand_function
 from features.feast_repo import ONLINE_KERNELS
 
 Kernel = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -118,9 +118,36 @@ class OnlineReader:
             Exception: Whatever the online store raises when it is unreachable or broken.
         """
         ids = [str(c) for c in customer_ids]
+        return self._assemble(ids, self.online_store.read([(entry.view, entry.features) for entry in self.views], ids))
+
+    def rows_of(self, written: WrittenRows, customer_ids: Sequence[str]) -> OnlineRows | None:
+        """What `read` would give for `customer_ids` right after `written` was written, without reading.
+
+        The written `Value` messages, turned into Python as a read turns them, then the on-demand
+        views as `read` runs them. None when `written` does not cover every view this reader reads
+        or every customer asked for (the store holds older rows for those: `read` them).
+
+        Args:
+            written: What `features.feast_adapter.OnlineStoreWriter.write` returned.
+            customer_ids: The customers, each with a row in `written`.
+        """
+        ids = [str(c) for c in customer_ids]
+        position = {c: i for i, c in enumerate(written.customer_ids)}
+        if any(entry.view.name not in written.views for entry in self.views) or any(c not in position for c in ids):
+            return None
+        where = [position[c] for c in ids]
+        views = []
+        for entry in self.views:
+            rows = written.views[entry.view.name]
+            columns = {f: [rows.columns[f][i] for i in where] for f in entry.features}
+            views.append(ViewRows(columns, [rows.stamps[i] for i in where]))
+        return self._assemble(ids, views)
+
+    def _assemble(self, ids: list[str], views: Sequence[ViewRows]) -> OnlineRows:
+        """The service's rows from its views' rows: the newest stamp per customer, then the on-demand views."""
         columns: dict[str, list[Any]] = {}
         newest: list[dt.datetime | None] = [None] * len(ids)
-        for rows in self.online_store.read([(entry.view, entry.features) for entry in self.views], ids):
+        for rows in views:
             columns.update(rows.columns)
             for i, stamp in enumerate(rows.stamps):
                 current = newest[i]

@@ -225,7 +225,7 @@ class ChurnService:
             processor = open_processor(
                 self.settings,
                 self.store,
-                lambda ids: answers_for(self.settings, *self.serving, ids),
+                lambda ids, written=None: answers_for(self.settings, *self.serving, ids, written),
                 redis=self.redis,
             )
         except FileNotFoundError as exc:

@@ -26,7 +26,7 @@ import pandas as pd
 from core import names
 from core.settings import Settings
 from features.btyd import SCORES, SUMMARY, BgNbd, fit_day, score_rows
-from features.feast_adapter import OnlineStoreWriter
+from features.feast_adapter import OnlineStoreWriter, WrittenRows
 from features.paths import FeaturePaths
 from features.snapshots.build import SnapshotQuery, compute_snapshots
 from features.snapshots.inputs import data_shape
@@ -194,10 +194,13 @@ class OnlineFeatures:
             mine[list(SCORES)] = np.nan if scores is None else scores.to_numpy()
         return mine.reset_index(drop=True)
 
-    def write(self, rows: pd.DataFrame) -> None:
-        """Write snapshot rows (every view's features) to the online store, one write per feature view."""
-        if self._writer is not None:
-            self._writer.write(rows)
+    def write(self, rows: pd.DataFrame) -> WrittenRows | None:
+        """Write snapshot rows (every view's features) to the online store, one write per feature view.
+
+        Returns:
+            What was written, as a read would give it back (None without a store).
+        """
+        return None if self._writer is None else self._writer.write(rows)
 
     def view_features(self) -> list[str]:
         """Every feature the views written hold."""

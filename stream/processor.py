@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -34,11 +34,21 @@ from stream.log import EventLog
 from stream.online import OnlineFeatures
 from stream.state import StreamState
 
+if TYPE_CHECKING:
+    from features.feast_adapter import WrittenRows
+
 logger = logging.getLogger(__name__)
 LAST_ANSWERS = 50_000
 """Customers whose last answer a processor keeps, so an update scores them once (after), not twice."""
-Scorer = Callable[[list[str]], list[dict[str, Any]]]
-"""Customer ids -> their /score answers from the online store (an unknown one has an `error`)."""
+
+
+class Scorer(Protocol):
+    """Customer ids -> their /score answers from the online store (an unknown one has an `error`)."""
+
+    def __call__(self, customer_ids: list[str], written: WrittenRows | None = None) -> list[dict[str, Any]]:
+        """The answers; `written` is what was just written to the store, scored without reading it back
+        (`stream.scoring.answers_for`)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -176,7 +186,7 @@ class StreamProcessor:
         before = self._answers_before(customers)
         at = self.clock()
         rows = self.online.compute(customers, at)
-        self.online.write(rows)
+        written = self.online.write(rows)
         newest = fresh.groupby(fresh[names.CUSTOMER_ID].astype(str))[names.EVENT_TIMESTAMP].max()
         stamps = {c: pd.Timestamp(t).tz_convert("UTC").isoformat() for c, t in newest.items()}
         self.state.set_newest(stamps)
@@ -186,7 +196,7 @@ class StreamProcessor:
         )
         alerts: list[dict[str, Any]] = []
         if self.scorer is not None:
-            after = self.scorer(customers)
+            after = self.scorer(customers, written)
             self._remember(after)
             for alert, keys in warnings(before, after, self.settings.serving.risk_tiers):
                 claimed = [k for k in keys if self.state.claim_alert(k, self.settings.stream.alert_cooldown_s)]

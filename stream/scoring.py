@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import names
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from features.feast_adapter import WrittenRows
 
 
 class OnlineScorer:
@@ -23,12 +26,18 @@ class OnlineScorer:
         )
         self.reader = OnlineReader(store, self.predictor.info["feature_service"])
 
-    def __call__(self, customer_ids: list[str]) -> list[dict[str, Any]]:
+    def __call__(self, customer_ids: list[str], written: WrittenRows | None = None) -> list[dict[str, Any]]:
         """`answers_for` with this champion."""
-        return answers_for(self.settings, self.predictor, self.reader, customer_ids)
+        return answers_for(self.settings, self.predictor, self.reader, customer_ids, written)
 
 
-def answers_for(settings: Settings, predictor: Any, reader: Any, customer_ids: list[str]) -> list[dict[str, Any]]:  # noqa: ANN401
+def answers_for(
+    settings: Settings,
+    predictor: Any,  # noqa: ANN401
+    reader: Any,  # noqa: ANN401
+    customer_ids: list[str],
+    written: WrittenRows | None = None,
+) -> list[dict[str, Any]]:
     """/score answers (probability, tier, reasons, rule hits, action) of customers from the online
     store; an error for an unknown id.
 
@@ -37,10 +46,15 @@ def answers_for(settings: Settings, predictor: Any, reader: Any, customer_ids: l
         predictor: The model (`model.predictor.Predictor`).
         reader: Its feature service's `features.online.OnlineReader`.
         customer_ids: Who to score.
+        written: What the caller has just written to the online store, when it has: the features
+            are then taken from it instead of read back (the same values,
+            `features.online.OnlineReader.rows_of`), unless it lacks a view or a customer.
     """
     from crm.answers import answers, with_early_warning
 
-    online = reader.read(customer_ids)
+    online = None if written is None else reader.rows_of(written, customer_ids)
+    if online is None:
+        online = reader.read(customer_ids)
     where = [i for i, stamp in enumerate(online.snapshot_at) if stamp is not None]
     out: list[dict[str, Any]] = [
         {names.CUSTOMER_ID: c, "error": f"unknown customer_id '{c}': no online features"} for c in customer_ids

@@ -228,7 +228,19 @@ def test_the_writer_writes_what_write_to_online_store_writes(store: FeatureStore
         with pytest.warns(UserWarning) if view.name == names.VIEW_PROFILE else contextlib.nullcontext():
             store.write_to_online_store(view.name, rows.assign(**{names.CUSTOMER_ID: by_feast})[columns])
     written = OnlineStoreWriter(store, views).write(rows.assign(**{names.CUSTOMER_ID: by_writer}))
-    assert written == [TYPES, names.VIEW_PURCHASES]
+    assert list(written.views) == [TYPES, names.VIEW_PURCHASES]
+    assert written.customer_ids == by_writer
+    # What the writer returns is what a read gives back (the real-time path scores it unread).
+    read_back = OnlineStoreReader(store).read([(v, [f.name for f in v.features]) for v in views[:2]], by_writer)
+    for view, rows_read in zip(views[:2], read_back, strict=True):
+        mine = written.views[view.name]
+        assert mine.columns == rows_read.columns, view.name
+        # The time as written: a store may keep it coarser (SQLite, whole seconds).
+        assert [s is None for s in mine.stamps] == [s is None for s in rows_read.stamps], view.name
+        assert all(
+            s is None or r is None or abs(s - r) < dt.timedelta(seconds=1)
+            for s, r in zip(mine.stamps, rows_read.stamps, strict=True)
+        )
     for view in views:
         feast_rows, writer_rows = _stored(store, view, by_feast), _stored(store, view, by_writer)
         assert writer_rows == feast_rows, view.name
