@@ -132,6 +132,10 @@ def test_a_pushed_complaint_spike_raises_one_signed_alert(service: tuple[str, Se
     scored = httpx.post(f"{url}/score", json={"customer_ids": [cid]}, timeout=30).json()[0]
     assert any(h["rule"] == "complaint_spike" for h in scored["rule_hits"])
     assert scored["newest_event"] is not None
+    # The batch scored the rows it wrote without reading them back: /score reads them and agrees.
+    (raised,) = [a for a in first["alerts"] if a["customer_id"] == cid]
+    same = ("churn_probability", "risk_tier", "rule_hits", "reasons", "action", "segment", "customer_value")
+    assert {k: raised[k] for k in same} == {k: scored.get(k) for k in same}
 
     def delivered() -> list[tuple[bytes, dict[str, str]]]:
         return [(b, h) for b, h, s in receiver.got if s == 200 and json.loads(b)["customer_id"] == cid]
