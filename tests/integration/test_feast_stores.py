@@ -18,6 +18,7 @@ from services_fixtures import drop_feast_project
 from core import names
 from core.io import write_atomic_parquet
 from core.settings import DEFAULT_CONFIG, Settings, load_settings, parse_settings
+from features.feast_adapter import OnlineStoreWriter
 from features.feast_repo import OFFLINE_STORE, purchases_rhythm, purchases_rhythm_columns
 from features.online import OnlineReader, _kernel
 from features.paths import FeaturePaths
@@ -69,6 +70,20 @@ def _roundtrip(settings: Settings) -> None:
         assert online.loc[0, col] == latest[col].iloc[0]
     assert online.iloc[1][["purchases_count_30d", "profile_tenure_days"]].isna().all()
     _reader_matches_feast(store, frame)
+    _written_rows_read_as_the_store_gives_them(store, frame)
+
+
+def _written_rows_read_as_the_store_gives_them(store: FeatureStore, frame: pd.DataFrame) -> None:
+    """What the writer returns, through `OnlineReader.rows_of`, is what reading the store gives."""
+    newest = frame[frame[names.EVENT_TIMESTAMP] == frame[names.EVENT_TIMESTAMP].max()].copy()
+    newest[names.EVENT_TIMESTAMP] = newest[names.EVENT_TIMESTAMP] + pd.Timedelta(days=1)
+    newest["purchases_count_30d"] = newest["purchases_count_30d"] + 1.0
+    written = OnlineStoreWriter(store, store.list_feature_views()).write(newest)
+    reader = OnlineReader(store, names.FEATURE_SERVICE)
+    ids = sorted(newest[names.CUSTOMER_ID].astype(str))[::-1]
+    mine, read = reader.rows_of(written, ids), reader.read(ids)
+    assert mine is not None and mine.columns == read.columns and mine.found == read.found == [True] * len(ids)
+    assert reader.rows_of(written, [*ids, "missing"]) is None  # the store's rows for those: read them
 
 
 def _reader_matches_feast(store: FeatureStore, frame: pd.DataFrame) -> None:
