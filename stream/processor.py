@@ -12,6 +12,10 @@ The answer before an update is the one this processor gave the customer last (ke
 and scores the customers once instead of twice. With several processes (service workers,
 consumers) a customer's last answer here may predate another process's update; the shared
 cool-downs keep an alert from going out twice.
+
+The answer after an update is scored from the rows just written (`stream.scoring.answers_for`
+with what the write returned), not read back: the same values, unless another process wrote a
+newer row for the customer meanwhile, which a store that keeps the newest row (Redis) then holds.
 """
 
 from __future__ import annotations
