@@ -33,7 +33,7 @@ class Split:
     fold, and `valid` is empty; out of time: none."""
     _typed: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Part -> its `model_frame`, built on first use: the trial, the final model and the pipeline
-    ask for the same parts, and typing a million rows is a copy of every column."""
+    ask for the same parts, and typing a part copies every column."""
 
     @property
     def cross_validated(self) -> bool:
@@ -207,7 +207,7 @@ def out_of_time_split(
 def _sorted_by_time(frame: pd.DataFrame) -> bool:
     """Whether `frame`'s rows are in (event_timestamp, customer_id) order already (as Feast's rows come)."""
     # The timestamps as int64 nanoseconds: `to_numpy` of a time-zone-aware column is an object
-    # array of a million Timestamps.
+    # array of one Timestamp object per row.
     stamps = pd.DatetimeIndex(frame[names.EVENT_TIMESTAMP]).asi8
     customers = frame[names.CUSTOMER_ID].to_numpy(dtype=object)
     if len(frame) < 2:
