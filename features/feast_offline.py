@@ -20,6 +20,10 @@ Feast's documented way of plugging in an offline store. It relies on:
 * What a feature view exposes of its source and projection (`batch_source.path`, `timestamp_field`,
   `created_timestamp_column`, `field_mapping`, `projection.join_key_map`, `name_to_use`, `ttl`),
   and `OnDemandFeatureView.get_requested_odfvs`, which Feast's own stores call.
+* `RetrievalJob.to_arrow` calling `transform_arrow(table, full_feature_names)` of each view in
+  `on_demand_feature_views` and appending the columns it returns: the job hands Feast each
+  on-demand view behind `ReadingOnly`, which passes the view only the columns it reads (its source
+  features and request fields; a pandas view converts its whole input to pandas).
 
 Whenever a request is outside what the join covers (an entity SQL query, a source that is not a
 local Parquet file, field mappings, created timestamps, a substrait on-demand view, a time zone
@@ -141,6 +145,30 @@ def asof_join(joins: Sequence[SourceJoin], entity_df: pd.DataFrame) -> pa.Table:
         con.close()
 
 
+class ReadingOnly:
+    """An on-demand view that transforms only the columns it reads (everything else is the view's own)."""
+
+    def __init__(self, view: OnDemandFeatureView) -> None:
+        """Wrap `view`."""
+        self.view = view
+        reads: set[str] = set()
+        for projection in view.source_feature_view_projections.values():
+            for feature in projection.features:
+                reads |= {feature.name, f"{projection.name}__{feature.name}"}
+                reads.add(f"{projection.name_to_use()}__{feature.name}")
+        for request in view.source_request_sources.values():
+            reads |= {field.name for field in request.schema}
+        self.reads = frozenset(reads)
+
+    def transform_arrow(self, pa_table: pa.Table, full_feature_names: bool = False) -> pa.Table:
+        """The view's `transform_arrow` of the columns of `pa_table` it reads."""
+        wanted = [c for c in pa_table.column_names if c in self.reads]
+        return self.view.transform_arrow(pa_table.select(wanted), full_feature_names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.view, name)
+
+
 class AsofRetrievalJob(RetrievalJob):
     """A retrieval answered by `asof_join`; Feast's `to_arrow`/`to_df` add the on-demand views."""
 
@@ -170,8 +198,8 @@ class AsofRetrievalJob(RetrievalJob):
 
     @property
     def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
-        """The on-demand views Feast runs on the joined rows."""
-        return self._on_demand
+        """The on-demand views Feast runs on the joined rows, each given only the columns it reads."""
+        return [ReadingOnly(view) for view in self._on_demand]  # type: ignore[misc]
 
     @property
     def metadata(self) -> RetrievalMetadata:

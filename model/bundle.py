@@ -116,8 +116,11 @@ def reference_sample(bundle: ModelBundle, rows: pd.DataFrame, size: int, seed: i
     stamps = rows[names.EVENT_TIMESTAMP]
     per_date = stamps.value_counts().sort_index(ascending=False)
     dates = per_date.index[: int(np.searchsorted(per_date.cumsum().to_numpy(), size)) + 1]
-    newest = rows.loc[stamps.isin(dates), bundle.features]
-    sample = newest.sample(n=min(size, len(newest)), random_state=seed)
+    # The draw over positions of the newest rows (the same rows `sample` of their frame draws), and then
+    # only the drawn rows copied: not every column of the newest dates' rows first.
+    newest = np.flatnonzero(stamps.isin(dates).to_numpy())
+    drawn = pd.Series(newest).sample(n=min(size, len(newest)), random_state=seed).to_numpy()
+    sample = rows.iloc[drawn][bundle.features]
     return sample.assign(**{names.PREDICTION: bundle.probabilities(sample)}).reset_index(drop=True)
 
 

@@ -67,6 +67,7 @@ def choose_tree_weight(
     *,
     resamples: int = 200,
     seed: int = 0,
+    counted: Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], float]] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The trees' weight for the blend, chosen on held-out rows, and every candidate's score there.
 
@@ -86,6 +87,9 @@ def choose_tree_weight(
         score: `(y, probabilities) -> float`, higher is better.
         resamples: Bootstrap draws that test a lead.
         seed: Seed of the draws.
+        counted: `(y, probabilities) -> (counts -> float)`: the same number as `score` of a resample's
+            rows, from how many times each row was drawn (`roc_auc_of_counts` for ROC AUC), so a draw
+            costs no sort of the rows; None: `score` of each resample's rows.
 
     Returns:
         The chosen weight and the score of each candidate on all the held-out rows.
@@ -103,10 +107,43 @@ def choose_tree_weight(
         return default, scored
     rng = np.random.default_rng(seed)
     leads = []
+    of_best = counted(labels, proba[best]) if counted else None
+    of_default = counted(labels, proba[default]) if counted else None
     for _ in range(resamples):
         rows = rng.integers(0, len(labels), len(labels))
         if labels[rows].min() == labels[rows].max():
             continue
-        leads.append(score(labels[rows], proba[best][rows]) - score(labels[rows], proba[default][rows]))
+        if of_best is not None and of_default is not None:
+            counts = np.bincount(rows, minlength=len(labels)).astype(np.float64)
+            leads.append(of_best(counts) - of_default(counts))
+        else:
+            leads.append(score(labels[rows], proba[best][rows]) - score(labels[rows], proba[default][rows]))
     lead = np.asarray(leads)
     return (best if len(lead) and lead.mean() - 2 * lead.std() > 0 else default), scored
+
+
+def roc_auc_of_counts(y: npt.ArrayLike, proba: npt.ArrayLike) -> Callable[[np.ndarray], float]:
+    """ROC AUC of bootstrap resamples of (`y`, `proba`), each given as how often every row was drawn.
+
+    The rows are sorted by score once; a resample's AUC is then the Mann-Whitney statistic with
+    the counts as weights (a churner and a stayer with equal scores count a half), the number
+    `sklearn.metrics.roc_auc_score` gives for the drawn rows themselves. The returned function
+    needs counts with churners and stayers among the drawn rows.
+    """
+    labels = np.asarray(y, dtype=np.float64)
+    scores = np.asarray(proba, dtype=np.float64)
+    order = np.argsort(scores, kind="stable")
+    ordered, positive = scores[order], labels[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # the groups of equal scores
+
+    def auc(counts: np.ndarray) -> float:
+        weights = np.asarray(counts, dtype=np.float64)[order]
+        churners = weights * positive
+        per_group_churners = np.add.reduceat(churners, starts)
+        per_group_stayers = np.add.reduceat(weights - churners, starts)
+        stayers_below = np.cumsum(per_group_stayers) - per_group_stayers
+        total_churners, total_stayers = per_group_churners.sum(), per_group_stayers.sum()
+        wins = per_group_churners @ (stayers_below + 0.5 * per_group_stayers)
+        return float(wins / (total_churners * total_stayers))
+
+    return auc

@@ -31,6 +31,9 @@ class Split:
     folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     """Cross-validation (one observation date): (fit rows, held-out rows) positions in `train` per
     fold, and `valid` is empty; out of time: none."""
+    _typed: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Part -> its `model_frame`, built on first use: the trial, the final model and the pipeline
+    ask for the same parts, and typing a part copies every column."""
 
     @property
     def cross_validated(self) -> bool:
@@ -38,9 +41,19 @@ class Split:
         return bool(self.folds)
 
     def xy(self, part: str) -> tuple[pd.DataFrame, pd.Series]:
-        """Model-typed features (see `model.matrix`) and label of `train`, `valid` or `test`."""
+        """Model-typed features (see `model.matrix`) and label of `train`, `valid` or `test`.
+
+        The features are built once per part and shared: callers must not modify them.
+        """
         frame = getattr(self, part)
-        return model_frame(frame, self.features, self.categories), frame[names.LABEL]
+        if part not in self._typed:
+            self._typed[part] = model_frame(frame, self.features, self.categories)
+        return self._typed[part], frame[names.LABEL]
+
+    def y(self, part: str) -> pd.Series:
+        """The label of `train`, `valid` or `test` (without typing the features)."""
+        frame: pd.DataFrame = getattr(self, part)
+        return frame[names.LABEL]
 
     def describe(self) -> dict[str, str | int]:
         """Sizes and date ranges of each part, for logging."""
@@ -193,7 +206,9 @@ def out_of_time_split(
 
 def _sorted_by_time(frame: pd.DataFrame) -> bool:
     """Whether `frame`'s rows are in (event_timestamp, customer_id) order already (as Feast's rows come)."""
-    stamps = frame[names.EVENT_TIMESTAMP].to_numpy()
+    # The timestamps as int64 nanoseconds: `to_numpy` of a time-zone-aware column is an object
+    # array of one Timestamp object per row.
+    stamps = pd.DatetimeIndex(frame[names.EVENT_TIMESTAMP]).asi8
     customers = frame[names.CUSTOMER_ID].to_numpy(dtype=object)
     if len(frame) < 2:
         return True

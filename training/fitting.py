@@ -24,7 +24,7 @@ from model.calibration import CalibrationDecision, calibrate, calibrator_spec, f
 from model.linear import LinearPart, blend_margin, sigmoid
 from model.matrix import dmatrix
 from training.baselines import baseline_input, logistic_baseline, model_columns
-from training.blend import choose_tree_weight, linear_part
+from training.blend import choose_tree_weight, linear_part, roc_auc_of_counts
 from training.dataset import Split
 from training.tune import Fitter, cross_fit, fit, fit_all, score
 
@@ -137,6 +137,7 @@ def final_model(
         cfg.blend.tree_weights,
         lambda t, p: _higher_is_better(cfg.metric, t, p),
         seed=cfg.seed,
+        counted=roc_auc_of_counts if cfg.metric == "roc_auc" else None,
     )
     linear = linear_part(regression, regression_fit[list(split.features)], weight) if weight < 1.0 else None
     raw = sigmoid(blend_margin(tree_margin, linear_margin, weight))

@@ -288,7 +288,7 @@ def _train(
         )
         if wait:
             wait()
-        _, y_train = split.xy("train")
+        y_train = split.y("train")
         finished = reloaded(study, settings.optuna_uri)
         result = best_of(finished, cfg.search, negatives_per_positive(y_train), cfg.metric)
         mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})

@@ -242,8 +242,7 @@ def objective(
         best_booster: Filled with {trial number: booster} of the best out-of-time trial this process
             completed, so the final model reuses it instead of training the same trees again.
     """
-    _, y_train = split.xy("train")
-    _, y_valid = split.xy("valid")
+    y_train, y_valid = split.y("train"), split.y("valid")
     pos_weight = negatives_per_positive(y_train)
     kept: list[float] = []  # the value of the trial in `best_booster`
 
@@ -400,5 +399,5 @@ def tune(
     run_trials(
         study, split, cfg, storage=storage, total_trials=cfg.n_trials, timeout_s=cfg.timeout_s, on_trial=on_trial
     )
-    _, y_train = split.xy("train")
+    y_train = split.y("train")
     return best_of(reloaded(study, storage), cfg.search, negatives_per_positive(y_train), cfg.metric)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from feast import FeatureStore
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStore
@@ -20,7 +22,7 @@ from core import names
 from core.io import write_atomic_parquet
 from core.settings import Settings, parse_settings
 from features import feast_repo
-from features.feast_offline import AsofRetrievalJob, ChurnDuckDBOfflineStore
+from features.feast_offline import AsofRetrievalJob, ChurnDuckDBOfflineStore, ReadingOnly
 from features.paths import FeaturePaths
 from features.pipeline import apply_features, historical_features, open_store
 
@@ -156,3 +158,28 @@ def test_the_stock_store_contract_is_the_one_subclassed() -> None:
     assert list(ours.parameters) == list(theirs.parameters)
     assert isinstance(inspect.getattr_static(DuckDBOfflineStore, "get_historical_features"), staticmethod)
     assert f"{ChurnDuckDBOfflineStore.__module__}.{ChurnDuckDBOfflineStore.__name__}" == feast_repo.OFFLINE_STORE
+
+
+def test_on_demand_views_transform_only_the_columns_they_read(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Feast's to_arrow still calls transform_arrow of each view the job lists, with the joined table;
+    # the job's views pass on only their inputs, and the on-demand feature still comes out.
+    store = open_store(settings)
+    job = store.get_historical_features(
+        entity_df=_entity_rows(), features=store.get_feature_service(names.FEATURE_SERVICE)
+    )
+    assert isinstance(job, AsofRetrievalJob)
+    given: list[list[str]] = []
+    for view in job._on_demand:
+        inner = view.transform_arrow
+
+        def recording(table: pa.Table, full_feature_names: bool = False, inner: Any = inner) -> pa.Table:
+            given.append(table.column_names)
+            return inner(table, full_feature_names)
+
+        monkeypatch.setattr(view, "transform_arrow", recording)
+    table = job.to_arrow()
+    assert given and all(set(columns) <= ReadingOnly(job._on_demand[0]).reads for columns in given)
+    assert len(given[0]) == 2  # the days since the last purchase and the mean gap
+    assert table[feast_repo.RHYTHM_FEATURE].null_count < table.num_rows

@@ -14,7 +14,7 @@ from model.linear import CompiledLinear, LinearPart
 from model.matrix import dmatrix, input_array, model_frame, remember_categories
 from model.predictor import Predictor
 from training.baselines import baseline_input, logistic_baseline, model_columns
-from training.blend import choose_tree_weight, linear_part
+from training.blend import choose_tree_weight, linear_part, roc_auc_of_counts
 
 FEATURES = ["visits_30d", "spend_90d", "empty", "plan"]
 CATEGORIES = {"plan": ["basic", "plus", "pro"]}
@@ -92,6 +92,23 @@ def test_an_even_blend_unless_the_held_out_rows_clearly_prefer_another() -> None
     weight, scored = choose_tree_weight(y[:300], signal[:300], slightly[:300], (0.5, 0.8), roc_auc_score)
     assert weight == 0.5
     assert choose_tree_weight(y, signal, noise, (), roc_auc_score)[0] == 1.0  # blending off
+
+
+def test_the_bootstrap_auc_from_draw_counts_is_sklearns_auc_of_the_drawn_rows() -> None:
+    rng = np.random.default_rng(11)
+    y = (rng.random(3_000) < 0.1).astype(int)
+    proba = np.round(rng.random(y.size) * 0.5 + 0.2 * y * rng.random(y.size), 2)  # rounded: many ties
+    auc = roc_auc_of_counts(y, proba)
+    for _ in range(20):
+        rows = rng.integers(0, y.size, y.size)
+        counts = np.bincount(rows, minlength=y.size)
+        assert auc(counts) == pytest.approx(roc_auc_score(y[rows], proba[rows]), abs=1e-12)
+    # The same draws, so the same choice of weight as scoring every resample's rows.
+    signal = y + rng.normal(0, 1, y.size)
+    for linear in (signal + rng.normal(0, 0.3, y.size), rng.normal(0, 1, y.size)):
+        plain = choose_tree_weight(y, signal, linear, (0.5, 0.8), roc_auc_score, seed=3)
+        fast = choose_tree_weight(y, signal, linear, (0.5, 0.8), roc_auc_score, seed=3, counted=roc_auc_of_counts)
+        assert fast == plain
 
 
 def test_a_table_without_a_time_axis_splits_into_a_stratified_test_share_and_stratified_folds() -> None:
