@@ -15,6 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from model.calibration import as_labels
 from model.linear import MISSING
@@ -81,7 +82,11 @@ def logistic_baseline(train_frame: pd.DataFrame, y_train: npt.ArrayLike) -> Pipe
         ]
     )
     model = Pipeline([("encode", encode), ("classify", LogisticRegression(max_iter=1000, solver="newton-cholesky"))])
-    return model.fit(baseline_input(train_frame, numeric, categorical), as_labels(y_train))
+    rows = baseline_input(train_frame, numeric, categorical)
+    # One BLAS thread: the Newton steps' matrix products are small enough that a second thread
+    # gains little, and a thread that has to wait for a core (a busy machine) stalls the other.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return model.fit(rows, as_labels(y_train))
 
 
 def recency_rule(days_since: pd.Series | npt.ArrayLike) -> np.ndarray:
