@@ -40,7 +40,7 @@ def linear_part(model: Pipeline, train_frame: pd.DataFrame, tree_weight: float) 
         name: NumericTerm(float(impute.statistics_[i]), float(scale.mean_[i]), float(scale.scale_[i]), float(coefs[i]))
         for i, name in enumerate(numeric)
     }
-    rows = baseline_input(train_frame, numeric, categorical)
+    rows = baseline_input(train_frame, [], categorical)  # the categories' shares: no numeric column needed
     onehot = encode.named_transformers_["categorical"] if categorical else None
     at = len(numeric)
     by_value: dict[str, dict[str, float]] = {}
