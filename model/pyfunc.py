@@ -50,7 +50,7 @@ def signature(bundle: ModelBundle) -> ModelSignature:
 
 def input_example(bundle: ModelBundle, frame: pd.DataFrame, rows: int = 3) -> pd.DataFrame:
     """A few rows of `frame` as callers send them: categories as strings, numbers as floats."""
-    example = frame[bundle.features].head(rows).copy()
+    example = frame.head(rows)[bundle.features].copy()  # the rows first: not a copy of every row's features
     for feature in bundle.features:
         if feature in bundle.categories:
             example[feature] = example[feature].astype("object").where(example[feature].notna(), None)

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from model.linear import LinearPart, NumericTerm, blend_margin, sigmoid
 from training.baselines import baseline_input, model_columns
@@ -40,7 +41,7 @@ def linear_part(model: Pipeline, train_frame: pd.DataFrame, tree_weight: float) 
         name: NumericTerm(float(impute.statistics_[i]), float(scale.mean_[i]), float(scale.scale_[i]), float(coefs[i]))
         for i, name in enumerate(numeric)
     }
-    rows = baseline_input(train_frame, numeric, categorical)
+    rows = baseline_input(train_frame, [], categorical)  # the categories' shares: no numeric column needed
     onehot = encode.named_transformers_["categorical"] if categorical else None
     at = len(numeric)
     by_value: dict[str, dict[str, float]] = {}
@@ -109,15 +110,18 @@ def choose_tree_weight(
     leads = []
     of_best = counted(labels, proba[best]) if counted else None
     of_default = counted(labels, proba[default]) if counted else None
-    for _ in range(resamples):
-        rows = rng.integers(0, len(labels), len(labels))
-        if labels[rows].min() == labels[rows].max():
-            continue
-        if of_best is not None and of_default is not None:
-            counts = np.bincount(rows, minlength=len(labels)).astype(np.float64)
-            leads.append(of_best(counts) - of_default(counts))
-        else:
-            leads.append(score(labels[rows], proba[best][rows]) - score(labels[rows], proba[default][rows]))
+    # One BLAS thread: each draw's dot products are small, and splitting them over threads costs more
+    # than it saves (far more when a thread has to wait for a busy core).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(resamples):
+            rows = rng.integers(0, len(labels), len(labels))
+            if labels[rows].min() == labels[rows].max():
+                continue
+            if of_best is not None and of_default is not None:
+                counts = np.bincount(rows, minlength=len(labels)).astype(np.float64)
+                leads.append(of_best(counts) - of_default(counts))
+            else:
+                leads.append(score(labels[rows], proba[best][rows]) - score(labels[rows], proba[default][rows]))
     lead = np.asarray(leads)
     return (best if len(lead) and lead.mean() - 2 * lead.std() > 0 else default), scored
 

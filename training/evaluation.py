@@ -97,7 +97,9 @@ def all_baseline_scores(settings: Settings, split: Split, regression: Pipeline) 
     """
     features = list(split.features)
     train, test = split.train, split.test
-    scores = baseline_scores(train[features], train[names.LABEL], test[features], model=regression)
+    # The regression is fitted: of the training rows only the columns' types matter, not a copy of them all.
+    head = train.iloc[:0]
+    scores = baseline_scores(head[features], head[names.LABEL], test[features], model=regression)
     if settings.labels.kind == "activity" and all(c in train.columns for c in SUMMARY):
         if not split.cross_validated:
             train = train[train[names.EVENT_TIMESTAMP] == train[names.EVENT_TIMESTAMP].max()]

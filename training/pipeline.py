@@ -37,7 +37,7 @@ from training.registry import GateDecision, champion_version, gate, record_and_a
 from training.report import write_artifacts
 from training.tune import PARENT_RUN, Fitter, best_of, negatives_per_positive, open_study, run_trials, score
 
-SHAP_ROWS = 10_000
+SHAP_ROWS = 5_000
 """The SHAP importance of a run explains at most this many held-out rows (a seeded sample)."""
 
 
