@@ -54,8 +54,9 @@ Rows (group in brackets, for `--only`):
   columns (40), one column shifted by 0.2 sd (target: <= 5x the KS loop, flagging only that
   column); medians of 3 interleaved runs. Needs no generated data or workspace. Script:
   `bench/drift.py` (also runnable alone).
-- [training] on its own generated workspaces (`--training-customers` x `--training-days`, 45,000
-  x 420: about 1,000,000 labelled rows x 63 features; independent of --customers/--days): `churn
+- [training] on its own generated workspaces (`--training-customers` x `--training-days`, 72,000
+  x 420: about 1,000,000 training rows x 63 features after the split; independent of
+  --customers/--days): `churn
   train`'s job (`training.pipeline.train`: Feast retrieval, one fixed parameter set, MLflow
   logging, registration, gate) beside bare `xgboost.train` (DMatrix + train, same parameters and
   rows), target <= 1.5x, with the time per stage in the notes; Optuna with pruning beside without,
@@ -770,7 +771,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serving-big-requests", type=int, default=30, help="timed 1,000-row /score_features requests")
     parser.add_argument("--drift-rows", type=int, default=100_000, help="rows per frame of the drift benchmark")
     parser.add_argument("--drift-columns", type=int, default=40, help="feature columns of the drift benchmark")
-    parser.add_argument("--training-customers", type=int, default=45_000, help="customers of the training runs")
+    parser.add_argument("--training-customers", type=int, default=72_000, help="customers of the training runs")
     parser.add_argument("--training-days", type=int, default=420, help="days of the training workspaces")
     parser.add_argument(
         "--training-sizes",

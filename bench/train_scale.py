@@ -3,13 +3,14 @@
 Run as the group `training` of `bench/run.py` (`--only training`, `--training-customers`,
 `--training-days`, `--training-sizes`, `--training-budget`), which runs it in a fresh process as
 `python bench/train_scale.py step ARGS_JSON RESULT_JSON_PATH` (the keyword arguments of `measure` in,
-`{"rows": [...]}` out); or alone: `.venv/bin/python bench/train_scale.py [--customers 45000]
+`{"rows": [...]}` out); or alone: `.venv/bin/python bench/train_scale.py [--customers 72000]
 [--days 420] [--sizes 2500,5000] [--budget 120] [--workdir DIR]`. Every measurement below runs
 in a fresh process of its own (`python bench/train_scale.py sub NAME ARGS_JSON RESULT_JSON_PATH`),
 whose peak memory is its resident high-water mark (`VmHWM`) right after the timed part.
 
-Data: the generator's customers x days (`--customers` x `--days`, seed 7: 45,000 x 420 gives
-about 1,000,000 labelled rows over 48 weekly observation dates), ingested, built (DuckDB) and
+Data: the generator's customers x days (`--customers` x `--days`, seed 7: 72,000 x 420 gives
+1,692,592 labelled rows over 48 weekly observation dates, about 1,000,000 of them training rows
+after the out-of-time split), ingested, built (DuckDB) and
 applied to Feast (SQLite registry, DuckDB offline store) in a workspace under
 `<workdir>/training/` that a later run with the same sizes reuses.
 
@@ -555,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         step(argv[1], argv[2])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=45_000)
+    parser.add_argument("--customers", type=int, default=72_000)
     parser.add_argument("--days", type=int, default=420)
     parser.add_argument("--sizes", default="2500,5000", help="comma-separated customer counts of the growth")
     parser.add_argument("--budget", type=float, default=120, help="wall seconds of each Optuna arm")
