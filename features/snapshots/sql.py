@@ -195,6 +195,25 @@ def needed_at(spec: SnapshotSpec, column: str, k: int) -> bool:
     return k in spec.windows_days or k in trend_edges
 
 
+def category_days(spec: SnapshotSpec) -> str:
+    """The CTE `cat_days`: each (customer, category, day) with a purchase in that category, over `ev`.
+
+    Both engines count a window's distinct categories from it (`category_counts`).
+    """
+    buying = literals(spec.purchase_types)
+    return f"""cat_days AS (
+    SELECT DISTINCT cid, category, day FROM ev WHERE event_type IN ({buying}) AND category IS NOT NULL
+)"""
+
+
+def category_counts(spec: SnapshotSpec, day: str, obs: str) -> str:
+    """`count(*) FILTER (...) AS categories_<w>` for every window: the categories whose last purchase
+    day (`day`, before the observation time `obs`) lies within the window, one row per category."""
+    return ", ".join(
+        f"count(*) FILTER (WHERE {day} >= {obs} - INTERVAL {w} DAY) AS categories_{w}" for w in spec.windows_days
+    )
+
+
 def feature_sql(spec: SnapshotSpec) -> str:
     """The DuckDB query computing the snapshots for `spec`.
 
@@ -202,7 +221,6 @@ def feature_sql(spec: SnapshotSpec) -> str:
     `customers` (customer_id, signup_date, churn_date, attributes...) and `obs` (observation_ts).
     """
     daily_cols = daily_columns(spec)
-    buying = literals(spec.purchase_types)
     gap = f", {gap_column(DUCKDB)}" if spec.purchases else ""
     cum_cols = cum_columns(spec, daily_cols)
     looked_up = [c.rsplit(" AS ", 1)[1] for c in cum_cols]
@@ -228,14 +246,9 @@ edge_totals AS (SELECT pid, {picks} FROM at_edges GROUP BY pid)"""
     categories = ""
     category_join = ""
     if spec.purchases and spec.has_category:
-        counts = ", ".join(
-            f"count(*) FILTER (WHERE cd.day >= cp.obs_ts - INTERVAL {w} DAY) AS categories_{w}"
-            for w in spec.windows_days
-        )
+        counts = category_counts(spec, "cd.day", "cp.obs_ts")
         categories = f""",
-cat_days AS (
-    SELECT DISTINCT cid, category, day FROM ev WHERE event_type IN ({buying}) AND category IS NOT NULL
-),
+{category_days(spec)},
 cat_probe AS (
     SELECT p.pid, p.cid, p.obs_ts, c.category
     FROM population p JOIN (SELECT DISTINCT cid, category FROM cat_days) c ON c.cid = p.cid

@@ -28,12 +28,13 @@ from features.snapshots.spec import SnapshotSpec
 from features.snapshots.sql import (
     Dialect,
     btyd_names,
+    category_counts,
+    category_days,
     cum_columns,
     daily_columns,
     edges,
     feature_exprs,
     gap_column,
-    literals,
     needed_at,
     rfm_exprs,
 )
@@ -116,18 +117,12 @@ def feature_sql(spec: SnapshotSpec) -> str:
     gap = f", {gap_column(SPARK)}" if spec.purchases else ""
     dates = ", ".join(_timestamp(d) for d in spec.observation_dates)
     attrs = "".join(f", CAST(c.{_quote(a)} AS STRING) AS attr_{i}" for i, a in enumerate(spec.attributes))
-    buying = literals(spec.purchase_types)
     categories = ""
     category_join = ""
     if spec.purchases and spec.has_category:
-        counts = ", ".join(
-            f"count(*) FILTER (WHERE last_day >= obs_ts - INTERVAL {w} DAY) AS categories_{w}"
-            for w in spec.windows_days
-        )
+        counts = category_counts(spec, "last_day", "obs_ts")
         categories = f""",
-cat_days AS (
-    SELECT DISTINCT cid, category, day FROM ev WHERE event_type IN ({buying}) AND category IS NOT NULL
-),
+{category_days(spec)},
 cat_stack AS (
     SELECT cid, category, day AS t, 1 AS side, CAST(NULL AS TIMESTAMP) AS obs_ts FROM cat_days
     UNION ALL
