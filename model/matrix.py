@@ -40,18 +40,30 @@ def model_frame(
     Returns:
         A new frame: categorical features as `pd.Categorical`, the rest as float64.
     """
-    out: dict[str, pd.Series] = {}
-    for name in features:
+    numeric = [name for name in features if not _categorical(frame[name], name, categories)]
+    # The numbers go into one column-major array, which becomes the frame's float block as it is:
+    # a frame built from a dict of columns would stack them into a block, copying every value twice.
+    block = np.empty((len(frame), len(numeric)), dtype=np.float64, order="F")
+    for j, name in enumerate(numeric):
+        column = frame[name]
+        if column.dtype != np.float64:  # numpy's float64 is copied into the block as it is
+            column = pd.to_numeric(column, errors="coerce").astype("float64")
+        block[:, j] = column.to_numpy()
+    out = pd.DataFrame(block, index=frame.index, columns=numeric, copy=False)
+    for position, name in enumerate(features):
         column = frame[name]
         if categories is not None and name in categories:
             values = column.astype("object").where(column.notna(), None)
-            out[name] = pd.Series(pd.Categorical(values, categories=list(categories[name])), index=frame.index)
+            out.insert(position, name, pd.Categorical(values, categories=list(categories[name])))
         elif categories is None and is_categorical(column):
             known = sorted(str(v) for v in column.dropna().unique())
-            out[name] = pd.Series(pd.Categorical(column.astype("object"), categories=known), index=frame.index)
-        else:
-            out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
-    return pd.DataFrame(out, index=frame.index)
+            out.insert(position, name, pd.Categorical(column.astype("object"), categories=known))
+    return out
+
+
+def _categorical(column: pd.Series, name: str, categories: Mapping[str, Sequence[str]] | None) -> bool:
+    """Whether `model_frame` types this feature as a category."""
+    return name in categories if categories is not None else is_categorical(column)
 
 
 def dmatrix(frame: pd.DataFrame, label: pd.Series | np.ndarray | None = None) -> xgb.DMatrix:
