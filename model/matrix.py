@@ -40,7 +40,10 @@ def model_frame(
     Returns:
         A new frame: categorical features as `pd.Categorical`, the rest as float64.
     """
-    numeric = [name for name in features if not _categorical(frame[name], name, categories)]
+    categorical = {
+        name for name in features if (name in categories if categories is not None else is_categorical(frame[name]))
+    }
+    numeric = [name for name in features if name not in categorical]
     # The numbers go into one column-major array, which becomes the frame's float block as it is:
     # a frame built from a dict of columns would stack them into a block, copying every value twice.
     block = np.empty((len(frame), len(numeric)), dtype=np.float64, order="F")
@@ -50,20 +53,18 @@ def model_frame(
             column = pd.to_numeric(column, errors="coerce").astype("float64")
         block[:, j] = column.to_numpy()
     out = pd.DataFrame(block, index=frame.index, columns=numeric, copy=False)
+    # Each category column at its place among the features (every column before it is in place).
     for position, name in enumerate(features):
+        if name not in categorical:
+            continue
         column = frame[name]
-        if categories is not None and name in categories:
+        if categories is not None:
             values = column.astype("object").where(column.notna(), None)
             out.insert(position, name, pd.Categorical(values, categories=list(categories[name])))
-        elif categories is None and is_categorical(column):
+        else:
             known = sorted(str(v) for v in column.dropna().unique())
             out.insert(position, name, pd.Categorical(column.astype("object"), categories=known))
     return out
-
-
-def _categorical(column: pd.Series, name: str, categories: Mapping[str, Sequence[str]] | None) -> bool:
-    """Whether `model_frame` types this feature as a category."""
-    return name in categories if categories is not None else is_categorical(column)
 
 
 def dmatrix(frame: pd.DataFrame, label: pd.Series | np.ndarray | None = None) -> xgb.DMatrix:
