@@ -196,7 +196,7 @@ def sub_platform(workspace: str, model_name: str, dump: str | None = None, engin
         clock.wrap(pipeline, attr, label)
     clock.wrap(tune, "fit", "  trial: xgboost fit")
     clock.wrap(fitting, "fit", "  final: xgboost fit")
-    clock.wrap(fitting, "_regression_margins", "  final: logistic regression")
+    clock.wrap(pipeline, "fit_regression", "  logistic regression (beside the trial)")
     clock.wrap(pipeline, "shap_importance", "  logging: SHAP importance")
     clock.wrap(pipeline, "write_artifacts", "  logging: plots and report")
     extra: dict[str, Any] = {"engine": engine}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from core import names
@@ -110,3 +111,30 @@ def known_at(labels: pd.DataFrame, as_of: dt.date, horizon_days: int) -> pd.Data
     """
     cutoff = pd.Timestamp(as_of, tz="UTC") - pd.Timedelta(days=horizon_days)
     return labels.loc[labels[names.EVENT_TIMESTAMP] <= cutoff].reset_index(drop=True)
+
+
+def in_time_order(frame: pd.DataFrame) -> bool:
+    """Whether `frame`'s rows are in (event_timestamp, customer_id) order (as Feast's training rows come)."""
+    if len(frame) < 2:
+        return True
+    # The timestamps as int64 in their unit: `to_numpy` of a time-zone-aware column is an object
+    # array of one Timestamp object per row.
+    stamps = pd.DatetimeIndex(frame[names.EVENT_TIMESTAMP]).asi8
+    customers = frame[names.CUSTOMER_ID].to_numpy(dtype=object)
+    later, same = stamps[1:] > stamps[:-1], stamps[1:] == stamps[:-1]
+    try:
+        return bool(np.all(later | (same & (customers[1:] >= customers[:-1]))))
+    except TypeError:  # a missing or non-string id: let a sort decide
+        return False
+
+
+def time_ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` sorted by time then customer (a stable sort) and indexed 0..n-1; not copied when it is already.
+
+    The labels are written in this order, so that a retrieval (whose rows come in it) and a
+    split need not sort them again.
+    """
+    if in_time_order(frame):
+        numbered = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
+        return frame if numbered else frame.reset_index(drop=True)
+    return frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID], kind="stable", ignore_index=True)

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +21,7 @@ from core.io import atomic_path, write_atomic_parquet, write_atomic_text
 from core.settings import Settings
 from features.feast_repo import build_definitions, repo_config
 from features.incremental import Manifest, recipe, summarise, touched_from
-from features.labels import compute_labels
+from features.labels import compute_labels, time_ordered
 from features.paths import BuildResult, FeaturePaths
 from features.snapshots.build import write_snapshots
 from features.snapshots.inputs import compact_parts, data_shape, event_day_range
@@ -114,7 +115,7 @@ def build_features(settings: Settings, incremental: bool = True) -> BuildResult:
             last_event_day=last,
             activity_event_types=settings.labels.activity_event_types,
         )
-    write_atomic_parquet(labels, paths.labels)
+    write_atomic_parquet(time_ordered(labels), paths.labels)
     write_atomic_text(manifest.to_json(), paths.manifest)
     return BuildResult(
         snapshots=paths.snapshots,
@@ -192,12 +193,15 @@ def historical_features(
         customer without a snapshot within the TTL before its timestamp gets missing values.
     """
     keys = [names.EVENT_TIMESTAMP, names.CUSTOMER_ID]
-    # Sorted first: the DuckDB engine's offline store (`features.feast_offline`) keeps the entity rows'
-    # order, so its result needs no sort of all the feature columns afterwards; another store's may.
-    ordered = entity_df.sort_values(keys, kind="stable").reset_index(drop=True)
+    # Sorted first (the labels are written sorted): the DuckDB engine's offline store
+    # (`features.feast_offline`) keeps the entity rows' order, so its result needs no sort of all
+    # the feature columns afterwards; another store's may.
+    ordered = time_ordered(entity_df)
     job = store.get_historical_features(entity_df=ordered, features=store.get_feature_service(service))
     # to_arrow, not to_df: to_df adds a copy of every column (its reset_index) to the Arrow conversion.
-    frame = job.to_arrow().to_pandas()
+    # One block per column (split_blocks): pandas would otherwise copy the float columns into one
+    # 2-D block, and every row selection afterwards (the split) copies a column at a time faster.
+    frame = job.to_arrow().to_pandas(split_blocks=True)
     if not _same_keys(frame, ordered, keys):
         frame = frame.sort_values(keys, kind="stable", ignore_index=True)
     return frame
@@ -210,8 +214,11 @@ def _same_keys(frame: pd.DataFrame, other: pd.DataFrame, keys: list[str]) -> boo
     for key in keys:
         a, b = frame[key].reset_index(drop=True), other[key].reset_index(drop=True)
         if isinstance(a.dtype, pd.DatetimeTZDtype) and isinstance(b.dtype, pd.DatetimeTZDtype):
-            a, b = a.dt.as_unit("ns"), b.dt.as_unit("ns")
-        if not a.equals(b):
+            # As int64 nanoseconds (NaT is one value there): `equals` compares Timestamp objects.
+            same = np.array_equal(pd.DatetimeIndex(a).as_unit("ns").asi8, pd.DatetimeIndex(b).as_unit("ns").asi8)
+        else:
+            same = a.equals(b)
+        if not same:
             return False
     return True
 

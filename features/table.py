@@ -15,6 +15,7 @@ from core import names
 from core.io import write_atomic_parquet
 from core.settings import Settings
 from features.ingest import TABLE_FILE
+from features.labels import time_ordered
 from features.paths import BuildResult, FeaturePaths
 
 
@@ -31,7 +32,7 @@ def build_table_features(settings: Settings) -> BuildResult:
     table = pd.read_parquet(clean)
     keys = [names.CUSTOMER_ID, names.EVENT_TIMESTAMP]
     snapshots = table.drop(columns=[names.LABEL]).sort_values(keys).reset_index(drop=True)
-    labels = table[[*keys, names.LABEL]].sort_values(keys).reset_index(drop=True)
+    labels = time_ordered(table[[*keys, names.LABEL]])
     write_atomic_parquet(snapshots, paths.snapshots)
     write_atomic_parquet(labels, paths.labels)
     dates = tuple(sorted(d.date() for d in snapshots[names.EVENT_TIMESTAMP].unique()))

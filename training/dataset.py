@@ -11,6 +11,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from core import names
+from features.labels import in_time_order
 from features.pipeline import historical_features
 from model.matrix import is_categorical, model_frame
 
@@ -190,7 +191,7 @@ def out_of_time_split(
     bounds = split_dates(
         frame[names.EVENT_TIMESTAMP].unique(), test_dates=test_dates, valid_dates=valid_dates, embargo_days=embargo_days
     )
-    ordered = frame if _sorted_by_time(frame) else frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID])
+    ordered = frame if in_time_order(frame) else frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID])
     is_test_customer = holdout_mask(ordered[names.CUSTOMER_ID], test_customers, seed)
     parts = {
         part: _renumbered(ordered[bounds.rows(part, ordered[names.EVENT_TIMESTAMP], is_test_customer)])
@@ -202,21 +203,6 @@ def out_of_time_split(
     typed = model_frame(train, [c for c in features if is_categorical(train[c])])
     categories = {c: list(typed[c].cat.categories) for c in typed.columns}
     return Split(train, valid, test, tuple(features), categories)
-
-
-def _sorted_by_time(frame: pd.DataFrame) -> bool:
-    """Whether `frame`'s rows are in (event_timestamp, customer_id) order already (as Feast's rows come)."""
-    # The timestamps as int64 nanoseconds: `to_numpy` of a time-zone-aware column is an object
-    # array of one Timestamp object per row.
-    stamps = pd.DatetimeIndex(frame[names.EVENT_TIMESTAMP]).asi8
-    customers = frame[names.CUSTOMER_ID].to_numpy(dtype=object)
-    if len(frame) < 2:
-        return True
-    later, same = stamps[1:] > stamps[:-1], stamps[1:] == stamps[:-1]
-    try:
-        return bool(np.all(later | (same & (customers[1:] >= customers[:-1]))))
-    except TypeError:  # a missing or non-string id: let the sort decide
-        return False
 
 
 def _renumbered(rows: pd.DataFrame) -> pd.DataFrame:

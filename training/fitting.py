@@ -77,12 +77,38 @@ class FinalModel:
         return out
 
 
+@dataclass(frozen=True)
+class Regression:
+    """The logistic regression of an out-of-time run and the training rows it was fitted on."""
+
+    model: Pipeline
+    rows: pd.DataFrame
+    """The training rows it was fitted on (`training.regression_rows` caps them)."""
+
+
+def fit_regression(split: Split, cfg: TrainingSettings) -> Regression:
+    """The logistic regression of an out-of-time split: fitted on its training rows, or a seeded
+    sample of `cfg.regression_rows` of them.
+
+    It needs no trees, so the training job fits it while the trees train (`training.pipeline`).
+    """
+    rows = _capped(split.train, cfg.regression_rows, cfg.seed)
+    features = list(split.features)
+    return Regression(logistic_baseline(rows[features], rows[names.LABEL]), rows)
+
+
+def _margins(split: Split, model: Pipeline, fit_rows: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """The margins of `rows` of a logistic regression fitted on `fit_rows`."""
+    features = list(split.features)
+    numeric, categorical = model_columns(fit_rows[features])
+    return np.asarray(model.decision_function(baseline_input(rows[features], numeric, categorical)))
+
+
 def _regression_margins(split: Split, rows: pd.DataFrame, fit_rows: pd.DataFrame) -> tuple[Pipeline, np.ndarray]:
     """A logistic regression fitted on `fit_rows` and its margins of `rows`."""
     features = list(split.features)
     model = logistic_baseline(fit_rows[features], fit_rows[names.LABEL])
-    numeric, categorical = model_columns(fit_rows[features])
-    return model, np.asarray(model.decision_function(baseline_input(rows[features], numeric, categorical)))
+    return model, _margins(split, model, fit_rows, rows)
 
 
 def final_model(
@@ -91,6 +117,7 @@ def final_model(
     cfg: TrainingSettings,
     fitter: Fitter | None = None,
     booster: xgb.Booster | None = None,
+    regression: Regression | None = None,
 ) -> FinalModel:
     """Train the run's model with the tuned `params`, blend and calibrate it on the held-out rows.
 
@@ -101,6 +128,8 @@ def final_model(
         fitter: Trains the trees of an out-of-time split elsewhere (a Dask cluster); None: `fit` here.
         booster: The trees of an out-of-time split already trained with `params` (the best trial's,
             the same trees `fit` would train again); None: train them.
+        regression: The logistic regression of an out-of-time split (`fit_regression`), already
+            fitted; None: fit it here. A cross-validated split fits one per fold.
     """
     rounds: dict[str, Any] = {
         "max_rounds": cfg.max_rounds,
@@ -121,14 +150,15 @@ def final_model(
             _, linear_margin[held] = _regression_margins(split, holdout.iloc[held], holdout.iloc[fit_rows])
             y_held = holdout[names.LABEL].to_numpy()[held]
             cv_baseline.append(score(cfg.metric, y_held, sigmoid(linear_margin[held])))
-        regression, _ = _regression_margins(split, holdout.iloc[:1], holdout)
+        logistic, _ = _regression_margins(split, holdout.iloc[:1], holdout)
         cv_trees = crossed.scores
     else:
         booster = booster if booster is not None else (fitter or fit)(params, split, **rounds)
         holdout = split.valid
         tree_margin = booster.predict(dmatrix(split.xy("valid")[0]), output_margin=True)
-        regression_fit = _capped(split.train, cfg.regression_rows, cfg.seed)
-        regression, linear_margin = _regression_margins(split, holdout, regression_fit)
+        fitted = regression if regression is not None else fit_regression(split, cfg)
+        regression_fit, logistic = fitted.rows, fitted.model
+        linear_margin = _margins(split, logistic, regression_fit, holdout)
     y = holdout[names.LABEL].to_numpy()
     weight, blend_scores = choose_tree_weight(
         y,
@@ -139,7 +169,7 @@ def final_model(
         seed=cfg.seed,
         counted=roc_auc_of_counts if cfg.metric == "roc_auc" else None,
     )
-    linear = linear_part(regression, regression_fit[list(split.features)], weight) if weight < 1.0 else None
+    linear = linear_part(logistic, regression_fit[list(split.features)], weight) if weight < 1.0 else None
     raw = sigmoid(blend_margin(tree_margin, linear_margin, weight))
     if split.cross_validated:  # the chosen model's own score per fold, out of fold
         cv_scores = tuple(score(cfg.metric, y[held], raw[held]) for _, held in split.folds)
@@ -149,7 +179,7 @@ def final_model(
         spec = calibrator_spec(fit_calibrator(raw, y, decision.method))
     return FinalModel(
         booster=booster,
-        regression=regression,
+        regression=logistic,
         linear=linear,
         calibration=spec,
         calibration_decision=decision,

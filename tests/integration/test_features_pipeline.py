@@ -20,6 +20,7 @@ from core.settings import Settings, parse_settings
 from features.feast_repo import purchases_rhythm, purchases_rhythm_columns
 from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
+from features.labels import in_time_order
 from features.pipeline import (
     FeaturePaths,
     apply_features,
@@ -91,6 +92,8 @@ def test_incremental_rebuild_equals_full_rebuild(tmp_path: Path, generated: Path
         _sorted(pd.read_parquet(second.snapshots)), _sorted(pd.read_parquet(expected.snapshots))
     )
     pd.testing.assert_frame_equal(_sorted(pd.read_parquet(second.labels)), _sorted(pd.read_parquet(expected.labels)))
+    # Labels are written in time, then customer, order: the order a retrieval's rows come in.
+    assert in_time_order(pd.read_parquet(expected.labels)) and in_time_order(pd.read_parquet(second.labels))
     # Nothing changed: nothing is computed.
     assert build_features(inc).recomputed_dates == ()
 

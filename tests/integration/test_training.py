@@ -23,7 +23,9 @@ from features.pipeline import apply_features, build_features
 from training import pipeline
 from training.dataset import out_of_time_split
 from training.evaluation import Verdict
+from training.fitting import final_model, fit_regression
 from training.registry import champion_history, champion_version, gate, promote
+from training.tune import fit
 
 
 def _settings(workspace: Path, **training: object) -> Settings:
@@ -57,9 +59,26 @@ def test_split_is_out_of_time_with_disjoint_test_customers(workspace: Path) -> N
     assert not test_customers & set(split.train[names.CUSTOMER_ID])
     assert not test_customers & set(split.valid[names.CUSTOMER_ID])
     assert 0.2 < len(test_customers) / split.test[names.CUSTOMER_ID].nunique() <= 1
-    # The same seed and data give the same split.
-    again = pipeline.prepare(settings).split
-    pd.testing.assert_frame_equal(split.test, again.test)
+    # The same seed and data give the same split and fingerprint (hashed beside the split).
+    first, second = pipeline.prepare(settings), pipeline.prepare(settings)
+    pd.testing.assert_frame_equal(split.test, second.split.test)
+    assert first.fingerprint == second.fingerprint == pipeline.fingerprint(first.frame)
+
+
+def test_the_regression_fitted_beside_the_trials_is_the_final_models(workspace: Path) -> None:
+    """`train` fits the logistic regression while the trials run and hands it to `final_model`:
+    the same model as `final_model` fitting it itself."""
+    settings = _settings(workspace)
+    cfg, split = settings.training, pipeline.prepare(settings).split
+    params = {"eta": 0.1, "max_depth": 4, "scale_pos_weight": 1.0}
+    booster = fit(params, split, max_rounds=30, early_stopping_rounds=10, seed=cfg.seed)
+    beside = fit_regression(split, cfg)
+    own = final_model(params, split, cfg, booster=booster)
+    given = final_model(params, split, cfg, booster=booster, regression=beside)
+    assert given.regression is beside.model
+    assert given.regression_rows == own.regression_rows == len(split.train)
+    assert given.blend_scores == own.blend_scores
+    np.testing.assert_array_equal(given.holdout_proba, own.holdout_proba)
 
 
 def test_split_errors_name_the_settings() -> None:
@@ -200,3 +219,19 @@ def test_failed_training_leaves_the_champion(workspace: Path, monkeypatch: pytes
         pipeline.train(settings)
     assert champion_version(client, "churn-xgb") == before
     assert len(client.search_model_versions("name = 'churn-xgb'")) == versions  # nothing registered
+
+
+def test_a_regression_failing_beside_the_trials_fails_the_run(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(workspace, n_trials=1)
+    client = MlflowClient(settings.mlflow_uri)
+    before = champion_version(client, "churn-xgb")
+    versions = len(client.search_model_versions("name = 'churn-xgb'"))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("the regression crashed")
+
+    monkeypatch.setattr(pipeline, "fit_regression", broken)
+    with pytest.raises(ValueError, match="the regression crashed"):
+        pipeline.train(settings)
+    assert champion_version(client, "churn-xgb") == before
+    assert len(client.search_model_versions("name = 'churn-xgb'")) == versions
