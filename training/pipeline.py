@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from model.pyfunc import log_bundle
 from training.claims import reloaded
 from training.dataset import Split, cross_validation_split, historical_frame, out_of_time_split
 from training.evaluation import Judged, Verdict, customer_values, judge_on_test
+from training.fingerprint import fingerprint
 from training.fitting import FinalModel, Regression, final_model, fit_regression
 from training.importance import shap_importance
 from training.metrics import evaluate
@@ -79,12 +79,6 @@ def configure_mlflow(settings: Settings) -> str:
     # Nested runs (the Optuna trials) land in the active experiment, so make it ours.
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
-
-
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A short content hash of a training frame."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
 def git_commit(repo: Path | None = None) -> str:
