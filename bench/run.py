@@ -670,14 +670,13 @@ def run_all(args: argparse.Namespace, workdir: Path, console: Console, reuse: bo
     return rows
 
 
-def render(rows: Sequence[Row], title: str, stolen: float | None = None, warmed: str | None = None) -> Table:
+def render(rows: Sequence[Row], title: str, stolen: float | None = None) -> Table:
     """The single results table; each row's notes are numbered footnotes under it.
 
     Args:
         rows: The figures, in order.
         title: The table's title.
         stolen: The share of CPU time stolen from this VM during the run (`steal_share`), if known.
-        warmed: What `memory.warm_once` did before the run, if it ran.
     """
     table = Table(title=title, show_lines=True, caption_justify="left")
     right = {"#", "peak RSS", "baseline RSS", "x baseline"}
@@ -729,8 +728,7 @@ def render(rows: Sequence[Row], title: str, stolen: float | None = None, warmed:
         "x baseline: time / baseline time, p50 / p50 for latency.",
         f"Load average (1/5/15 min) at the end: {load} on {len(os.sched_getaffinity(0))} cores; "
         "other work on the machine lengthens wall times, CPU times much less."
-        + ("" if stolen is None else f" CPU steal during the run (time the VM's host ran other work): {stolen:.1%}.")
-        + (f" {warmed[0].upper()}{warmed[1:]}." if warmed else " Guest memory not warmed (--cold-memory)."),
+        + ("" if stolen is None else f" CPU steal during the run (time the VM's host ran other work): {stolen:.1%}."),
         *notes,
     ]
     table.caption = "\n".join(footer)
@@ -783,11 +781,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--training-budget", type=float, default=120, help="wall seconds per Optuna arm")
     parser.add_argument(
-        "--cold-memory",
-        action="store_true",
-        help="skip touching the free memory once per boot before the run (bench/memory.py)",
-    )
-    parser.add_argument(
         "--results",
         type=Path,
         default=Path(__file__).resolve().parent / "results",
@@ -831,13 +824,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmarks, print the table."""
     args = parse_args(argv)
     progress = Console(stderr=True)
-    warmed = None
-    if not args.cold_memory:
-        from bench.memory import warm_once
-
-        progress.print("touching the free memory once since boot (see bench/memory.py)")
-        warmed = warm_once(lambda i, s: progress.print(f"  GiB {i + 1}: {s:.2f} s") if i % 4 == 3 else None)
-        progress.print(warmed)
     started = cpu_times()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -855,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{len(os.sched_getaffinity(0))} cores, {', '.join(g for g in GROUPS if g in args.only)}"
     )
     stolen = steal_share(started, cpu_times())
-    table = render(rows, title, stolen, warmed)
+    table = render(rows, title, stolen)
     Console(width=max(200, shutil.get_terminal_size().columns)).print(table)
     save(table, rows, args)
 
