@@ -224,12 +224,9 @@ def train(
     Returns:
         The registered version, its metrics and the gate decision.
     """
-    # The tracking store opens (its first use imports and checks a database) while the training
-    # set is retrieved, which spends its time in DuckDB and Arrow without the GIL.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow") as background:
-        experiment = background.submit(configure_mlflow, settings)
-        with prepared_on_engine(settings) as prepared:
-            return _train(settings, experiment.result(), prepared, on_trial, run_workers, tags)
+    experiment_id = configure_mlflow(settings)
+    with prepared_on_engine(settings) as prepared:
+        return _train(settings, experiment_id, prepared, on_trial, run_workers, tags)
 
 
 def _train(
