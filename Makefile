@@ -14,7 +14,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 # Installed modules compiled to bytecode once (as pip does): where PYTHONDONTWRITEBYTECODE is set,
-# every Python process would otherwise compile each module it imports, about 2 s for the training job.
+# every Python process would otherwise compile each module it imports, every time it starts.
 export UV_COMPILE_BYTECODE := 1
 # Trust the platform certificate store too (machines behind a TLS-inspecting proxy).
 export UV_SYSTEM_CERTS := true

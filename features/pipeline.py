@@ -201,8 +201,8 @@ def historical_features(
     # to_arrow, not to_df: to_df adds a copy of every column (its reset_index) to the Arrow conversion.
     # One block per column (split_blocks): pandas would otherwise copy the float columns into one
     # 2-D block, and every row selection afterwards (the split) copies a column at a time faster.
-    # The conversion allocates from the system allocator: Arrow's default (mimalloc) made it about
-    # twice as slow on a 1.7-million-row training set (bench/train_scale.py's workspace).
+    # The conversion allocates from the system allocator: with Arrow's default (mimalloc) it was
+    # much slower on the training bench's rows (README, "Training at scale").
     frame = job.to_arrow().to_pandas(split_blocks=True, memory_pool=pa.system_memory_pool())
     if not _same_keys(frame, ordered, keys):
         frame = frame.sort_values(keys, kind="stable", ignore_index=True)
