@@ -93,6 +93,13 @@ class ModelBundle:
         return calibrate(self.calibration, self.raw_probabilities(frame))
 
 
+def reference_dates(stamps: pd.Series, size: int) -> pd.Index:
+    """The observation dates the drift reference is drawn from: whole dates among `stamps`, from the
+    newest back until they hold at least `size` rows (every date when there are fewer)."""
+    per_date = stamps.value_counts().sort_index(ascending=False)
+    return per_date.index[: int(np.searchsorted(per_date.cumsum().to_numpy(), size)) + 1]
+
+
 def reference_sample(bundle: ModelBundle, rows: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """The drift reference: `size` rows of the newest observation dates, their features and churn probabilities.
 
@@ -114,8 +121,7 @@ def reference_sample(bundle: ModelBundle, rows: pd.DataFrame, size: int, seed: i
         The model's features and `churn_probability`.
     """
     stamps = rows[names.EVENT_TIMESTAMP]
-    per_date = stamps.value_counts().sort_index(ascending=False)
-    dates = per_date.index[: int(np.searchsorted(per_date.cumsum().to_numpy(), size)) + 1]
+    dates = reference_dates(stamps, size)
     # The draw over positions of the newest rows (the same rows `sample` of their frame draws), and then
     # only the drawn rows copied: not every column of the newest dates' rows first.
     newest = np.flatnonzero(stamps.isin(dates).to_numpy())

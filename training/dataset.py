@@ -13,6 +13,7 @@ from feast import FeatureStore
 from core import names
 from features.labels import in_time_order
 from features.pipeline import historical_features
+from model.bundle import reference_dates
 from model.matrix import is_categorical, model_frame
 
 
@@ -165,6 +166,7 @@ def out_of_time_split(
     embargo_days: int,
     test_customers: float,
     seed: int,
+    dates: Sequence[pd.Timestamp] | np.ndarray | None = None,
 ) -> Split:
     """Split labelled rows by time and by customer.
 
@@ -181,6 +183,8 @@ def out_of_time_split(
         embargo_days: Minimum gap from the last training date to the first test date.
         test_customers: Share of customers reserved for the test.
         seed: Seed of the customer hash.
+        dates: The labelled observation dates the cuts are counted on; None: `frame`'s own. Pass
+            the labels' dates when `frame` holds only the rows the split keeps (`rows_to_retrieve`).
 
     Returns:
         The split, each part sorted by time then customer.
@@ -189,7 +193,10 @@ def out_of_time_split(
         ValueError: A part would be empty; the message names the settings to change.
     """
     bounds = split_dates(
-        frame[names.EVENT_TIMESTAMP].unique(), test_dates=test_dates, valid_dates=valid_dates, embargo_days=embargo_days
+        frame[names.EVENT_TIMESTAMP].unique() if dates is None else dates,
+        test_dates=test_dates,
+        valid_dates=valid_dates,
+        embargo_days=embargo_days,
     )
     ordered = frame if in_time_order(frame) else frame.sort_values([names.EVENT_TIMESTAMP, names.CUSTOMER_ID])
     is_test_customer = holdout_mask(ordered[names.CUSTOMER_ID], test_customers, seed)
@@ -203,6 +210,36 @@ def out_of_time_split(
     typed = model_frame(train, [c for c in features if is_categorical(train[c])])
     categories = {c: list(typed[c].cat.categories) for c in typed.columns}
     return Split(train, valid, test, tuple(features), categories)
+
+
+def rows_to_retrieve(
+    labels: pd.DataFrame,
+    *,
+    test_dates: int,
+    valid_dates: int,
+    embargo_days: int,
+    test_customers: float,
+    seed: int,
+    reference_rows: int,
+) -> pd.DataFrame:
+    """The labels whose feature rows a training run uses, in their order.
+
+    The train, valid and test rows of an out-of-time split of these settings, and every row of the
+    dates the drift reference of `reference_rows` rows is drawn from (`model.bundle.reference_dates`).
+    Left out are rows the split would drop once retrieved (the test customers' rows before the
+    test period, the embargo's dates, the other customers' rows in the test period) unless the
+    reference needs them. Split the retrieved rows with the labels' dates
+    (`out_of_time_split(..., dates=...)`).
+
+    Raises:
+        ValueError: Too few dates for the split; the message names the settings.
+    """
+    stamps = labels[names.EVENT_TIMESTAMP]
+    bounds = split_dates(stamps.unique(), test_dates=test_dates, valid_dates=valid_dates, embargo_days=embargo_days)
+    is_test_customer = holdout_mask(labels[names.CUSTOMER_ID], test_customers, seed)
+    kept = bounds.rows("train", stamps, is_test_customer) | bounds.rows("valid", stamps, is_test_customer)
+    kept |= bounds.rows("test", stamps, is_test_customer) | stamps.isin(reference_dates(stamps, reference_rows))
+    return labels[kept.to_numpy()]
 
 
 def _renumbered(rows: pd.DataFrame) -> pd.DataFrame:

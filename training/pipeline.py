@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,11 +27,11 @@ from model.bundle import ModelBundle, reference_sample
 from model.champion import NoChampionError, load_version
 from model.pyfunc import log_bundle
 from training.claims import reloaded
-from training.dataset import Split, cross_validation_split, historical_frame, out_of_time_split
+from training.dataset import Split, cross_validation_split, historical_frame, out_of_time_split, rows_to_retrieve
 from training.evaluation import Judged, Verdict, customer_values, judge_on_test
-from training.fingerprint import fingerprint
 from training.fitting import FinalModel, Regression, final_model, fit_regression
 from training.importance import shap_importance
+from training.lineage import fingerprint, git_commit
 from training.metrics import evaluate
 from training.registry import GateDecision, champion_version, gate, record_and_apply
 from training.report import write_artifacts
@@ -81,32 +80,14 @@ def configure_mlflow(settings: Settings) -> str:
     return experiment_id
 
 
-def git_commit(repo: Path | None = None) -> str:
-    """The checked-out git commit (with "-dirty" when the tree has changes), or "unknown"."""
-    where = repo or Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
-
-
 @dataclass(frozen=True)
 class Prepared:
     """The training set and its split, as every tuning worker computes them."""
 
     frame: pd.DataFrame
-    """The local engine: the whole training set. The Dask engine: the rows of its newest observation
-    dates (where the monitoring reference is drawn); the rest stays on the cluster."""
+    """The local engine: the training set, out of time the rows the split keeps and every row of the
+    dates the monitoring reference is drawn from. The Dask engine: the rows of its newest
+    observation dates; the rest stays on the cluster."""
     split: Split
     fingerprint: str
     fitter: Fitter | None = None
@@ -162,14 +143,26 @@ def prepare(settings: Settings) -> Prepared:
     """
     cfg = settings.training
     labels = labelled(settings)  # first: without a feature build, fail before the Feast store is opened (and created)
+    dates = labels[names.EVENT_TIMESTAMP].unique()
+    embargo = cfg.split.embargo_days if cfg.split.embargo_days is not None else settings.labels.horizon_days
+    test_dates, valid_dates, test_customers = cfg.split.test_dates, cfg.split.valid_dates, cfg.split.test_customers
+    if len(dates) > 1:  # out of time: only the rows the split and the drift reference use
+        labels = rows_to_retrieve(
+            labels,
+            test_dates=test_dates,
+            valid_dates=valid_dates,
+            embargo_days=embargo,
+            test_customers=test_customers,
+            seed=cfg.seed,
+            reference_rows=settings.monitoring.reference_sample,
+        )
     frame = historical_frame(open_store(settings), labels, cfg.feature_service)
     features = [c for c in frame.columns if c not in (names.CUSTOMER_ID, names.EVENT_TIMESTAMP, names.LABEL)]
-    if frame[names.EVENT_TIMESTAMP].nunique() == 1:  # no time axis: cross-validation
+    if len(dates) == 1:  # no time axis: cross-validation
         split = cross_validation_split(
             frame, features, folds=cfg.split.cv_folds, test_share=cfg.split.test_share, seed=cfg.seed
         )
         return Prepared(frame, split, fingerprint(frame))
-    embargo = cfg.split.embargo_days if cfg.split.embargo_days is not None else settings.labels.horizon_days
     # The hash and the split read the same frame and both spend most of their time in NumPy and
     # pandas loops that let go of the GIL: side by side they take little longer than the split.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fingerprint") as background:
@@ -177,11 +170,12 @@ def prepare(settings: Settings) -> Prepared:
         split = out_of_time_split(
             frame,
             features,
-            test_dates=cfg.split.test_dates,
-            valid_dates=cfg.split.valid_dates,
+            test_dates=test_dates,
+            valid_dates=valid_dates,
             embargo_days=embargo,
-            test_customers=cfg.split.test_customers,
+            test_customers=test_customers,
             seed=cfg.seed,
+            dates=dates,
         )
         return Prepared(frame, split, digest.result())
 

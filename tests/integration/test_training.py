@@ -19,7 +19,8 @@ from core import names
 from core.settings import Settings, parse_settings
 from features.generator.dataset import generate, write_generated
 from features.ingest import ingest
-from features.pipeline import apply_features, build_features
+from features.pipeline import apply_features, build_features, training_set
+from model.bundle import reference_dates
 from training import pipeline
 from training.dataset import out_of_time_split
 from training.evaluation import Verdict
@@ -59,6 +60,29 @@ def test_split_is_out_of_time_with_disjoint_test_customers(workspace: Path) -> N
     assert not test_customers & set(split.train[names.CUSTOMER_ID])
     assert not test_customers & set(split.valid[names.CUSTOMER_ID])
     assert 0.2 < len(test_customers) / split.test[names.CUSTOMER_ID].nunique() <= 1
+    # Only the rows the split keeps, and every row of the drift reference's dates, are retrieved;
+    # the split equals the one of every labelled row, and the reference's dates are whole.
+    prepared, every_row = pipeline.prepare(settings), training_set(settings)
+    cfg = settings.training
+    everything = out_of_time_split(
+        every_row,
+        list(split.features),
+        test_dates=cfg.split.test_dates,
+        valid_dates=cfg.split.valid_dates,
+        embargo_days=settings.labels.horizon_days,
+        test_customers=cfg.split.test_customers,
+        seed=cfg.seed,
+    )
+    for part in ("train", "valid", "test"):
+        pd.testing.assert_frame_equal(getattr(prepared.split, part), getattr(everything, part))
+    assert len(prepared.frame) < len(every_row)
+    dates = reference_dates(every_row[names.EVENT_TIMESTAMP], settings.monitoring.reference_sample)
+    assert list(dates) == list(
+        reference_dates(prepared.frame[names.EVENT_TIMESTAMP], settings.monitoring.reference_sample)
+    )
+    whole = every_row[every_row[names.EVENT_TIMESTAMP].isin(dates)].reset_index(drop=True)
+    kept = prepared.frame[prepared.frame[names.EVENT_TIMESTAMP].isin(dates)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, whole)
     # The same seed and data give the same split and fingerprint (hashed beside the split).
     first, second = pipeline.prepare(settings), pipeline.prepare(settings)
     pd.testing.assert_frame_equal(split.test, second.split.test)

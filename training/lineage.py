@@ -1,8 +1,11 @@
-"""The fingerprint of a training set: the same for the same rows, so tuning workers can check they share them."""
+"""Lineage of a training run: the fingerprint of its training set (the same for the same rows, so tuning
+workers can check they share them) and the code's git commit."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,3 +48,22 @@ def _bit_patterns(column: pd.Series) -> np.ndarray:
             values = values.astype(np.float64 if dtype.kind == "f" else np.int64)
         return np.ascontiguousarray(values).view(np.uint64)
     return pd.util.hash_pandas_object(column, index=False).to_numpy()
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The checked-out git commit (with "-dirty" when the tree has changes), or "unknown"."""
+    where = repo or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from training.fingerprint import fingerprint
+from training.lineage import fingerprint
 
 
 def _frame(rows: int = 1_000) -> pd.DataFrame:
