@@ -271,7 +271,7 @@ def _train(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regression") as background:
             # The logistic regression needs no trees: it fits while the trials train (XGBoost lets
             # go of the GIL), instead of after them. At the lowest priority (nice 19) the trials
-            # took as long and the regression longer, so it runs at theirs.
+            # and the regression both took longer, so it runs at theirs.
             regression: Future[Regression] | None = None
             if not split.cross_validated:
                 regression = background.submit(fit_regression, split, cfg)
