@@ -59,7 +59,8 @@ Rows (group in brackets, for `--only`):
   --customers/--days): `churn
   train`'s job (`training.pipeline.train`: Feast retrieval, one fixed parameter set, MLflow
   logging, registration, gate) beside bare `xgboost.train` (DMatrix + train, same parameters and
-  rows), target <= 1.5x, with the time per stage in the notes; Optuna with pruning beside without,
+  rows), target <= 1.5x, the median ratio of `--training-pairs` (3) interleaved pairs, with the
+  time per stage in the notes; Optuna with pruning beside without,
   same wall-clock budget (`--training-budget`); the Dask engine on a 2-worker `LocalCluster`
   beside the local engine (time, test AUC); and the growth of each stage (generate, ingest,
   build, retrieval, training, scoring) over `--training-sizes` customers. Script:
@@ -606,6 +607,7 @@ def bench_training(run: Runner, args: argparse.Namespace) -> list[Row]:
         days=args.training_days,
         sizes=args.training_sizes,
         budget=args.training_budget,
+        pairs=args.training_pairs,
     )
     return [Row(**row) for row in res["rows"]]
 
@@ -780,6 +782,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated customer counts of the growth (the smallest: pruning and Dask)",
     )
     parser.add_argument("--training-budget", type=float, default=120, help="wall seconds per Optuna arm")
+    parser.add_argument(
+        "--training-pairs", type=int, default=3, help="end-to-end training runs, each beside a bare run (median ratio)"
+    )
     parser.add_argument(
         "--results",
         type=Path,

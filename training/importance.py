@@ -17,6 +17,9 @@ from model.matrix import booster_input, dmatrix, input_array
 
 TOP_FEATURES = 20
 """Features shown in the importance chart and in the report."""
+EXPLAINED_ROWS = 5_000
+"""A training run's importance explains at most this many held-out rows (a seeded sample): a mean
+|SHAP| settles long before, and the cost grows with the rows."""
 
 
 def shap_importance(booster: xgb.Booster, data: xgb.DMatrix | pd.DataFrame) -> pd.Series:
@@ -45,6 +48,15 @@ def shap_importance(booster: xgb.Booster, data: xgb.DMatrix | pd.DataFrame) -> p
         names = matrix.feature_names or booster.feature_names or [f"f{i}" for i in range(contributions.shape[1] - 1)]
     importance = pd.Series(np.abs(contributions[:, :-1]).mean(axis=0), index=list(names), name="mean_abs_shap")
     return importance.sort_values(ascending=False, kind="stable")
+
+
+def held_out_importance(booster: xgb.Booster, valid: pd.DataFrame, train: pd.DataFrame, seed: int) -> pd.Series:
+    """A training run's SHAP importance: of its validation rows, or of its training rows when it has
+    none (cross-validated), at most `EXPLAINED_ROWS` of them, sampled with `seed`."""
+    explained = valid if len(valid) else train
+    if len(explained) > EXPLAINED_ROWS:
+        explained = explained.sample(n=EXPLAINED_ROWS, random_state=seed)
+    return shap_importance(booster, explained)
 
 
 def top_features(importance: pd.Series, top: int = TOP_FEATURES) -> pd.Series:

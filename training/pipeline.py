@@ -25,20 +25,19 @@ from features.paths import FeaturePaths
 from features.pipeline import open_store
 from model.bundle import ModelBundle, reference_sample
 from model.champion import NoChampionError, load_version
+from model.mlflow_adapter import index_installed_packages
 from model.pyfunc import log_bundle
 from training.claims import reloaded
 from training.dataset import Split, cross_validation_split, historical_frame, out_of_time_split, rows_to_retrieve
 from training.evaluation import Judged, Verdict, customer_values, judge_on_test
 from training.fitting import FinalModel, Regression, final_model, fit_regression
-from training.importance import shap_importance
+from training.importance import held_out_importance
 from training.lineage import fingerprint, git_commit
 from training.metrics import evaluate
+from training.plots import warm_up as warm_up_plots
 from training.registry import GateDecision, champion_version, gate, record_and_apply
 from training.report import write_artifacts
 from training.tune import PARENT_RUN, Fitter, best_of, negatives_per_positive, open_study, run_trials, score
-
-SHAP_ROWS = 5_000
-"""The SHAP importance of a run explains at most this many held-out rows (a seeded sample)."""
 
 
 class EngineError(RuntimeError):
@@ -275,6 +274,8 @@ def _train(
             regression: Future[Regression] | None = None
             if not split.cross_validated:
                 regression = background.submit(fit_regression, split, cfg)
+            for warm_up in (warm_up_plots, index_installed_packages):  # the logging's one-time work, done ahead
+                background.submit(warm_up)
             run_trials(
                 study,
                 split,
@@ -296,11 +297,17 @@ def _train(
         mlflow.log_metrics({"n_trials": float(result.n_trials), "n_pruned": float(result.n_pruned)})
 
         best = trained.get(finished.best_trial.number)
-        model = final_model(result.best_params, split, cfg, prepared.fitter, best, fitted)
-        mlflow.log_params({"baseline_logistic_regression_rows": model.regression_rows})
-        bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
-        judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression, success.value)
-        metrics = _log_evaluation(settings, split, model, judged, success.note)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="importance") as background:
+            # The trial's trees are the final trees: explain them while the blend and calibration are chosen.
+            explained = None
+            if best is not None:
+                explained = background.submit(held_out_importance, best, split.valid, split.train, cfg.seed)
+            model = final_model(result.best_params, split, cfg, prepared.fitter, best, fitted)
+            mlflow.log_params({"baseline_logistic_regression_rows": model.regression_rows})
+            bundle = ModelBundle(model.booster, model.calibration, None, model.linear)
+            judged = judge_on_test(settings, split, bundle.probabilities(split.test), model.regression, success.value)
+            importance = explained.result() if explained else None
+        metrics = _log_evaluation(settings, split, model, judged, success.note, importance)
         bundle.reference = reference_sample(bundle, frame, settings.monitoring.reference_sample, cfg.seed)
         info = log_bundle(bundle, split.train, registered_model_name=cfg.model_name)
         version = str(info.registered_model_version)
@@ -319,10 +326,11 @@ def _train(
 
 
 def _log_evaluation(
-    settings: Settings, split: Split, model: FinalModel, judged: Judged, success_note: str
+    settings: Settings, split: Split, model: FinalModel, judged: Judged, success_note: str, importance: pd.Series | None
 ) -> dict[str, float]:
     """Log the held-out and test metrics and the evaluation artifacts (the report says which offer success
-    the profit used); return the valid/cv/test metrics."""
+    the profit used); return the valid/cv/test metrics. `importance`: the trees' SHAP importance; None:
+    computed here."""
     cfg = settings.training
     holdout = model.metrics(cfg.metric)
     valid = {}
@@ -332,10 +340,8 @@ def _log_evaluation(
     logged = {**holdout, **valid, **judged.metrics(), "n_trees": float(model.booster.num_boosted_rounds())}
     mlflow.log_metrics({k: v for k, v in logged.items() if np.isfinite(v)})
     mlflow.set_tag("baselines.verdict", judged.verdict.line())
-    explained = split.valid if len(split.valid) else split.train
-    if len(explained) > SHAP_ROWS:  # a mean |SHAP| settles long before; pred_contribs costs per row
-        explained = explained.sample(n=SHAP_ROWS, random_state=cfg.seed)
-    importance = shap_importance(model.booster, explained)
+    if importance is None:
+        importance = held_out_importance(model.booster, split.valid, split.train, cfg.seed)
     with TemporaryDirectory() as tmp:
         write_artifacts(
             tmp,

@@ -4,6 +4,8 @@ examples, calibration, baselines, SHAP importance, plots and the HTML report."""
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from sklearn.metrics import log_loss
+from sklearn.metrics import log_loss, precision_recall_curve, roc_curve
 
 from model.calibration import fit_calibrator, should_calibrate
 from model.matrix import dmatrix, model_frame
 from training.baselines import baseline_scores, recency_rule
-from training.importance import shap_importance
+from training.importance import EXPLAINED_ROWS, held_out_importance, shap_importance
 from training.metrics import NO_CONTACT, Evaluation, evaluate, top_fraction
 from training.plots import (
     make_figures,
@@ -26,9 +28,11 @@ from training.plots import (
     plot_precision_recall,
     plot_profit,
     plot_roc,
+    thinned,
 )
 from training.report import render_report, write_artifacts
 
+ROOT = Path(__file__).resolve().parents[3]
 COSTS = {"retention_cost": 10.0, "customer_value": 200.0}
 
 
@@ -340,7 +344,43 @@ def test_shap_importance_ranks_the_informative_feature_first() -> None:
     pd.testing.assert_series_equal(shap_importance(booster, dmatrix(x)), importance)
 
 
+def test_held_out_importance_explains_a_seeded_sample_of_the_validation_rows_or_else_the_training_rows() -> None:
+    rng = np.random.default_rng(15)
+    n = EXPLAINED_ROWS + 1000
+    frame = pd.DataFrame({"signal": rng.normal(size=n), "noise": rng.normal(size=n)})
+    y = (rng.random(n) < _sigmoid(2.0 * frame["signal"].to_numpy())).astype(int)
+    params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "seed": 0, "nthread": 1}
+    booster = xgb.train(params, dmatrix(model_frame(frame, list(frame.columns)), label=y), num_boost_round=10)
+    sample = frame.sample(n=EXPLAINED_ROWS, random_state=3)
+
+    of_valid = held_out_importance(booster, frame, frame.head(0), seed=3)
+    of_train = held_out_importance(booster, frame.head(0), frame, seed=3)
+
+    pd.testing.assert_series_equal(of_valid, shap_importance(booster, sample))
+    pd.testing.assert_series_equal(of_train, of_valid)
+    small = frame.head(100)
+    pd.testing.assert_series_equal(held_out_importance(booster, small, frame, seed=3), shap_importance(booster, small))
+    assert not held_out_importance(booster, frame, frame.head(0), seed=4).equals(of_valid)  # another sample
+
+
 # --- plots and report -----------------------------------------------------------------------------
+
+
+def test_thinned_curves_keep_their_ends_and_shape_to_a_cell_and_short_curves_whole() -> None:
+    proba, y = _calibrated(300_000, seed=16)
+    fpr, tpr, _ = roc_curve(y, proba, drop_intermediate=False)
+    x, y_thin = thinned(fpr, tpr, cells=1000)
+    assert len(fpr) > 100_000 and len(x) <= 4_000
+    assert (x[0], y_thin[0], x[-1], y_thin[-1]) == (fpr[0], tpr[0], fpr[-1], tpr[-1])
+    assert np.abs(np.interp(fpr, x, y_thin) - tpr).max() <= 1 / 1000  # no point strays a cell from the line
+    precision, recall, _ = precision_recall_curve(y, proba)
+    r, p = thinned(recall, precision, cells=1000)
+    kept = np.isin(recall, r) & np.isin(precision, p)
+    assert kept[0] and kept[-1] and len(r) < len(recall) / 10
+    cells = np.floor(recall * 1000) * 1001 + np.floor(precision * 1000)
+    assert set(np.floor(r * 1000) * 1001 + np.floor(p * 1000)) == set(cells)  # every cell the curve visits is drawn
+    short = np.linspace(0, 1, 50)
+    np.testing.assert_array_equal(thinned(short, short**2)[1], short**2)
 
 
 @pytest.fixture(scope="module")
@@ -474,3 +514,12 @@ def test_write_artifacts_saves_pngs_and_a_self_contained_report(
     page = _page(report)
     assert len(page.images) == 6 and all(str(image["src"]).startswith("data:image/png;") for image in page.images)
     assert ("th", "logistic_regression") in page.cells and page.title == "Churn model evaluation"
+
+
+def test_the_plotting_library_is_imported_by_the_warm_up_not_by_the_module() -> None:
+    code = (
+        "import sys; import training.plots as p; a = 'matplotlib' in sys.modules; p.warm_up(); "
+        "print(a, 'matplotlib.figure' in sys.modules, 'matplotlib.backends.backend_agg' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == ["False", "True", "True"]
