@@ -7,10 +7,13 @@ or the contract the ASOF store relies on) fails here.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import math
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,7 +25,14 @@ from core import names
 from core.io import write_atomic_parquet
 from core.settings import Settings, parse_settings
 from features import feast_repo
-from features.feast_offline import AsofRetrievalJob, ChurnDuckDBOfflineStore, ReadingOnly
+from features.feast_offline import (
+    AsofRetrievalJob,
+    ChurnDuckDBOfflineStore,
+    ReadingOnly,
+    SourceJoin,
+    asof_join,
+    asof_sql,
+)
 from features.paths import FeaturePaths
 from features.pipeline import apply_features, historical_features, open_store
 
@@ -183,3 +193,62 @@ def test_on_demand_views_transform_only_the_columns_they_read(
     assert given and all(set(columns) <= ReadingOnly(job._on_demand[0]).reads for columns in given)
     assert len(given[0]) == 2  # the days since the last purchase and the mean gap
     assert table[feast_repo.RHYTHM_FEATURE].null_count < table.num_rows
+
+
+def _query(sql: str, entity: pd.DataFrame) -> pa.Table:
+    """`sql` of `asof_sql` over `entity`, as `asof_join` runs it."""
+    table = pa.Table.from_pandas(entity, preserve_index=False)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("entity", table.append_column("__churn_row", pa.array(range(len(entity)), pa.int64())))
+    return con.sql(sql).to_arrow_table()
+
+
+def _two_sources(tmp_path: Path, duplicate: bool = False) -> list[SourceJoin]:
+    """Two Parquet sources of other dates, one with a TTL; `duplicate`: the first has two rows at one key and time."""
+    days = [DAY_1 + pd.Timedelta(days=d) for d in range(0, 40, 3)]
+    rng = np.random.default_rng(5)
+    weekly = pd.DataFrame(
+        {
+            "cid": [f"C{i % 7}" for i in range(70)],
+            "at": [days[i % len(days)] for i in range(70)],
+            "spend": rng.normal(size=70),
+            "plan": rng.choice(["a", "b"], 70),
+        }
+    ).drop_duplicates(["cid", "at"])
+    if duplicate:
+        weekly = pd.concat([weekly, weekly.head(1)])
+    daily = pd.DataFrame(
+        {"cid": [f"C{i % 5}" for i in range(50)], "at": [DAY_1 + pd.Timedelta(days=i // 5) for i in range(50)]}
+    ).assign(visits=rng.integers(0, 9, 50).astype(float))
+    weekly.to_parquet(tmp_path / "weekly.parquet")
+    daily.to_parquet(tmp_path / "daily.parquet")
+    keys = (("cid", names.CUSTOMER_ID),)
+    return [
+        SourceJoin(str(tmp_path / "weekly.parquet"), "at", keys, None, (("spend", "spend"), ("plan", "plan"))),
+        SourceJoin(str(tmp_path / "daily.parquet"), "at", keys, dt.timedelta(days=2), (("visits", "visits_2d"),)),
+    ]
+
+
+def _entity_of_many_times() -> pd.DataFrame:
+    rng = np.random.default_rng(6)
+    at = DAY_1 + pd.to_timedelta(rng.integers(-3 * 24, 45 * 24, 300), unit="h")
+    return pd.DataFrame({names.CUSTOMER_ID: rng.choice([f"C{i}" for i in range(8)], 300), names.EVENT_TIMESTAMP: at})
+
+
+def test_the_narrow_join_gives_what_the_direct_asof_join_gives(tmp_path: Path) -> None:
+    joins, entity = _two_sources(tmp_path), _entity_of_many_times()
+    narrow = _query(asof_sql(joins, list(entity.columns)), entity)
+    direct = _query(asof_sql(joins, list(entity.columns), narrow=False), entity)
+    assert narrow.equals(direct)
+    assert narrow.num_rows == len(entity) and narrow.column("visits_2d").null_count not in (0, len(entity))
+    assert narrow.column("spend").null_count < len(entity) // 2
+    assert asof_join(joins, entity).equals(direct)
+
+
+def test_a_source_with_two_rows_at_one_key_and_time_is_joined_directly(tmp_path: Path) -> None:
+    joins, entity = _two_sources(tmp_path, duplicate=True), _entity_of_many_times()
+    assert _query(asof_sql(joins, list(entity.columns)), entity).num_rows > len(entity)  # the narrow join doubles rows
+    got = asof_join(joins, entity)
+    assert got.equals(_query(asof_sql(joins, list(entity.columns), narrow=False), entity))
+    assert got.num_rows == len(entity)
