@@ -7,6 +7,7 @@ apart from `model.bundle` because it imports MLflow, which takes seconds to impo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -59,19 +60,29 @@ def input_example(bundle: ModelBundle, frame: pd.DataFrame, rows: int = 3) -> pd
     return example
 
 
-def log_bundle(bundle: ModelBundle, example: pd.DataFrame, registered_model_name: str | None = None) -> Any:  # noqa: ANN401
+def log_bundle(
+    bundle: ModelBundle,
+    example: pd.DataFrame,
+    registered_model_name: str | None = None,
+    version_tags: Mapping[str, str] | None = None,
+) -> Any:  # noqa: ANN401
     """Log the bundle to the active MLflow run as one pyfunc model, and register it when a name is given.
+
+    Args:
+        bundle: The model.
+        example: Feature rows; the first few become the logged input example.
+        registered_model_name: Register the logged model as a new version of this model; None: do not.
+        version_tags: Tags of the new version, set as it is created (one registry write, not one per tag).
 
     Returns:
         MLflow's `ModelInfo` (its `registered_model_version` is the new version).
     """
     with TemporaryDirectory() as tmp:
         artifacts = write_bundle(bundle, Path(tmp))
-        return mlflow.pyfunc.log_model(
+        info = mlflow.pyfunc.log_model(
             name=ARTIFACT_PATH,
             python_model=str(Path(__file__).with_name("mlflow_entry.py")),
             artifacts=artifacts,
-            registered_model_name=registered_model_name,
             signature=signature(bundle),
             input_example=input_example(bundle, example),
             # Stated, not inferred: inference runs `uv export` / scans the environment on every log.
@@ -81,6 +92,10 @@ def log_bundle(bundle: ModelBundle, example: pd.DataFrame, registered_model_name
                 f"pandas=={pd.__version__}",
             ],
         )
+    if registered_model_name is not None:
+        version = mlflow.register_model(info.model_uri, registered_model_name, tags=dict(version_tags or {}))
+        info.registered_model_version = int(version.version)
+    return info
 
 
 def load_bundle(uri: str) -> ModelBundle:

@@ -309,14 +309,12 @@ def _train(
             importance = explained.result() if explained else None
         metrics = _log_evaluation(settings, split, model, judged, success.note, importance)
         bundle.reference = reference_sample(bundle, frame, settings.monitoring.reference_sample, cfg.seed)
-        info = log_bundle(bundle, split.train, registered_model_name=cfg.model_name)
+        calibration = str(model.calibration_decision.method) if model.calibration else "none"
+        blend = f"trees {model.tree_weight:.2f} + logistic regression" if model.linear else "trees alone"
+        tags = {**lineage, "features": ",".join(features), "calibration": calibration, "blend": blend}
+        tags["baselines.verdict"] = judged.verdict.line()
+        info = log_bundle(bundle, split.train, registered_model_name=cfg.model_name, version_tags=tags)
         version = str(info.registered_model_version)
-    calibration = str(model.calibration_decision.method) if model.calibration else "none"
-    blend = f"trees {model.tree_weight:.2f} + logistic regression" if model.linear else "trees alone"
-    tags = {**lineage, "features": ",".join(features), "calibration": calibration, "blend": blend}
-    tags["baselines.verdict"] = judged.verdict.line()
-    for key, value in tags.items():
-        client.set_model_version_tag(cfg.model_name, version, key, value)
     client.set_registered_model_alias(cfg.model_name, names.CHALLENGER_ALIAS, version)
     decision = _gate(settings, client, judged, split, success.value)
     record_and_apply(client, cfg.model_name, version, decision)

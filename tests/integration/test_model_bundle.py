@@ -83,15 +83,18 @@ def test_a_registered_bundle_is_one_pyfunc_model_and_the_champion(
     with pytest.raises(NoChampionError, match="run `churn train`"):
         load_champion(uri, "churn-test")
     capfd.readouterr()
-    with warnings.catch_warnings(record=True) as caught, mlflow.start_run(experiment_id=experiment):
+    with warnings.catch_warnings(record=True) as caught, mlflow.start_run(experiment_id=experiment) as run:
         warnings.simplefilter("always")
         mlflow.log_metric("test_roc_auc", 0.75)
-        info = log_bundle(bundle, _frame(10, seed=3), registered_model_name="churn-test")
+        tags = {"calibration": "isotonic", "features": "a,b"}
+        info = log_bundle(bundle, _frame(10, seed=3), registered_model_name="churn-test", version_tags=tags)
     # MLflow writes its warnings through a handler of its own, straight to stderr.
     said = [*"\n".join(capfd.readouterr()).splitlines(), *(str(w.message) for w in caught)]
     assert not [line for line in said if "example" in line.lower() and "WARNING" in line], said
     assert not [line for line in said if "pickle" in line.lower()], said  # logged from code, not pickled
     version = str(info.registered_model_version)
+    registered = client.get_model_version("churn-test", version)
+    assert registered.tags == tags and registered.run_id == run.info.run_id  # tagged as created, linked to its run
     client.set_registered_model_alias("churn-test", names.CHAMPION_ALIAS, version)
 
     rows = _frame(30, seed=4)
