@@ -26,7 +26,11 @@ def is_categorical(series: pd.Series) -> bool:
 
 
 def model_frame(
-    frame: pd.DataFrame, features: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    categories: Mapping[str, Sequence[str]] | None = None,
+    *,
+    copy: bool = True,
 ) -> pd.DataFrame:
     """The model's columns of `frame`, typed for XGBoost.
 
@@ -36,6 +40,8 @@ def model_frame(
         categories: Categorical feature -> its known values (from training). None infers them
             from `frame` (training); a feature listed here is categorical even if `frame` holds
             no strings for it (e.g. all missing).
+        copy: False: a float64 column of `frame` is taken as it is, not copied (XGBoost reads a
+            frame column by column), so the result is for reading: change it and `frame` changes.
 
     Returns:
         A new frame: categorical features as `pd.Categorical`, the rest as float64.
@@ -43,28 +49,22 @@ def model_frame(
     categorical = {
         name for name in features if (name in categories if categories is not None else is_categorical(frame[name]))
     }
-    numeric = [name for name in features if name not in categorical]
-    # The numbers go into one column-major array, which becomes the frame's float block as it is:
-    # a frame built from a dict of columns would stack them into a block, copying every value twice.
-    block = np.empty((len(frame), len(numeric)), dtype=np.float64, order="F")
-    for j, name in enumerate(numeric):
+    columns: dict[str, np.ndarray | pd.Categorical] = {}
+    for name in features:
         column = frame[name]
-        if column.dtype != np.float64:  # numpy's float64 is copied into the block as it is
-            column = pd.to_numeric(column, errors="coerce").astype("float64")
-        block[:, j] = column.to_numpy()
-    out = pd.DataFrame(block, index=frame.index, columns=numeric, copy=False)
-    # Each category column at its place among the features (every column before it is in place).
-    for position, name in enumerate(features):
-        if name not in categorical:
-            continue
-        column = frame[name]
-        if categories is not None:
-            values = column.astype("object").where(column.notna(), None)
-            out.insert(position, name, pd.Categorical(values, categories=list(categories[name])))
+        if name in categorical:
+            if categories is not None:
+                values = column.astype("object").where(column.notna(), None)
+                columns[name] = pd.Categorical(values, categories=list(categories[name]))
+            else:
+                known = sorted(str(v) for v in column.dropna().unique())
+                columns[name] = pd.Categorical(column.astype("object"), categories=known)
+        elif column.dtype == np.float64:
+            columns[name] = column.to_numpy(copy=copy)
         else:
-            known = sorted(str(v) for v in column.dropna().unique())
-            out.insert(position, name, pd.Categorical(column.astype("object"), categories=known))
-    return out
+            columns[name] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
+    # Each array becomes a column of its own (a frame built with copy=True would stack them into a block).
+    return pd.DataFrame(columns, index=frame.index, columns=list(features), copy=False)
 
 
 def dmatrix(frame: pd.DataFrame, label: pd.Series | np.ndarray | None = None) -> xgb.DMatrix:
@@ -106,10 +106,11 @@ def booster_categories(booster: xgb.Booster) -> dict[str, list[str]]:
 
 
 def booster_input(booster: xgb.Booster, frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` typed as the booster was trained: its features, its categories."""
+    """`frame` typed as the booster was trained: its features, its categories (its float columns are
+    `frame`'s own, `model_frame(copy=False)`: for reading)."""
     if not booster.feature_names:
         raise ValueError("the model has no feature names: train it on a DataFrame")
-    return model_frame(frame, list(booster.feature_names), booster_categories(booster))
+    return model_frame(frame, list(booster.feature_names), booster_categories(booster), copy=False)
 
 
 def predict(booster: xgb.Booster, frame: pd.DataFrame) -> np.ndarray:

@@ -45,11 +45,12 @@ class Split:
     def xy(self, part: str) -> tuple[pd.DataFrame, pd.Series]:
         """Model-typed features (see `model.matrix`) and label of `train`, `valid` or `test`.
 
-        The features are built once per part and shared: callers must not modify them.
+        The features are built once per part and shared, and their float columns are the part's
+        own (`model_frame(copy=False)`): callers must not modify them.
         """
         frame = getattr(self, part)
         if part not in self._typed:
-            self._typed[part] = model_frame(frame, self.features, self.categories)
+            self._typed[part] = model_frame(frame, self.features, self.categories, copy=False)
         return self._typed[part], frame[names.LABEL]
 
     def y(self, part: str) -> pd.Series:

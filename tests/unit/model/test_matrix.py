@@ -75,6 +75,19 @@ def test_the_typed_frame_is_a_copy(frame: pd.DataFrame) -> None:
     assert (frame["count_7d"] >= 0).all()
 
 
+def test_without_a_copy_the_float_columns_are_the_frames_own_and_the_frame_is_the_same(frame: pd.DataFrame) -> None:
+    shared = model_frame(frame, FEATURES, copy=False)
+    pd.testing.assert_frame_equal(shared, model_frame(frame, FEATURES))
+    floats = [name for name in FEATURES if frame[name].dtype == np.float64]
+    assert floats and all(np.shares_memory(shared[name].to_numpy(), frame[name].to_numpy()) for name in floats)
+    converted = [
+        name for name in FEATURES if name not in floats and not isinstance(shared[name].dtype, pd.CategoricalDtype)
+    ]
+    assert converted and not any(
+        np.shares_memory(shared[name].to_numpy(), frame[name].to_numpy()) for name in converted
+    )
+
+
 def test_no_numeric_column_and_no_rows() -> None:
     only = pd.DataFrame({"profile_plan": ["basic", None]})
     typed = model_frame(only, ["profile_plan"], {"profile_plan": ["basic"]})
