@@ -274,7 +274,8 @@ def _train(
             regression: Future[Regression] | None = None
             if not split.cross_validated:
                 regression = background.submit(fit_regression, split, cfg)
-            for warm_up in (warm_up_plots, index_installed_packages):  # the logging's one-time work, done ahead
+            # The logging's one-time work, done ahead; should one fail, the logging does it again and says why.
+            for warm_up in (warm_up_plots, index_installed_packages):
                 background.submit(warm_up)
             run_trials(
                 study,
