@@ -84,17 +84,20 @@ class Regression:
     model: Pipeline
     rows: pd.DataFrame
     """The training rows it was fitted on (`training.regression_rows` caps them)."""
+    valid_margin: np.ndarray
+    """Its margins of the split's validation rows (the blend's linear part)."""
 
 
 def fit_regression(split: Split, cfg: TrainingSettings) -> Regression:
-    """The logistic regression of an out-of-time split: fitted on its training rows, or a seeded
-    sample of `cfg.regression_rows` of them.
+    """The logistic regression of an out-of-time split, fitted on its training rows, or a seeded
+    sample of `cfg.regression_rows` of them, and its margins of the validation rows.
 
     It needs no trees, so the training job fits it while the trees train (`training.pipeline`).
     """
     rows = _capped(split.train, cfg.regression_rows, cfg.seed)
     features = list(split.features)
-    return Regression(logistic_baseline(rows[features], rows[names.LABEL]), rows)
+    model = logistic_baseline(rows[features], rows[names.LABEL])
+    return Regression(model, rows, _margins(split, model, rows, split.valid))
 
 
 def _margins(split: Split, model: Pipeline, fit_rows: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
@@ -157,8 +160,7 @@ def final_model(
         holdout = split.valid
         tree_margin = booster.predict(dmatrix(split.xy("valid")[0]), output_margin=True)
         fitted = regression if regression is not None else fit_regression(split, cfg)
-        regression_fit, logistic = fitted.rows, fitted.model
-        linear_margin = _margins(split, logistic, regression_fit, holdout)
+        regression_fit, logistic, linear_margin = fitted.rows, fitted.model, fitted.valid_margin
     y = holdout[names.LABEL].to_numpy()
     weight, blend_scores = choose_tree_weight(
         y,
