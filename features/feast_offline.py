@@ -152,16 +152,20 @@ def asof_sql(joins: Sequence[SourceJoin], entity_columns: Sequence[str], *, narr
     return f"SELECT {', '.join(selects)} FROM {' '.join(froms)} ORDER BY e.{ROW}"
 
 
-def asof_join(joins: Sequence[SourceJoin], entity_df: pd.DataFrame) -> pa.Table:
-    """The entity rows (in their order) with the features of `joins`, as Feast's DuckDB store types them."""
+def asof_join(joins: Sequence[SourceJoin], entity_df: pd.DataFrame, *, narrow: bool | None = None) -> pa.Table:
+    """The entity rows (in their order) with the features of `joins`, as Feast's DuckDB store types them.
+
+    `narrow`: the plan of `asof_sql`; None: the narrow one, then the direct one when a source has two
+    rows at one key and time (the narrow one's rows outnumber the entity rows).
+    """
     entity = pa.Table.from_pandas(entity_df, preserve_index=False)
     entity = entity.append_column(ROW, pa.array(range(len(entity_df)), pa.int64()))
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("entity", entity)
-        joined = con.sql(asof_sql(joins, list(entity_df.columns))).to_arrow_table()
-        if joined.num_rows != len(entity_df):  # a source with two rows at one key and time: join directly
+        joined = con.sql(asof_sql(joins, list(entity_df.columns), narrow=narrow is not False)).to_arrow_table()
+        if narrow is None and joined.num_rows != len(entity_df):
             joined = con.sql(asof_sql(joins, list(entity_df.columns), narrow=False)).to_arrow_table()
         return joined
     finally:

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -31,7 +30,6 @@ from features.feast_offline import (
     ReadingOnly,
     SourceJoin,
     asof_join,
-    asof_sql,
 )
 from features.paths import FeaturePaths
 from features.pipeline import apply_features, historical_features, open_store
@@ -195,15 +193,6 @@ def test_on_demand_views_transform_only_the_columns_they_read(
     assert table[feast_repo.RHYTHM_FEATURE].null_count < table.num_rows
 
 
-def _query(sql: str, entity: pd.DataFrame) -> pa.Table:
-    """`sql` of `asof_sql` over `entity`, as `asof_join` runs it."""
-    table = pa.Table.from_pandas(entity, preserve_index=False)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("entity", table.append_column("__churn_row", pa.array(range(len(entity)), pa.int64())))
-    return con.sql(sql).to_arrow_table()
-
-
 def _two_sources(tmp_path: Path, duplicate: bool = False) -> list[SourceJoin]:
     """Two Parquet sources of other dates, one with a TTL; `duplicate`: the first has two rows at one key and time."""
     days = [DAY_1 + pd.Timedelta(days=d) for d in range(0, 40, 3)]
@@ -238,8 +227,8 @@ def _entity_of_many_times() -> pd.DataFrame:
 
 def test_the_narrow_join_gives_what_the_direct_asof_join_gives(tmp_path: Path) -> None:
     joins, entity = _two_sources(tmp_path), _entity_of_many_times()
-    narrow = _query(asof_sql(joins, list(entity.columns)), entity)
-    direct = _query(asof_sql(joins, list(entity.columns), narrow=False), entity)
+    narrow = asof_join(joins, entity, narrow=True)
+    direct = asof_join(joins, entity, narrow=False)
     assert narrow.equals(direct)
     assert narrow.num_rows == len(entity) and narrow.column("visits_2d").null_count not in (0, len(entity))
     assert narrow.column("spend").null_count < len(entity) // 2
@@ -248,7 +237,7 @@ def test_the_narrow_join_gives_what_the_direct_asof_join_gives(tmp_path: Path) -
 
 def test_a_source_with_two_rows_at_one_key_and_time_is_joined_directly(tmp_path: Path) -> None:
     joins, entity = _two_sources(tmp_path, duplicate=True), _entity_of_many_times()
-    assert _query(asof_sql(joins, list(entity.columns)), entity).num_rows > len(entity)  # the narrow join doubles rows
+    assert asof_join(joins, entity, narrow=True).num_rows > len(entity)  # the narrow join doubles rows
     got = asof_join(joins, entity)
-    assert got.equals(_query(asof_sql(joins, list(entity.columns), narrow=False), entity))
+    assert got.equals(asof_join(joins, entity, narrow=False))
     assert got.num_rows == len(entity)
