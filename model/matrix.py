@@ -25,6 +25,16 @@ def is_categorical(series: pd.Series) -> bool:
     )
 
 
+def known_categories(column: pd.Series) -> list[str]:
+    """The distinct values of a categorical feature column, as sorted strings (missing values left out)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        present = column.dropna().unique()
+    else:  # distinct values first: finding the missing ones among every row costs more than the hashing
+        present = pd.unique(column.to_numpy())
+        present = present[~pd.isna(present)]
+    return sorted(str(v) for v in present)
+
+
 def model_frame(
     frame: pd.DataFrame,
     features: Sequence[str],
@@ -54,11 +64,13 @@ def model_frame(
         column = frame[name]
         if name in categorical:
             if categories is not None:
-                values = column.astype("object").where(column.notna(), None)
+                # Strings as Arrow gives them to pandas (object, None for missing) are taken as they are.
+                values = (
+                    column.to_numpy() if column.dtype == object else column.astype("object").where(column.notna(), None)
+                )
                 columns[name] = pd.Categorical(values, categories=list(categories[name]))
             else:
-                known = sorted(str(v) for v in column.dropna().unique())
-                columns[name] = pd.Categorical(column.astype("object"), categories=known)
+                columns[name] = pd.Categorical(column.astype("object"), categories=known_categories(column))
         elif column.dtype == np.float64:
             columns[name] = column.to_numpy(copy=copy)
         else:

@@ -14,7 +14,7 @@ from core import names
 from features.labels import in_time_order
 from features.pipeline import historical_features
 from model.bundle import reference_dates
-from model.matrix import is_categorical, model_frame
+from model.matrix import is_categorical, known_categories, model_frame
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,7 @@ def out_of_time_split(
     for part, rows in parts.items():
         check_part(part, len(rows), int(rows[names.LABEL].sum()), bounds, test_customers)
     train, valid, test = (parts[p] for p in PARTS)
-    typed = model_frame(train, [c for c in features if is_categorical(train[c])])
-    categories = {c: list(typed[c].cat.categories) for c in typed.columns}
+    categories = {c: known_categories(train[c]) for c in features if is_categorical(train[c])}
     return Split(train, valid, test, tuple(features), categories)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.matrix import model_frame
+from model.matrix import known_categories, model_frame
 
 
 def _column_by_column(
@@ -67,6 +67,27 @@ def test_inferred_categories_give_the_frame_of_typing_each_column_alone(frame: p
     typed = model_frame(frame, FEATURES)
     pd.testing.assert_frame_equal(typed, _column_by_column(frame, FEATURES, None))
     assert list(typed["profile_plan"].cat.categories) == ["basic", "gold", "premium"]
+
+
+def test_known_categories_are_the_sorted_strings_present_whatever_the_columns_type() -> None:
+    values = ["gold", None, "basic", np.nan, "gold", "premium"]
+    expected = ["basic", "gold", "premium"]
+    assert known_categories(pd.Series(values, dtype=object)) == expected
+    assert known_categories(pd.Series(values, dtype="string")) == expected
+    # A category no row holds any more (rows selected after the typing) is not known.
+    unused = pd.Series(pd.Categorical(values, categories=["basic", "gold", "premium", "silver"]))
+    assert known_categories(unused) == expected
+    assert known_categories(pd.Series([3, None, 1], dtype=object)) == ["1", "3"]
+    assert known_categories(pd.Series([None, np.nan], dtype=object)) == []
+
+
+def test_an_object_column_with_both_kinds_of_missing_value_is_typed_as_the_string_column() -> None:
+    values = ["gold", None, "basic", np.nan, "silver"]
+    categories = {"plan": ["basic", "gold"]}
+    as_object = model_frame(pd.DataFrame({"plan": pd.Series(values, dtype=object)}), ["plan"], categories)
+    as_string = model_frame(pd.DataFrame({"plan": pd.Series(values, dtype="string")}), ["plan"], categories)
+    pd.testing.assert_frame_equal(as_object, as_string)
+    assert as_object["plan"].isna().tolist() == [False, True, False, True, True]
 
 
 def test_the_typed_frame_is_a_copy(frame: pd.DataFrame) -> None:
