@@ -59,7 +59,7 @@ Rows (group in brackets, for `--only`):
   --customers/--days): `churn
   train`'s job (`training.pipeline.train`: Feast retrieval, one fixed parameter set, MLflow
   logging, registration, gate) beside bare `xgboost.train` (DMatrix + train, same parameters and
-  rows), target <= 1.5x, the median ratio of `--training-pairs` (3) interleaved pairs, with the
+  rows), target <= 1.5x, the median ratio of `--training-pairs` (5) interleaved pairs, with the
   time per stage in the notes; Optuna with pruning beside without,
   same wall-clock budget (`--training-budget`); the Dask engine on a 2-worker `LocalCluster`
   beside the local engine (time, test AUC); and the growth of each stage (generate, ingest,
@@ -783,7 +783,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--training-budget", type=float, default=120, help="wall seconds per Optuna arm")
     parser.add_argument(
-        "--training-pairs", type=int, default=3, help="end-to-end training runs, each beside a bare run (median ratio)"
+        "--training-pairs", type=int, default=5, help="end-to-end training runs, each beside a bare run (median ratio)"
     )
     parser.add_argument(
         "--results",

@@ -24,7 +24,7 @@ Measured:
   by wrapping the function `train` calls (the notes give the breakdown). The baseline, in a
   fresh process on the same train and validation rows (written to Parquet by the platform's
   process after its timing): `xgboost.DMatrix` of both parts and `xgboost.train` with the same
-  parameters, rounds, early stopping, seed and threads. Run `--pairs` times (default 3), each
+  parameters, rounds, early stopping, seed and threads. Run `--pairs` times (default 5), each
   platform run followed by a baseline run, because one VM's figures vary by seconds between runs;
   the figures are the pair with the median ratio, every pair listed in its notes. Target: <= 1.5x.
 - pruning: the Optuna study alone (the training set prepared first, untimed) on the workspace of
@@ -398,7 +398,7 @@ def median_pair(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def measure(customers: int, days: int, sizes: Sequence[int], budget: float, pairs: int = 3) -> dict[str, Any]:
+def measure(customers: int, days: int, sizes: Sequence[int], budget: float, pairs: int = 5) -> dict[str, Any]:
     """Run every training measurement under `./training` (see the module docstring); return the raw results.
 
     The end-to-end figure is `pairs` runs of the platform, each followed by the bare baseline."""
@@ -586,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=420)
     parser.add_argument("--sizes", default="2500,5000", help="comma-separated customer counts of the growth")
     parser.add_argument("--budget", type=float, default=120, help="wall seconds of each Optuna arm")
-    parser.add_argument("--pairs", type=int, default=3, help="end-to-end runs, each beside a bare run")
+    parser.add_argument("--pairs", type=int, default=5, help="end-to-end runs, each beside a bare run")
     parser.add_argument("--workdir", type=Path, default=Path("bench-training"))
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
