@@ -208,8 +208,7 @@ def out_of_time_split(
     for part, rows in parts.items():
         check_part(part, len(rows), int(rows[names.LABEL].sum()), bounds, test_customers)
     train, valid, test = (parts[p] for p in PARTS)
-    categories = {c: known_categories(train[c]) for c in features if is_categorical(train[c])}
-    return Split(train, valid, test, tuple(features), categories)
+    return Split(train, valid, test, tuple(features), _categories(train, features))
 
 
 def rows_to_retrieve(
@@ -240,6 +239,11 @@ def rows_to_retrieve(
     kept = bounds.rows("train", stamps, is_test_customer) | bounds.rows("valid", stamps, is_test_customer)
     kept |= bounds.rows("test", stamps, is_test_customer) | stamps.isin(reference_dates(stamps, reference_rows))
     return labels[kept.to_numpy()]
+
+
+def _categories(train: pd.DataFrame, features: Sequence[str]) -> dict[str, list[str]]:
+    """Each categorical feature's known values: those of the training rows (what `model_frame` infers)."""
+    return {c: known_categories(train[c]) for c in features if is_categorical(train[c])}
 
 
 def _renumbered(rows: pd.DataFrame) -> pd.DataFrame:
@@ -281,6 +285,4 @@ def cross_validation_split(
     held = ordered.iloc[np.sort(test)].reset_index(drop=True)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     parts = tuple((fit, out) for fit, out in splitter.split(np.zeros(len(train)), train[names.LABEL].to_numpy()))
-    typed = model_frame(train, features)
-    categories = {c: list(typed[c].cat.categories) for c in features if isinstance(typed[c].dtype, pd.CategoricalDtype)}
-    return Split(train, train.iloc[:0], held, tuple(features), categories, parts)
+    return Split(train, train.iloc[:0], held, tuple(features), _categories(train, features), parts)
